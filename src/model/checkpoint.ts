@@ -1,0 +1,142 @@
+/**
+ * A Hugging Face Qwen3 checkpoint directory: config.json plus either model.safetensors or
+ * sharded model-*.safetensors with model.safetensors.index.json (weight_map: tensor -> file).
+ * Tensors are read lazily, one at a time, as float32.
+ */
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { formatError } from '../errors.js';
+import { Qwen3Config, readQwen3Config } from './qwen3-config.js';
+import { SafetensorsFile, TensorInfo } from './safetensors.js';
+
+/** Where weights come from: the engine, the reference forward pass and the graph builder all read through this. */
+export interface WeightSource {
+  has(name: string): boolean;
+  info(name: string): TensorInfo;
+  /** the tensor as float32, row-major in its stored shape */
+  readF32(name: string): Float32Array;
+  close(): void;
+}
+
+export class Checkpoint implements WeightSource {
+  readonly dir: string;
+  readonly config: Qwen3Config;
+  private readonly files: Map<string, SafetensorsFile>;
+  private readonly where: Map<string, SafetensorsFile>;
+
+  private constructor(dir: string, config: Qwen3Config, files: Map<string, SafetensorsFile>, where: Map<string, SafetensorsFile>) {
+    this.dir = dir;
+    this.config = config;
+    this.files = files;
+    this.where = where;
+  }
+
+  static open(dir: string): Checkpoint {
+    if (!existsSync(dir)) throw formatError(`${dir}: model directory does not exist`);
+    const config = readQwen3Config(dir);
+    const files = new Map<string, SafetensorsFile>();
+    const where = new Map<string, SafetensorsFile>();
+    const index = join(dir, 'model.safetensors.index.json');
+    try {
+      if (existsSync(index)) {
+        let weightMap: Record<string, string>;
+        try {
+          weightMap = JSON.parse(readFileSync(index, 'utf8')).weight_map;
+        } catch (e) {
+          throw formatError(`${index}: not valid JSON (${(e as Error).message})`);
+        }
+        if (typeof weightMap !== 'object' || weightMap === null) throw formatError(`${index}: has no weight_map object`);
+        for (const [tensor, file] of Object.entries(weightMap)) {
+          if (typeof file !== 'string' || file.includes('/') || file.includes('\\'))
+            throw formatError(`${index}: weight_map entry for '${tensor}' is not a file name in the directory`);
+          let st = files.get(file);
+          if (!st) files.set(file, (st = SafetensorsFile.open(join(dir, file))));
+          if (!st.tensors.has(tensor)) throw formatError(`${join(dir, file)}: index says it holds '${tensor}' but it does not`);
+          where.set(tensor, st);
+        }
+      } else {
+        const single = join(dir, 'model.safetensors');
+        if (!existsSync(single)) {
+          const found = readdirSync(dir).filter((f) => f.endsWith('.safetensors'));
+          throw formatError(`${dir}: no model.safetensors and no model.safetensors.index.json` + (found.length ? ` (found ${found.join(', ')})` : ''));
+        }
+        const st = SafetensorsFile.open(single);
+        files.set('model.safetensors', st);
+        for (const name of st.tensors.keys()) where.set(name, st);
+      }
+    } catch (e) {
+      for (const f of files.values()) f.close();
+      throw e;
+    }
+    return new Checkpoint(dir, config, files, where);
+  }
+
+  has(name: string): boolean {
+    return this.where.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    const st = this.where.get(name);
+    if (!st) throw formatError(`${this.dir}: checkpoint has no tensor '${name}'`);
+    return st.info(name);
+  }
+
+  readF32(name: string): Float32Array {
+    const st = this.where.get(name);
+    if (!st) throw formatError(`${this.dir}: checkpoint has no tensor '${name}'`);
+    return st.readF32(name);
+  }
+
+  /** Every tensor name the checkpoint holds. */
+  names(): string[] {
+    return [...this.where.keys()];
+  }
+
+  /** Files with their sizes, for content hashing of bundles and graph cache keys. */
+  fileNames(): string[] {
+    return [...this.files.values()].map((f) => f.path);
+  }
+
+  close(): void {
+    for (const f of this.files.values()) f.close();
+  }
+}
+
+/** Names and shapes of every tensor the forward pass to `layer` (0-based, inclusive) needs. */
+export function requiredTensors(c: Qwen3Config, layer: number): Map<string, number[]> {
+  const D = c.hiddenSize, H = c.numHeads, KV = c.numKvHeads, hd = c.headDim, F = c.intermediateSize;
+  const req = new Map<string, number[]>();
+  req.set('model.embed_tokens.weight', [c.vocabSize, D]);
+  for (let l = 0; l <= layer; l++) {
+    const p = `model.layers.${l}.`;
+    req.set(p + 'input_layernorm.weight', [D]);
+    req.set(p + 'self_attn.q_proj.weight', [H * hd, D]);
+    req.set(p + 'self_attn.k_proj.weight', [KV * hd, D]);
+    req.set(p + 'self_attn.v_proj.weight', [KV * hd, D]);
+    req.set(p + 'self_attn.o_proj.weight', [D, H * hd]);
+    req.set(p + 'self_attn.q_norm.weight', [hd]);
+    req.set(p + 'self_attn.k_norm.weight', [hd]);
+    req.set(p + 'post_attention_layernorm.weight', [D]);
+    req.set(p + 'mlp.gate_proj.weight', [F, D]);
+    req.set(p + 'mlp.up_proj.weight', [F, D]);
+    req.set(p + 'mlp.down_proj.weight', [D, F]);
+  }
+  return req;
+}
+
+/** Assert the checkpoint can run to `layer`: the layer exists, every tensor is present with its shape and a float dtype. */
+export function assertRunnableTo(ckpt: WeightSource & { dir?: string }, c: Qwen3Config, layer: number): void {
+  const where = ckpt.dir ?? 'checkpoint';
+  if (!Number.isInteger(layer) || layer < 0 || layer >= c.numLayers)
+    throw formatError(`${where}: layer ${layer} is out of range: the model has ${c.numLayers} decoder layers (0..${c.numLayers - 1})`, { layer, numLayers: c.numLayers });
+  const missing: string[] = [];
+  for (const [name, shape] of requiredTensors(c, layer)) {
+    if (!ckpt.has(name)) { missing.push(name); continue; }
+    const info = ckpt.info(name);
+    if (!['F32', 'BF16', 'F16'].includes(info.dtype)) throw formatError(`${info.file}: tensor '${name}' has dtype ${info.dtype}, expected a float type`);
+    if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i]))
+      throw formatError(`${info.file}: tensor '${name}' has shape [${info.shape}] but config.json implies [${shape}]`, { tensor: name });
+  }
+  if (missing.length)
+    throw formatError(`${where}: checkpoint is missing ${missing.length} tensor(s) needed up to layer ${layer}: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`, { missing });
+}
