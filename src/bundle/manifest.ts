@@ -1,0 +1,65 @@
+/**
+ * The bundle: one directory holding everything a running service needs.
+ *
+ *   <bundle>/manifest.json   provenance + what the head was trained for (this schema)
+ *   <bundle>/head.json       the calibrated head with per-language thresholds (src/head)
+ *   <bundle>/model/          optional: the Qwen3 checkpoint (or manifest.model.path points elsewhere)
+ *   <bundle>/sae/            optional: the SAE files (or manifest.sae.path points elsewhere)
+ *
+ * Relative paths resolve against the bundle directory.
+ */
+import { z } from 'zod';
+
+export const BUNDLE_FORMAT_VERSION = 1;
+
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'a lowercase hex sha256');
+
+export const BundleManifestSchema = z.object({
+  format: z.literal('toxscope-bundle'),
+  format_version: z.literal(BUNDLE_FORMAT_VERSION),
+  name: z.string().min(1),
+  version: z.string().min(1),
+  created_at: z.string(),
+  /** true for the embedded demo: a seeded random Qwen3-architecture backbone, not Qwen3's weights */
+  synthetic_backbone: z.boolean(),
+  notice: z.string().optional(),
+  model: z.object({
+    path: z.string().min(1),
+    /** digest over config.json and every safetensors file (src/bundle/file-hash.ts sha256Files) */
+    sha256,
+    num_layers: z.number().int().positive(),
+    hidden_size: z.number().int().positive(),
+  }),
+  sae: z.object({
+    path: z.string().min(1),
+    format: z.enum(['qwen-scope', 'saelens', 'sparsify']),
+    sha256,
+    d_sae: z.number().int().positive(),
+    d_model: z.number().int().positive(),
+  }),
+  layer: z.number().int().nonnegative(),
+  k: z.number().int().positive(),
+  head: z.object({ path: z.string().min(1), sha256 }),
+  training: z.object({
+    data_digest: z.string(),
+    files: z.array(z.object({ path: z.string(), sha256, n: z.number().int().nonnegative() })),
+    seed: z.number().int(),
+    n_train: z.number().int().nonnegative(),
+    n_calibration: z.number().int().nonnegative(),
+    languages: z.array(z.string()),
+    seconds: z.number().nonnegative().optional(),
+  }),
+  /** metrics measured on the calibration split at training time; baseline F1 per language feeds drift */
+  metrics: z.record(z.string(), z.unknown()),
+  baseline_f1: z.record(z.string(), z.number()),
+});
+
+export type BundleManifest = z.infer<typeof BundleManifestSchema>;
+
+/** What a head must have been trained for: the exact model, SAE, layer and k. */
+export interface TrainedFor {
+  model_sha256: string;
+  sae_sha256: string;
+  layer: number;
+  k: number;
+}
