@@ -1,0 +1,213 @@
+/**
+ * Service configuration: environment variables and `toxscope serve` flags, parsed ONCE at start-up.
+ * Nothing else in the code base reads process.env; the composition root passes the result down.
+ *
+ * Every setting is one row of SETTINGS: its environment variable, its flag (derived from the variable:
+ * TOXSCOPE_MAX_WAIT_MS -> --max-wait-ms, PORT -> --port), a zod schema that coerces the string, a default
+ * and a description. Flags override the environment. A bad value is a ToxScopeError('validation') that
+ * names the variable or flag and what was expected.
+ */
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import { ToxScopeError } from './errors.js';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
+export type ExecutionProvider = 'cpu' | 'cuda';
+
+export interface Config {
+  port: number;
+  host: string;
+  /** bundle directory; null = the embedded demo bundle (built into dataDir on first use) */
+  bundle: string | null;
+  /** absolute: embedded database, built graphs, demo bundle */
+  dataDir: string;
+  /** null = admin endpoints disabled */
+  adminToken: string | null;
+  /** null = embedded PGlite under dataDir */
+  databaseUrl: string | null;
+  executionProvider: ExecutionProvider;
+  /** intra-op threads for the forward pass; 0 = the runtime's default */
+  threads: number;
+  logLevel: LogLevel;
+  /** keep the raw text of predictions in the database (off: only a hash) */
+  storeText: boolean;
+  batching: BatchingConfig;
+  limits: LimitsConfig;
+  drift: DriftConfig;
+}
+
+export interface BatchingConfig {
+  /** most windows in one forward pass */
+  maxBatchTexts: number;
+  /** most real tokens in one forward pass (padding not counted) */
+  maxBatchTokens: number;
+  /** how long the first queued window waits for company before its batch runs */
+  maxWaitMs: number;
+  /** most windows waiting; beyond it requests fail fast with 429 */
+  queueCapacity: number;
+  /** deadline of one request from arrival to answer */
+  requestTimeoutMs: number;
+}
+
+export interface LimitsConfig {
+  maxTextsPerRequest: number;
+  maxCharsPerText: number;
+  maxTokensPerRequest: number;
+  /** a long text is split into windows of at most this many tokens */
+  windowTokens: number;
+  /** tokens shared by consecutive windows (context for the second window's first tokens) */
+  windowOverlap: number;
+}
+
+export interface DriftConfig {
+  /** alarm when |F1 - baseline| exceeds this */
+  tolerance: number;
+  /** ... with at least this many labeled predictions in the window */
+  minLabeled: number;
+  /** how often the drift monitor recomputes F1 windows */
+  intervalMs: number;
+}
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number<string>().int().min(min).max(max);
+const num = (min: number, max: number) => z.coerce.number<string>().min(min).max(max);
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off']).transform((v) => ['true', '1', 'yes', 'on'].includes(v));
+const str = z.string().min(1);
+
+interface Setting {
+  env: string;
+  /** dotted path in Config */
+  path: string;
+  schema: z.ZodType<unknown, string>;
+  default?: string;
+  /** a flag given without a value means this (booleans) */
+  bare?: string;
+  help: string;
+}
+
+export const SETTINGS: readonly Setting[] = [
+  { env: 'PORT', path: 'port', schema: int(0, 65535), default: '8080', help: 'TCP port to listen on' },
+  { env: 'HOST', path: 'host', schema: str, default: '0.0.0.0', help: 'interface to bind' },
+  { env: 'TOXSCOPE_BUNDLE', path: 'bundle', schema: str, help: 'bundle directory (default: the demo bundle, built on first use)' },
+  { env: 'TOXSCOPE_DATA_DIR', path: 'dataDir', schema: str, default: '.toxscope', help: 'embedded database, built graphs and demo bundle (relative to the working directory)' },
+  { env: 'TOXSCOPE_ADMIN_TOKEN', path: 'adminToken', schema: z.string().min(16, 'must be at least 16 characters'), help: 'bearer token for /admin (unset: admin disabled)' },
+  { env: 'DATABASE_URL', path: 'databaseUrl', schema: z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://'), help: 'PostgreSQL URL (unset: embedded PGlite in the data directory)' },
+  { env: 'TOXSCOPE_EXECUTION_PROVIDER', path: 'executionProvider', schema: z.enum(['cpu', 'cuda']), default: 'cpu', help: 'onnxruntime execution provider: cpu | cuda' },
+  { env: 'TOXSCOPE_THREADS', path: 'threads', schema: int(0, 1024), default: '0', help: 'intra-op threads for the forward pass (0: runtime default)' },
+  { env: 'TOXSCOPE_LOG_LEVEL', path: 'logLevel', schema: z.enum(['debug', 'info', 'warn', 'error', 'silent']), default: 'info', help: 'debug | info | warn | error | silent' },
+  { env: 'TOXSCOPE_STORE_TEXT', path: 'storeText', schema: bool, default: 'false', bare: 'true', help: 'store raw texts with predictions (default: only a hash)' },
+  { env: 'TOXSCOPE_MAX_BATCH_TEXTS', path: 'batching.maxBatchTexts', schema: int(1, 4096), default: '32', help: 'most windows in one forward pass' },
+  { env: 'TOXSCOPE_MAX_BATCH_TOKENS', path: 'batching.maxBatchTokens', schema: int(1), default: '4096', help: 'most real tokens in one forward pass' },
+  { env: 'TOXSCOPE_MAX_WAIT_MS', path: 'batching.maxWaitMs', schema: num(0, 60_000), default: '5', help: 'longest wait for a batch to fill' },
+  { env: 'TOXSCOPE_QUEUE_CAPACITY', path: 'batching.queueCapacity', schema: int(1), default: '1024', help: 'most queued windows before 429' },
+  { env: 'TOXSCOPE_REQUEST_TIMEOUT_MS', path: 'batching.requestTimeoutMs', schema: int(1), default: '30000', help: 'per-request deadline (504 after it)' },
+  { env: 'TOXSCOPE_MAX_TEXTS', path: 'limits.maxTextsPerRequest', schema: int(1), default: '256', help: 'most texts in one request (413 beyond)' },
+  { env: 'TOXSCOPE_MAX_CHARS', path: 'limits.maxCharsPerText', schema: int(1), default: '100000', help: 'most characters (UTF-16 code units) in one text (413 beyond)' },
+  { env: 'TOXSCOPE_MAX_TOKENS', path: 'limits.maxTokensPerRequest', schema: int(1), default: '65536', help: 'most tokens in one request, all texts together (413 beyond)' },
+  { env: 'TOXSCOPE_WINDOW_TOKENS', path: 'limits.windowTokens', schema: int(2), default: '512', help: 'window length for long texts, in tokens' },
+  { env: 'TOXSCOPE_WINDOW_OVERLAP', path: 'limits.windowOverlap', schema: int(0), default: '64', help: 'tokens shared by consecutive windows' },
+  { env: 'TOXSCOPE_DRIFT_TOLERANCE', path: 'drift.tolerance', schema: num(0, 1), default: '0.05', help: 'drift alarm when |F1 - baseline| exceeds this' },
+  { env: 'TOXSCOPE_DRIFT_MIN_LABELED', path: 'drift.minLabeled', schema: int(1), default: '50', help: 'labeled predictions needed in a window before drift can alarm' },
+  { env: 'TOXSCOPE_DRIFT_INTERVAL_MS', path: 'drift.intervalMs', schema: int(1000), default: '60000', help: 'how often F1 windows are recomputed' },
+];
+
+/** PORT -> --port, TOXSCOPE_MAX_WAIT_MS -> --max-wait-ms */
+export function flagOf(env: string): string {
+  return '--' + env.replace(/^TOXSCOPE_/, '').toLowerCase().replace(/_/g, '-');
+}
+
+export interface ConfigSources {
+  env?: Record<string, string | undefined>;
+  /** `toxscope serve` arguments, after the command name */
+  argv?: readonly string[];
+  /** base for a relative data directory */
+  cwd?: string;
+}
+
+/** Parse environment then flags (flags win). Throws ToxScopeError('validation') naming the variable or flag. */
+export function loadConfig({ env = {}, argv = [], cwd = process.cwd() }: ConfigSources = {}): Config {
+  const raw = new Map<Setting, { value: string; from: string }>();
+  for (const s of SETTINGS) {
+    const v = env[s.env];
+    if (v !== undefined && v !== '') raw.set(s, { value: v, from: `environment variable ${s.env}` });
+  }
+  for (const [s, value] of parseFlags(argv)) raw.set(s, { value, from: `flag ${flagOf(s.env)}` });
+
+  const out: Record<string, unknown> = {};
+  for (const s of SETTINGS) {
+    const given = raw.get(s);
+    const text = given?.value ?? s.default;
+    let value: unknown = null;
+    if (text !== undefined) {
+      const r = s.schema.safeParse(text);
+      if (!r.success) {
+        const why = r.error.issues.map((i) => i.message).join('; ');
+        throw new ToxScopeError('validation', `${given?.from ?? `default of ${s.env}`}: invalid value ${JSON.stringify(text)}: ${why}`, {
+          variable: s.env,
+          flag: flagOf(s.env),
+        });
+      }
+      value = r.data;
+    }
+    setPath(out, s.path, value);
+  }
+  const config = out as unknown as Config;
+  config.dataDir = resolve(cwd, config.dataDir);
+  if (config.bundle !== null) config.bundle = resolve(cwd, config.bundle);
+  checkConsistency(config);
+  return config;
+}
+
+function parseFlags(argv: readonly string[]): Map<Setting, string> {
+  const byFlag = new Map(SETTINGS.map((s) => [flagOf(s.env), s]));
+  const out = new Map<Setting, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const eq = arg.indexOf('=');
+    const name = eq >= 0 ? arg.slice(0, eq) : arg;
+    const s = byFlag.get(name);
+    if (!s) {
+      throw new ToxScopeError('validation', `unknown option '${name}' (known: ${[...byFlag.keys()].join(', ')})`, { flag: name });
+    }
+    if (eq >= 0) out.set(s, arg.slice(eq + 1));
+    else if (s.bare !== undefined && (i + 1 >= argv.length || argv[i + 1].startsWith('--'))) out.set(s, s.bare);
+    else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) out.set(s, argv[++i]);
+    else throw new ToxScopeError('validation', `option ${name} needs a value (${s.help})`, { flag: name });
+  }
+  return out;
+}
+
+function checkConsistency(c: Config): void {
+  const bad = (variable: string, message: string) => {
+    throw new ToxScopeError('validation', `${variable} (${flagOf(variable)}): ${message}`, { variable });
+  };
+  if (c.limits.windowOverlap >= c.limits.windowTokens)
+    bad('TOXSCOPE_WINDOW_OVERLAP', `overlap ${c.limits.windowOverlap} must be smaller than TOXSCOPE_WINDOW_TOKENS ${c.limits.windowTokens}`);
+  if (c.batching.maxBatchTokens < c.limits.windowTokens)
+    bad('TOXSCOPE_MAX_BATCH_TOKENS', `token budget ${c.batching.maxBatchTokens} must hold one full window (TOXSCOPE_WINDOW_TOKENS ${c.limits.windowTokens})`);
+}
+
+function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split('.');
+  let o = obj;
+  for (const k of keys.slice(0, -1)) o = (o[k] ??= {}) as Record<string, unknown>;
+  o[keys[keys.length - 1]] = value;
+}
+
+/** The options block of `toxscope serve --help`, and the README's table. */
+export function configHelp(): string {
+  return SETTINGS.map((s) => `  ${flagOf(s.env).padEnd(22)} ${s.env.padEnd(30)} ${s.help}${s.default !== undefined ? ` [${s.default}]` : ''}`).join('\n');
+}
+
+/** The demo bundle's home when TOXSCOPE_BUNDLE is unset. */
+export function demoBundleDir(config: Config): string {
+  return join(config.dataDir, 'demo-bundle');
+}
+
+/** Admin token with secrets masked, for logs and /info. */
+export function redactConfig(c: Config): Record<string, unknown> {
+  return {
+    ...c,
+    adminToken: c.adminToken === null ? null : '<set>',
+    databaseUrl: c.databaseUrl === null ? null : c.databaseUrl.replace(/\/\/([^@/]*)@/, '//<credentials>@'),
+  };
+}
