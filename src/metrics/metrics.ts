@@ -1,0 +1,71 @@
+/**
+ * Prometheus metrics: one Registry per service instance (no module-level singleton), one prefix
+ * (`toxscope_`), durations as histograms in seconds. The HTTP middleware, the batcher, the classifier
+ * and the drift monitor each receive this object and record into it.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export const METRIC_PREFIX = 'toxscope_';
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+const TOKEN_BUCKETS = [16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536];
+const SCORE_BUCKETS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95];
+
+export interface Metrics {
+  registry: Registry;
+  /** requests by route (the matched pattern, not the raw path) and status code */
+  requests: Counter<'route' | 'method' | 'status'>;
+  requestDuration: Histogram<'route' | 'method'>;
+  /** time a window waited in the batcher queue */
+  queueDuration: Histogram;
+  /** time of one forward pass (one batch) */
+  inferenceDuration: Histogram;
+  tokenizeDuration: Histogram;
+  batchSize: Histogram;
+  batchTokens: Histogram;
+  queueDepth: Gauge;
+  tokens: Counter;
+  rejected: Counter<'reason'>;
+  predictions: Counter<'language' | 'label'>;
+  scores: Histogram<'language'>;
+  f1: Gauge<'language'>;
+  f1Drift: Gauge<'language'>;
+  feedback: Gauge<'language'>;
+  /** text form for GET /metrics */
+  render(): Promise<string>;
+  contentType: string;
+}
+
+export interface MetricsOptions {
+  /** process defaults (cpu, memory, event loop lag, gc); off in tests that build many registries */
+  processDefaults?: boolean;
+}
+
+export function createMetrics({ processDefaults = true }: MetricsOptions = {}): Metrics {
+  const registry = new Registry();
+  const p = METRIC_PREFIX;
+  const registers = [registry];
+  if (processDefaults) collectDefaultMetrics({ register: registry, prefix: p });
+
+  return {
+    registry,
+    requests: new Counter({ name: `${p}http_requests_total`, help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'], registers }),
+    requestDuration: new Histogram({ name: `${p}http_request_duration_seconds`, help: 'HTTP request duration', labelNames: ['route', 'method'], buckets: LATENCY_BUCKETS, registers }),
+    queueDuration: new Histogram({ name: `${p}queue_duration_seconds`, help: 'time a window waited in the batch queue', buckets: LATENCY_BUCKETS, registers }),
+    inferenceDuration: new Histogram({ name: `${p}inference_duration_seconds`, help: 'duration of one batched forward pass', buckets: LATENCY_BUCKETS, registers }),
+    tokenizeDuration: new Histogram({ name: `${p}tokenize_duration_seconds`, help: 'tokenization time per request', buckets: LATENCY_BUCKETS, registers }),
+    batchSize: new Histogram({ name: `${p}batch_size`, help: 'windows per forward pass', buckets: SIZE_BUCKETS, registers }),
+    batchTokens: new Histogram({ name: `${p}batch_tokens`, help: 'real tokens per forward pass', buckets: TOKEN_BUCKETS, registers }),
+    queueDepth: new Gauge({ name: `${p}queue_depth`, help: 'windows waiting in the batch queue', registers }),
+    tokens: new Counter({ name: `${p}tokens_processed_total`, help: 'real tokens run through the model', registers }),
+    rejected: new Counter({ name: `${p}rejected_total`, help: 'work refused or dropped by the batcher', labelNames: ['reason'], registers }),
+    predictions: new Counter({ name: `${p}predictions_total`, help: 'classified texts by language and label', labelNames: ['language', 'label'], registers }),
+    scores: new Histogram({ name: `${p}score`, help: 'calibrated toxicity probability by language', labelNames: ['language'], buckets: SCORE_BUCKETS, registers }),
+    f1: new Gauge({ name: `${p}f1`, help: 'F1 of the current drift window by language', labelNames: ['language'], registers }),
+    f1Drift: new Gauge({ name: `${p}f1_drift`, help: 'F1 minus the calibration-time baseline by language', labelNames: ['language'], registers }),
+    feedback: new Gauge({ name: `${p}feedback_total`, help: 'labeled predictions in the current drift window by language', labelNames: ['language'], registers }),
+    render: () => registry.metrics(),
+    contentType: registry.contentType,
+  };
+}
