@@ -1,0 +1,199 @@
+/**
+ * A slow, naive, obviously-correct Qwen3 forward pass in plain TypeScript, written from the maths of
+ * Hugging Face's modeling_qwen3.py (eager attention). It exists to check the ONNX engine: no tricks, no
+ * fusion, every intermediate in float64 (weights are float32 as stored; RoPE tables are rounded to float32
+ * exactly as HF builds them). Cost is O(L * B * T * (D * (H + KV) * hd + D * F + T * H * hd)): tiny models only.
+ *
+ * Notation: B batch, T sequence length, D hidden size, H query heads, KV key/value heads, hd head_dim,
+ * F intermediate size. Tensors are flat row-major arrays; shapes are given in comments.
+ */
+import { validationError } from '../errors.js';
+import { WeightSource } from './checkpoint.js';
+import { Qwen3Config } from './qwen3-config.js';
+
+export type Padding = 'right' | 'left';
+
+export interface ReferenceInput {
+  /** token ids, [B][T]: every row the same length */
+  ids: number[][];
+  /** 1 = real token, 0 = pad, [B][T]; default all ones */
+  mask?: number[][];
+  /** RoPE positions, [B][T]; default positionsFor(mask, 'right') (0..T-1 on every row) */
+  positions?: number[][];
+}
+
+export interface ReferenceOutput {
+  /** residPost[l]: the raw residual stream after decoder layer l (before model.norm), float32 [B, T, D] */
+  residPost: Float32Array[];
+  batch: number;
+  seqLen: number;
+  dModel: number;
+}
+
+/** Pad rows to the longest one. Right: HF's default positions 0..T-1; left: positions = cumsum(mask) - 1. */
+export function padBatch(rows: number[][], padding: Padding, padId: number): Required<ReferenceInput> {
+  const T = Math.max(0, ...rows.map((r) => r.length));
+  const ids: number[][] = [];
+  const mask: number[][] = [];
+  for (const r of rows) {
+    const pads = new Array<number>(T - r.length);
+    ids.push(padding === 'right' ? [...r, ...pads.fill(padId)] : [...pads.fill(padId), ...r]);
+    const ones = new Array<number>(r.length).fill(1);
+    const zeros = new Array<number>(T - r.length).fill(0);
+    mask.push(padding === 'right' ? [...ones, ...zeros] : [...zeros, ...ones]);
+  }
+  return { ids, mask, positions: positionsFor(mask, padding) };
+}
+
+/** Right padding: 0..T-1 on every row. Left padding: cumsum(mask) - 1, pads clamped to 0 (their values are meaningless). */
+export function positionsFor(mask: number[][], padding: Padding): number[][] {
+  if (padding === 'right') return mask.map((row) => row.map((_, t) => t));
+  return mask.map((row) => {
+    let seen = 0;
+    return row.map((m) => Math.max(0, (seen += m ? 1 : 0) - 1));
+  });
+}
+
+/** Run decoder layers 0..lastLayer and return every layer's residual stream. */
+export function referenceForward(weights: WeightSource, c: Qwen3Config, input: ReferenceInput, lastLayer = c.numLayers - 1): ReferenceOutput {
+  const B = input.ids.length;
+  const T = B ? input.ids[0].length : 0;
+  const D = c.hiddenSize;
+  if (!Number.isInteger(lastLayer) || lastLayer < 0 || lastLayer >= c.numLayers)
+    throw validationError(`reference forward: layer ${lastLayer} is out of range 0..${c.numLayers - 1}`);
+  if (input.ids.some((r) => r.length !== T)) throw validationError('reference forward: rows of ids differ in length');
+  const mask = input.mask ?? input.ids.map((r) => r.map(() => 1));
+  const positions = input.positions ?? positionsFor(mask, 'right');
+
+  // Embedding gather: x [B, T, D]
+  const embed = weights.readF32('model.embed_tokens.weight'); // [V, D]
+  const x = new Float64Array(B * T * D);
+  for (let b = 0; b < B; b++)
+    for (let t = 0; t < T; t++) {
+      const id = input.ids[b][t];
+      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw validationError(`reference forward: token id ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
+      for (let i = 0; i < D; i++) x[(b * T + t) * D + i] = embed[id * D + i];
+    }
+
+  const residPost: Float32Array[] = [];
+  for (let l = 0; l <= lastLayer; l++) {
+    decoderLayer(weights, c, l, x, B, T, mask, positions); // x [B, T, D] updated in place
+    residPost.push(Float32Array.from(x));
+  }
+  return { residPost, batch: B, seqLen: T, dModel: D };
+}
+
+/** One Qwen3DecoderLayer: x = x + attn(norm(x)); x = x + mlp(norm(x)). x [B, T, D], in place. */
+function decoderLayer(w: WeightSource, c: Qwen3Config, l: number, x: Float64Array, B: number, T: number, mask: number[][], positions: number[][]): void {
+  const p = `model.layers.${l}.`;
+  const D = c.hiddenSize, H = c.numHeads, KV = c.numKvHeads, hd = c.headDim, F = c.intermediateSize;
+  const N = B * T;
+
+  // --- self-attention block
+  const h = rmsNorm(x, w.readF32(p + 'input_layernorm.weight'), D, c.rmsNormEps); // [N, D]
+  const q = linear(h, w.readF32(p + 'self_attn.q_proj.weight'), N, D, H * hd); //  [N, H*hd] = [B, T, H, hd]
+  const k = linear(h, w.readF32(p + 'self_attn.k_proj.weight'), N, D, KV * hd); // [B, T, KV, hd]
+  const v = linear(h, w.readF32(p + 'self_attn.v_proj.weight'), N, D, KV * hd); // [B, T, KV, hd]
+  const qn = rmsNorm(q, w.readF32(p + 'self_attn.q_norm.weight'), hd, c.rmsNormEps); // per head over hd
+  const kn = rmsNorm(k, w.readF32(p + 'self_attn.k_norm.weight'), hd, c.rmsNormEps);
+  applyRope(qn, B, T, H, hd, positions, c.ropeTheta);
+  applyRope(kn, B, T, KV, hd, positions, c.ropeTheta);
+  const attn = attention(qn, kn, v, B, T, H, KV, hd, mask); // [B, T, H*hd]
+  const o = linear(attn, w.readF32(p + 'self_attn.o_proj.weight'), N, H * hd, D); // [N, D]
+  for (let i = 0; i < x.length; i++) x[i] += o[i];
+
+  // --- MLP block: down(silu(gate(h)) * up(h))
+  const h2 = rmsNorm(x, w.readF32(p + 'post_attention_layernorm.weight'), D, c.rmsNormEps); // [N, D]
+  const gate = linear(h2, w.readF32(p + 'mlp.gate_proj.weight'), N, D, F); // [N, F]
+  const up = linear(h2, w.readF32(p + 'mlp.up_proj.weight'), N, D, F); //     [N, F]
+  for (let i = 0; i < gate.length; i++) gate[i] = (gate[i] / (1 + Math.exp(-gate[i]))) * up[i];
+  const down = linear(gate, w.readF32(p + 'mlp.down_proj.weight'), N, F, D); // [N, D]
+  for (let i = 0; i < x.length; i++) x[i] += down[i];
+}
+
+/** RMSNorm over the last `n` elements of each group: y = x / sqrt(mean(x^2) + eps) * weight. */
+function rmsNorm(x: Float64Array, weight: Float32Array, n: number, eps: number): Float64Array {
+  const y = new Float64Array(x.length);
+  for (let g = 0; g < x.length; g += n) {
+    let ss = 0;
+    for (let i = 0; i < n; i++) ss += x[g + i] * x[g + i];
+    const inv = 1 / Math.sqrt(ss / n + eps);
+    for (let i = 0; i < n; i++) y[g + i] = x[g + i] * inv * weight[i];
+  }
+  return y;
+}
+
+/** y = x W^T with HF's Linear weight W [out, in]: x [N, in] -> y [N, out]. */
+function linear(x: Float64Array, W: Float32Array, N: number, inDim: number, outDim: number): Float64Array {
+  const y = new Float64Array(N * outDim);
+  for (let r = 0; r < N; r++)
+    for (let o = 0; o < outDim; o++) {
+      let s = 0;
+      for (let i = 0; i < inDim; i++) s += x[r * inDim + i] * W[o * inDim + i];
+      y[r * outDim + o] = s;
+    }
+  return y;
+}
+
+/**
+ * Rotate-half RoPE in place on a [B, T, nHeads, hd] tensor: x * cos + rotate_half(x) * sin with
+ * rotate_half(x) = cat(-x2, x1), inv_freq[j] = 1 / theta^(2j / hd), angle = pos * inv_freq[j],
+ * cos/sin duplicated over both halves. Tables are rounded to float32 as HF computes them.
+ */
+function applyRope(x: Float64Array, B: number, T: number, nHeads: number, hd: number, positions: number[][], theta: number): void {
+  const half = hd / 2;
+  const f = Math.fround;
+  const invFreq = Array.from({ length: half }, (_, j) => f(1 / f(theta ** f((2 * j) / hd))));
+  for (let b = 0; b < B; b++)
+    for (let t = 0; t < T; t++) {
+      const pos = positions[b][t];
+      for (let j = 0; j < half; j++) {
+        const angle = f(pos * invFreq[j]);
+        const cos = f(Math.cos(angle)), sin = f(Math.sin(angle));
+        for (let hh = 0; hh < nHeads; hh++) {
+          const base = ((b * T + t) * nHeads + hh) * hd;
+          const x1 = x[base + j], x2 = x[base + j + half];
+          x[base + j] = x1 * cos - x2 * sin; //        first half:  x1 cos + (-x2) sin
+          x[base + j + half] = x2 * cos + x1 * sin; // second half: x2 cos + x1 sin
+        }
+      }
+    }
+}
+
+/**
+ * Grouped-query scaled dot-product attention, causal + key padding mask.
+ * q [B, T, H, hd], k/v [B, T, KV, hd] -> out [B, T, H*hd]; query head h reads kv head floor(h / (H / KV)).
+ * A query with no visible key (a left pad) gets zeros: its value is meaningless but stays finite.
+ */
+function attention(q: Float64Array, k: Float64Array, v: Float64Array, B: number, T: number, H: number, KV: number, hd: number, mask: number[][]): Float64Array {
+  const out = new Float64Array(B * T * H * hd);
+  const group = H / KV;
+  const scale = 1 / Math.sqrt(hd);
+  const scores = new Float64Array(T);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++) {
+      const kvh = Math.floor(h / group);
+      for (let t = 0; t < T; t++) {
+        const qo = ((b * T + t) * H + h) * hd;
+        let max = -Infinity;
+        for (let s = 0; s <= t; s++) {
+          if (!mask[b][s]) { scores[s] = -Infinity; continue; }
+          const ko = ((b * T + s) * KV + kvh) * hd;
+          let dot = 0;
+          for (let i = 0; i < hd; i++) dot += q[qo + i] * k[ko + i];
+          scores[s] = dot * scale;
+          if (scores[s] > max) max = scores[s];
+        }
+        if (max === -Infinity) continue; // no visible key
+        let sum = 0;
+        for (let s = 0; s <= t; s++) sum += scores[s] = Math.exp(scores[s] - max);
+        for (let s = 0; s <= t; s++) {
+          if (scores[s] === 0) continue;
+          const wgt = scores[s] / sum;
+          const vo = ((b * T + s) * KV + kvh) * hd;
+          for (let i = 0; i < hd; i++) out[qo + i] += wgt * v[vo + i];
+        }
+      }
+    }
+  return out;
+}
