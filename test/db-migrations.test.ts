@@ -1,0 +1,95 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sql } from 'drizzle-orm';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createDb, executeRows, type Database } from '../src/db/client.js';
+import { createRepository } from '../src/db/repository.js';
+import { DATABASE_URL, freshPostgresDatabase } from './helpers/db.js';
+
+const TABLES = ['f1_windows', 'feedback', 'predictions', 'threshold_changes'];
+
+async function userTables(db: Database): Promise<string[]> {
+  const rows = await executeRows<{ table_name: string }>(
+    db,
+    sql`select table_name from information_schema.tables where table_schema = 'public' order by table_name`,
+  );
+  return rows.map((r) => r.table_name);
+}
+
+async function appliedMigrations(db: Database): Promise<number> {
+  const rows = await executeRows<{ n: number }>(db, sql`select count(*)::int as n from drizzle.__drizzle_migrations`);
+  return Number(rows[0].n);
+}
+
+const sample = {
+  id: 'p-1',
+  requestId: 'r-1',
+  createdAt: new Date('2025-01-01T00:00:00Z'),
+  language: 'en',
+  languageSource: 'hint' as const,
+  score: 0.9,
+  threshold: 0.5,
+  label: true,
+  bundleVersion: 'b1',
+  textSha256: 'ab'.repeat(32),
+};
+
+describe('migrations on a persisted PGlite', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'toxscope-db-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('creates every table, and reopening the same data directory re-applies nothing and keeps the rows', async () => {
+    const first = await createDb({ dataDir: dir });
+    expect(first.driver).toBe('pglite');
+    expect(await userTables(first.db)).toEqual(TABLES);
+    expect(await appliedMigrations(first.db)).toBe(1);
+    await createRepository(first.db).insertPredictions([sample]);
+    await first.close();
+
+    const second = await createDb({ dataDir: dir });
+    expect(await appliedMigrations(second.db)).toBe(1);
+    await second.migrate(); // explicit re-run: a no-op
+    expect(await appliedMigrations(second.db)).toBe(1);
+    const rows = await executeRows<{ id: string }>(second.db, sql`select id from predictions`);
+    expect(rows.map((r) => r.id)).toEqual(['p-1']);
+    await second.close();
+  });
+
+  it('rejects a language_source outside hint/detected/fallback at the database', async () => {
+    const h = await createDb({ dataDir: dir });
+    try {
+      await expect(
+        createRepository(h.db).insertPredictions([{ ...sample, id: 'p-2', languageSource: 'guess' as 'hint' }]),
+      ).rejects.toThrow();
+    } finally {
+      await h.close();
+    }
+  });
+});
+
+describe.skipIf(!DATABASE_URL)('migrations on the real Postgres server (DATABASE_URL)', () => {
+  it('apply to a fresh database and re-applying from a second connection is a no-op', async () => {
+    const fresh = await freshPostgresDatabase();
+    try {
+      const a = await createDb({ url: fresh.url });
+      expect(a.driver).toBe('postgres');
+      expect(await userTables(a.db)).toEqual(TABLES);
+      expect(await appliedMigrations(a.db)).toBe(1);
+      await a.close();
+      const b = await createDb({ url: fresh.url });
+      await b.migrate();
+      expect(await appliedMigrations(b.db)).toBe(1);
+      expect(await userTables(b.db)).toEqual(TABLES);
+      await b.close();
+    } finally {
+      await fresh.drop();
+    }
+  });
+});
+
+describe('createDb arguments', () => {
+  it('refuses to guess when given neither a url nor a dataDir', async () => {
+    await expect(createDb({})).rejects.toThrow(/url \(DATABASE_URL\) or a dataDir/);
+  });
+});

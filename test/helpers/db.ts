@@ -1,0 +1,83 @@
+/**
+ * Database fixtures for tests: an in-memory PGlite (start it once per test file: 2-3 s and ~650 MiB) and,
+ * when DATABASE_URL is set, a fresh database on that real Postgres server per test file, dropped afterwards.
+ */
+import { randomBytes } from 'node:crypto';
+import postgres from 'postgres';
+import { createDb, type CreateDbOptions, type DbHandle } from '../../src/db/client.js';
+
+export const DATABASE_URL = process.env.DATABASE_URL || undefined;
+
+/** The drivers every database test runs against: PGlite always, the real server when DATABASE_URL is set. */
+export const DRIVERS: Array<'pglite' | 'postgres'> = DATABASE_URL ? ['pglite', 'postgres'] : ['pglite'];
+
+export interface FreshDatabase {
+  url: string;
+  name: string;
+  drop(): Promise<void>;
+}
+
+/** CREATE DATABASE toxscope_test_<random> on DATABASE_URL's server; drop() removes it (WITH FORCE). */
+export async function freshPostgresDatabase(prefix = 'toxscope_test'): Promise<FreshDatabase> {
+  if (!DATABASE_URL) throw new Error('freshPostgresDatabase needs DATABASE_URL');
+  const name = `${prefix}_${randomBytes(6).toString('hex')}`;
+  const admin = postgres(DATABASE_URL, { max: 1, onnotice: () => undefined });
+  try {
+    await admin.unsafe(`CREATE DATABASE "${name}"`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(DATABASE_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    name,
+    async drop() {
+      const a = postgres(DATABASE_URL!, { max: 1, onnotice: () => undefined });
+      try {
+        await a.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      } finally {
+        await a.end();
+      }
+    },
+  };
+}
+
+export interface TestDb {
+  driver: 'pglite' | 'postgres';
+  handle: DbHandle;
+  /** Another handle on the same database (a second "replica"): a new pool for postgres, the same PGlite. */
+  openAnother(): Promise<DbHandle>;
+  dispose(): Promise<void>;
+}
+
+/** A migrated database for one test file on the given driver. */
+export async function openTestDb(driver: 'pglite' | 'postgres', options: Partial<CreateDbOptions> = {}): Promise<TestDb> {
+  if (driver === 'pglite') {
+    const handle = await createDb({ ...options, dataDir: 'memory://' });
+    return {
+      driver,
+      handle,
+      // PGlite is single-process: a second replica is a second repository over the same instance.
+      openAnother: async () => ({ ...handle, close: async () => undefined }),
+      dispose: () => handle.close(),
+    };
+  }
+  const fresh = await freshPostgresDatabase();
+  const handles: DbHandle[] = [];
+  const open = async () => {
+    const h = await createDb({ ...options, url: fresh.url });
+    handles.push(h);
+    return h;
+  };
+  const handle = await open();
+  return {
+    driver,
+    handle,
+    openAnother: open,
+    async dispose() {
+      for (const h of handles) await h.close().catch(() => undefined);
+      await fresh.drop();
+    },
+  };
+}
