@@ -1,0 +1,135 @@
+/**
+ * The Qwen3 forward pass to a target layer (optionally with a fused TopK SAE), as one cached ONNX graph
+ * run by onnxruntime. Opening validates the checkpoint before any build; later opens load the cached graph.
+ */
+import { ToxScopeError, formatError, validationError } from '../errors.js';
+import { Checkpoint, assertRunnableTo } from '../model/checkpoint.js';
+import { ensureGraph } from '../model/graph-cache.js';
+import type { TopKSae } from '../model/sae/types.js';
+import { HostTensor, OrtSession, Provider } from '../runtime/session.js';
+import { Padding, QWEN3_PAD_ID, padBatch } from './padding.js';
+import type { TopKBatch } from './types.js';
+
+export interface ForwardEngineOptions {
+  /** Hugging Face Qwen3 checkpoint directory */
+  modelDir: string;
+  /** 0-based decoder layer whose output residual is returned */
+  layer: number;
+  /** fuse this SAE's TopK encoder after the decoder (enables runTopK) */
+  sae?: TopKSae | null;
+  provider?: Provider;
+  /** where built graphs are cached */
+  cacheDir: string;
+  threads?: number;
+  /** pre-pack MatMul weights at load (default true) */
+  prepacking?: boolean;
+  padId?: number;
+  warn?: (message: string) => void;
+}
+
+export interface EngineInfo {
+  provider: Provider;
+  requestedProvider: Provider;
+  fallbackReason?: string;
+  layer: number;
+  numLayers: number;
+  dModel: number;
+  vocabSize: number;
+  sae: { dSae: number; k: number } | null;
+  modelPath: string;
+  /** true when this open built the graph, false when it loaded a cached one */
+  built: boolean;
+  buildSeconds: number;
+  loadSeconds: number;
+}
+
+export interface ResidualBatch {
+  batch: number; //   B
+  seqLen: number; //  T
+  dModel: number; //  D
+  /** float32 [B, T, D]: residual stream after the target layer; values at pads are meaningless */
+  resid: Float32Array;
+  /** uint8 [B, T]: 1 for real tokens */
+  mask: Uint8Array;
+}
+
+export class ForwardEngine {
+  readonly info: EngineInfo;
+  private readonly session: OrtSession;
+  private readonly padId: number;
+
+  private constructor(session: OrtSession, info: EngineInfo, padId: number) {
+    this.session = session;
+    this.info = info;
+    this.padId = padId;
+  }
+
+  static async open(opts: ForwardEngineOptions): Promise<ForwardEngine> {
+    const ckpt = Checkpoint.open(opts.modelDir);
+    let graph;
+    try {
+      assertRunnableTo(ckpt, ckpt.config, opts.layer);
+      if (opts.sae && opts.sae.dModel !== ckpt.config.hiddenSize)
+        throw formatError(`${opts.sae.source}: SAE d_model ${opts.sae.dModel} does not match ${opts.modelDir} hidden_size ${ckpt.config.hiddenSize}`);
+      graph = ensureGraph(opts.cacheDir, ckpt, opts.layer, opts.sae);
+    } finally {
+      ckpt.close();
+    }
+    const t0 = performance.now();
+    const session = await OrtSession.create(graph.modelPath, { provider: opts.provider, threads: opts.threads, prepacking: opts.prepacking, warn: opts.warn });
+    const c = ckpt.config;
+    const info: EngineInfo = {
+      provider: session.info.provider,
+      requestedProvider: session.info.requestedProvider,
+      fallbackReason: session.info.fallbackReason,
+      layer: opts.layer,
+      numLayers: c.numLayers,
+      dModel: c.hiddenSize,
+      vocabSize: c.vocabSize,
+      sae: opts.sae ? { dSae: opts.sae.dSae, k: opts.sae.k } : null,
+      modelPath: graph.modelPath,
+      built: graph.built,
+      buildSeconds: graph.buildSeconds,
+      loadSeconds: (performance.now() - t0) / 1000,
+    };
+    return new ForwardEngine(session, info, opts.padId ?? QWEN3_PAD_ID);
+  }
+
+  /** Residual stream after the target layer for a batch of token-id lists. */
+  async runResidual(ids: number[][], padding: Padding = 'right'): Promise<ResidualBatch> {
+    const { feeds, batch, seqLen, mask } = this.feeds(ids, padding);
+    const out = await this.session.run(feeds, ['resid_post']);
+    return { batch, seqLen, dModel: this.info.dModel, resid: out.resid_post.data as Float32Array, mask };
+  }
+
+  /** Fused SAE codes: top-k values and feature ids per token. */
+  async runTopK(ids: number[][], padding: Padding = 'right'): Promise<TopKBatch> {
+    if (!this.info.sae) throw new ToxScopeError('internal', 'runTopK needs an engine opened with an SAE');
+    const { feeds, batch, seqLen, mask } = this.feeds(ids, padding);
+    const out = await this.session.run(feeds, ['topk_values', 'topk_indices']);
+    const idx64 = out.topk_indices.data as BigInt64Array;
+    const indices = new Int32Array(idx64.length);
+    for (let i = 0; i < idx64.length; i++) indices[i] = Number(idx64[i]);
+    return { batch, seqLen, k: this.info.sae.k, values: out.topk_values.data as Float32Array, indices, mask };
+  }
+
+  private feeds(ids: number[][], padding: Padding): { feeds: Record<string, HostTensor>; batch: number; seqLen: number; mask: Uint8Array } {
+    const p = padBatch(ids, padding, this.padId);
+    const V = this.info.vocabSize;
+    ids.forEach((row, b) => {
+      const t = row.findIndex((id) => id >= V);
+      if (t >= 0) throw validationError(`sequence ${b}, position ${t}: token id ${row[t]} is outside the vocabulary (size ${V})`);
+    });
+    const dims = [p.batch, p.seqLen];
+    return {
+      feeds: { input_ids: { type: 'int64', data: p.ids, dims }, attention_mask: { type: 'int64', data: p.mask, dims } },
+      batch: p.batch,
+      seqLen: p.seqLen,
+      mask: Uint8Array.from(p.mask, Number),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.session.close();
+  }
+}

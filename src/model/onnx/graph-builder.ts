@@ -1,0 +1,135 @@
+/**
+ * A small helper for building ONNX graphs: named values, nodes with typed attributes, small inline
+ * constants, and large weights streamed to an external-data file (so no model hits protobuf's 2 GB limit).
+ */
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { basename } from 'node:path';
+import { AttrValue, ModelSpec, NodeSpec, TensorDataType, TensorSpec, ValueInfoSpec, encodeModel } from './proto.js';
+
+export { TensorDataType } from './proto.js';
+
+/** Attribute constructors: ONNX needs to know an int from a float. */
+export const attr = {
+  int: (value: number): AttrValue => ({ kind: 'int', value }),
+  float: (value: number): AttrValue => ({ kind: 'float', value }),
+  string: (value: string): AttrValue => ({ kind: 'string', value }),
+  ints: (value: number[]): AttrValue => ({ kind: 'ints', value }),
+  floats: (value: number[]): AttrValue => ({ kind: 'floats', value }),
+};
+
+const ALIGN = 4096; // page-aligned so onnxruntime may map tensors straight from the file
+
+/** Appends tensors to one binary file at page-aligned (4096-byte) offsets and remembers where each one went. */
+export class ExternalDataFile {
+  readonly path: string;
+  private fd: number | null;
+  private offset = 0;
+
+  constructor(path: string) {
+    this.path = path;
+    this.fd = openSync(path, 'w');
+  }
+
+  append(data: ArrayBufferView): { location: string; offset: number; length: number } {
+    if (this.fd === null) throw new Error(`${this.path}: external data file already closed`);
+    const pad = (ALIGN - (this.offset % ALIGN)) % ALIGN;
+    if (pad) writeSync(this.fd, new Uint8Array(pad), 0, pad, this.offset);
+    this.offset += pad;
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    let done = 0;
+    while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done, this.offset + done);
+    const at = { location: basename(this.path), offset: this.offset, length: bytes.length };
+    this.offset += bytes.length;
+    return at;
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+}
+
+export class GraphBuilder {
+  private readonly nodes: NodeSpec[] = [];
+  private readonly initializers: TensorSpec[] = [];
+  private readonly inputs: ValueInfoSpec[] = [];
+  private readonly outputs: ValueInfoSpec[] = [];
+  private readonly names = new Set<string>();
+  private counter = 0;
+  private readonly weights: ExternalDataFile | null;
+
+  /** `weights`: where initializers added with `weight()` go; without it they are stored inline. */
+  constructor(weights: ExternalDataFile | null = null) {
+    this.weights = weights;
+  }
+
+  /** A fresh value name derived from `hint`. */
+  fresh(hint: string): string {
+    let name = hint;
+    while (this.names.has(name)) name = `${hint}_${++this.counter}`;
+    this.names.add(name);
+    return name;
+  }
+
+  input(name: string, elemType: TensorDataType, dims: (number | string)[]): string {
+    this.names.add(name);
+    this.inputs.push({ name, elemType, dims });
+    return name;
+  }
+
+  output(name: string, elemType: TensorDataType, dims: (number | string)[]): void {
+    this.outputs.push({ name, elemType, dims });
+  }
+
+  /** Add a node; returns its output names (named `outputs` when given, fresh names from the op otherwise). */
+  node(opType: string, inputs: string[], opts: { outputs?: number | string[]; attrs?: Record<string, AttrValue>; domain?: string; name?: string } = {}): string[] {
+    const outs = Array.isArray(opts.outputs)
+      ? opts.outputs.map((o) => (o === '' ? '' : this.fresh(o)))
+      : Array.from({ length: opts.outputs ?? 1 }, () => this.fresh(`${opts.name ?? opType}_out`));
+    this.nodes.push({ opType, inputs, outputs: outs, name: this.fresh(`${opts.name ?? opType}`), domain: opts.domain, attributes: opts.attrs ?? {} });
+    return outs;
+  }
+
+  /** One-output node. */
+  op(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, opts: { domain?: string; name?: string } = {}): string {
+    return this.node(opType, inputs, { attrs, ...opts })[0];
+  }
+
+  /** A small constant stored inline in the model. */
+  constant(hint: string, dataType: TensorDataType, dims: number[], data: ArrayBufferView): string {
+    const name = this.fresh(hint);
+    this.initializers.push({ name, dataType, dims, raw: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) });
+    return name;
+  }
+
+  constI64(hint: string, values: number[], dims: number[] = [values.length]): string {
+    return this.constant(hint, TensorDataType.INT64, dims, BigInt64Array.from(values.map(BigInt)));
+  }
+
+  constF32(hint: string, values: ArrayLike<number>, dims: number[] = [values.length]): string {
+    return this.constant(hint, TensorDataType.FLOAT, dims, Float32Array.from(values));
+  }
+
+  /** A large initializer: written to the external-data file when there is one. */
+  weight(name: string, dataType: TensorDataType, dims: number[], data: ArrayBufferView): string {
+    const numel = dims.reduce((a, b) => a * b, 1);
+    const bytesPer = dataType === TensorDataType.FLOAT ? 4 : dataType === TensorDataType.INT64 ? 8 : 2;
+    if (numel * bytesPer !== data.byteLength) throw new Error(`weight '${name}': ${data.byteLength} bytes for dims [${dims}]`);
+    if (!this.weights) return this.constant(name, dataType, dims, data);
+    const n = this.fresh(name);
+    this.initializers.push({ name: n, dataType, dims, external: this.weights.append(data) });
+    return n;
+  }
+
+  /** Serialise as a ModelProto (IR 10, the given opsets). */
+  encode(opsets: { domain: string; version: number }[], metadata?: Record<string, string>, name = 'graph'): Uint8Array {
+    const spec: ModelSpec = {
+      irVersion: 10,
+      opsets,
+      producer: 'toxscope',
+      graph: { name, nodes: this.nodes, initializers: this.initializers, inputs: this.inputs, outputs: this.outputs },
+      metadata,
+    };
+    return encodeModel(spec);
+  }
+}
