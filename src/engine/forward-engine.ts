@@ -36,6 +36,8 @@ export interface EngineInfo {
   dModel: number;
   vocabSize: number;
   sae: { dSae: number; k: number } | null;
+  /** the graph's outputs: resid_post, plus topk_values and topk_indices when an SAE is fused */
+  outputs: readonly string[];
   modelPath: string;
   /** true when this open built the graph, false when it loaded a cached one */
   built: boolean;
@@ -87,6 +89,7 @@ export class ForwardEngine {
       dModel: c.hiddenSize,
       vocabSize: c.vocabSize,
       sae: opts.sae ? { dSae: opts.sae.dSae, k: opts.sae.k } : null,
+      outputs: session.outputNames,
       modelPath: graph.modelPath,
       built: graph.built,
       buildSeconds: graph.buildSeconds,

@@ -20,8 +20,7 @@ import { ExternalDataFile, GraphBuilder, TensorDataType, attr } from './onnx/gra
 import type { Qwen3Config } from './qwen3-config.js';
 import type { TopKSae } from './sae/types.js';
 
-export const GRAPH_BUILDER_VERSION = 1;
-export const PAD_TOKEN_ID = 151643;
+export const GRAPH_BUILDER_VERSION = 2;
 
 export interface Qwen3GraphSpec {
   config: Qwen3Config;
@@ -70,8 +69,9 @@ function emitQwen3(g: GraphBuilder, spec: Qwen3GraphSpec): string[] {
   const bt = g.op('Shape', [ids]);
   const shapeBTD = g.op('Concat', [bt, g.constI64('D', [D])], { axis: attr.int(0) });
 
-  // Embedding: x [N, D]. A bf16 table is gathered as bf16 then cast (half the memory of an f32 table).
-  const flatIds = g.op('Reshape', [ids, g.constI64('minus1', [-1])]); //                              [N]
+  // Embedding: x [N, D]. Pads read token 0 (any pad id works, even one outside a small vocabulary).
+  // A bf16 table is gathered as bf16 then cast (half the memory of an f32 table).
+  const flatIds = g.op('Reshape', [g.op('Mul', [ids, mask]), g.constI64('minus1', [-1])]); //         [N]
   let x = embedding(g, weights, flatIds, c); //                                                          [N, D]
 
   // Positions: cumsum(mask) - 1, clamped at 0, so left-padded rows get the positions they have alone.

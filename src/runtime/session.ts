@@ -122,7 +122,7 @@ export class OrtSession {
 function sessionOptions(o: SessionOptions): ort.InferenceSession.SessionOptions {
   if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) throw validationError(`threads must be a positive integer, got ${o.threads}`);
   return {
-    intraOpNumThreads: o.threads,
+    ...(o.threads !== undefined ? { intraOpNumThreads: o.threads } : {}),
     interOpNumThreads: 1,
     executionMode: 'sequential',
     enableCpuMemArena: o.memArena ?? true,
