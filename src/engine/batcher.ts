@@ -1,0 +1,305 @@
+/**
+ * Dynamic batching in front of a batched computation (the forward pass), after TEI's queue:
+ *
+ *  - requests enqueue one or more items (windows); admission is all-or-nothing against a bounded
+ *    capacity, and a full queue fails fast with ToxScopeError('overloaded') carrying a retry-after hint;
+ *  - one batch runs at a time; while idle, the first item waits at most `maxWaitMs` for company, and a
+ *    batch starts at once when the queue already holds a full batch; after a batch, the next one starts
+ *    immediately with whatever has queued meanwhile;
+ *  - a batch always contains the oldest waiting item (no starvation) plus the items closest to it in
+ *    length, so padding stays small: cost = items x longest item <= `maxBatchTokens`, items <= `maxBatchItems`;
+ *  - requests whose client went away (AbortSignal) or whose deadline passed leave the queue and are
+ *    never computed; a request past its deadline fails with ToxScopeError('timeout');
+ *  - drain() refuses new work and resolves once everything queued has run.
+ *
+ * Generic over the work function, so it is tested with a real computation.
+ */
+import { ToxScopeError } from '../errors.js';
+
+export interface BatcherOptions<I, O> {
+  /** runs one batch; must return one output per input, in order. Inputs arrive sorted by length. */
+  process(inputs: I[]): Promise<O[]>;
+  /** the length of an item in tokens */
+  tokensOf(input: I): number;
+  maxBatchItems: number;
+  /** cap on items x longest item (the padded size of the forward pass) */
+  maxBatchTokens: number;
+  maxWaitMs: number;
+  /** most items waiting (not counting the running batch) */
+  capacity: number;
+  /** deadline of a request from submission; 0 or Infinity = none */
+  timeoutMs: number;
+  observer?: BatcherObserver;
+}
+
+/** What the batcher reports, for metrics. */
+export interface BatcherObserver {
+  queueDepth?(items: number): void;
+  queueWait?(seconds: number): void;
+  batch?(info: { items: number; tokens: number; paddedTokens: number; seconds: number }): void;
+  rejected?(reason: 'overloaded' | 'aborted' | 'timeout' | 'draining'): void;
+}
+
+export interface SubmitOptions {
+  /** the client went away: drop the request's queued items */
+  signal?: AbortSignal;
+}
+
+export interface BatchedResult<O> {
+  outputs: O[];
+  /** longest time one of the request's items waited before its batch started */
+  queueMs: number;
+  /** wall time of the batches that computed the request's items */
+  inferenceMs: number;
+}
+
+interface Request<I, O> {
+  items: Item<I, O>[];
+  remaining: number;
+  outputs: O[];
+  queueMs: number;
+  batchesSeen: Set<number>;
+  inferenceMs: number;
+  done: boolean;
+  resolve(r: BatchedResult<O>): void;
+  reject(e: unknown): void;
+  cleanup(): void;
+}
+
+interface Item<I, O> {
+  input: I;
+  tokens: number;
+  index: number;
+  enqueuedAt: number;
+  request: Request<I, O>;
+}
+
+export class Batcher<I, O> {
+  private readonly opts: BatcherOptions<I, O>;
+  private queue: Item<I, O>[] = [];
+  private running = false;
+  private timer: NodeJS.Timeout | null = null;
+  private draining = false;
+  private idleWaiters: (() => void)[] = [];
+  private batchSeq = 0;
+  /** exponentially weighted items per second, for the retry-after hint */
+  private itemsPerSecond = 0;
+
+  constructor(opts: BatcherOptions<I, O>) {
+    if (!(opts.maxBatchItems >= 1) || !(opts.maxBatchTokens >= 1) || !(opts.capacity >= 1) || !(opts.maxWaitMs >= 0))
+      throw new ToxScopeError('validation', 'batcher: maxBatchItems, maxBatchTokens and capacity must be >= 1, maxWaitMs >= 0');
+    this.opts = opts;
+  }
+
+  /** items waiting, not counting the running batch */
+  get depth(): number {
+    return this.queue.length;
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** Seconds after which a retry is likely to be admitted, from recent throughput. */
+  retryAfterSeconds(extra = 0): number {
+    const rate = this.itemsPerSecond > 0 ? this.itemsPerSecond : this.opts.maxBatchItems;
+    return Math.min(60, Math.max(1, Math.ceil((this.queue.length + extra) / rate)));
+  }
+
+  /** Queue the items of one request; resolves with their outputs in submission order. */
+  submit(inputs: readonly I[], { signal }: SubmitOptions = {}): Promise<BatchedResult<O>> {
+    if (this.draining) {
+      this.opts.observer?.rejected?.('draining');
+      return Promise.reject(new ToxScopeError('unavailable', 'the service is shutting down and accepts no new work'));
+    }
+    if (signal?.aborted) {
+      this.opts.observer?.rejected?.('aborted');
+      return Promise.reject(new ToxScopeError('unavailable', 'the client went away before the request was queued'));
+    }
+    if (inputs.length === 0) return Promise.resolve({ outputs: [], queueMs: 0, inferenceMs: 0 });
+    const tokens = inputs.map((x) => this.opts.tokensOf(x));
+    const tooBig = tokens.findIndex((t) => t > this.opts.maxBatchTokens);
+    if (tooBig >= 0)
+      return Promise.reject(
+        new ToxScopeError('payload_too_large', `item ${tooBig} has ${tokens[tooBig]} tokens, more than one batch holds (${this.opts.maxBatchTokens})`),
+      );
+    if (this.queue.length + inputs.length > this.opts.capacity) {
+      this.opts.observer?.rejected?.('overloaded');
+      const retryAfter = this.retryAfterSeconds(inputs.length);
+      return Promise.reject(
+        new ToxScopeError('overloaded', `queue full (${this.queue.length} of ${this.opts.capacity} waiting, ${inputs.length} more asked): retry in ${retryAfter} s`, {
+          retryAfterSeconds: retryAfter,
+        }),
+      );
+    }
+
+    return new Promise<BatchedResult<O>>((resolve, reject) => {
+      const now = performance.now();
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = () => this.fail(request, new ToxScopeError('unavailable', 'the client went away'), 'aborted');
+      const request: Request<I, O> = {
+        items: [],
+        remaining: inputs.length,
+        outputs: new Array<O>(inputs.length),
+        queueMs: 0,
+        batchesSeen: new Set(),
+        inferenceMs: 0,
+        done: false,
+        resolve,
+        reject,
+        cleanup: () => {
+          if (timer) clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+        },
+      };
+      request.items = inputs.map((input, index) => ({ input, tokens: tokens[index], index, enqueuedAt: now, request }));
+      const t = this.opts.timeoutMs;
+      if (t > 0 && Number.isFinite(t))
+        timer = setTimeout(() => this.fail(request, new ToxScopeError('timeout', `request not answered within ${t} ms`), 'timeout'), t);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.queue.push(...request.items);
+      this.opts.observer?.queueDepth?.(this.queue.length);
+      this.schedule();
+    });
+  }
+
+  /** Refuse new work; resolve when the queue is empty and no batch runs. */
+  drain(): Promise<void> {
+    this.draining = true;
+    if (!this.running && this.queue.length === 0) return Promise.resolve();
+    if (!this.running) this.startBatch();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private fail(request: Request<I, O>, error: ToxScopeError, reason: 'aborted' | 'timeout'): void {
+    if (request.done) return;
+    request.done = true;
+    request.cleanup();
+    const before = this.queue.length;
+    this.queue = this.queue.filter((it) => it.request !== request);
+    if (this.queue.length !== before) this.opts.observer?.queueDepth?.(this.queue.length);
+    this.opts.observer?.rejected?.(reason);
+    request.reject(error);
+    this.maybeIdle();
+  }
+
+  private schedule(): void {
+    if (this.running || this.queue.length === 0) return;
+    if (this.draining || this.fullBatchWaiting() || this.opts.maxWaitMs === 0) {
+      this.startBatch();
+      return;
+    }
+    if (this.timer) return;
+    const waited = performance.now() - this.queue[0].enqueuedAt;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.startBatch();
+    }, Math.max(0, this.opts.maxWaitMs - waited));
+  }
+
+  private fullBatchWaiting(): boolean {
+    if (this.queue.length >= this.opts.maxBatchItems) return true;
+    let longest = 0;
+    for (const it of this.queue) longest = Math.max(longest, it.tokens);
+    return this.queue.length * longest >= this.opts.maxBatchTokens;
+  }
+
+  private startBatch(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (this.running) return;
+    const batch = this.takeBatch();
+    if (batch.length === 0) {
+      this.maybeIdle();
+      return;
+    }
+    this.running = true;
+    void this.runBatch(batch).finally(() => {
+      this.running = false;
+      if (this.queue.length > 0) this.startBatch();
+      else this.maybeIdle();
+    });
+  }
+
+  /**
+   * The oldest item plus its nearest neighbours in length, within the caps. Picks from the queue sorted by
+   * length, growing a contiguous range around the oldest item toward whichever side is closer in length.
+   */
+  private takeBatch(): Item<I, O>[] {
+    if (this.queue.length === 0) return [];
+    const { maxBatchItems, maxBatchTokens } = this.opts;
+    const anchor = this.queue[0];
+    const byLen = this.queue.slice().sort((a, b) => a.tokens - b.tokens);
+    let lo = byLen.indexOf(anchor);
+    let hi = lo; // inclusive range [lo, hi]
+    const fits = (count: number, longest: number) => count <= maxBatchItems && count * longest <= maxBatchTokens;
+    for (;;) {
+      const count = hi - lo + 2;
+      const left = lo > 0 && fits(count, byLen[hi].tokens) ? byLen[lo - 1] : null;
+      const right = hi + 1 < byLen.length && fits(count, byLen[hi + 1].tokens) ? byLen[hi + 1] : null;
+      if (!left && !right) break;
+      if (left && (!right || anchor.tokens - left.tokens <= right.tokens - anchor.tokens)) lo--;
+      else hi++;
+    }
+    const chosen = new Set(byLen.slice(lo, hi + 1));
+    this.queue = this.queue.filter((it) => !chosen.has(it));
+    this.opts.observer?.queueDepth?.(this.queue.length);
+    return byLen.slice(lo, hi + 1);
+  }
+
+  private async runBatch(batch: Item<I, O>[]): Promise<void> {
+    const seq = ++this.batchSeq;
+    const start = performance.now();
+    for (const it of batch) {
+      const waited = start - it.enqueuedAt;
+      it.request.queueMs = Math.max(it.request.queueMs, waited);
+      this.opts.observer?.queueWait?.(waited / 1000);
+    }
+    let outputs: O[];
+    try {
+      outputs = await this.opts.process(batch.map((it) => it.input));
+      if (!Array.isArray(outputs) || outputs.length !== batch.length)
+        throw new ToxScopeError('internal', `batch function returned ${Array.isArray(outputs) ? outputs.length : typeof outputs} outputs for ${batch.length} inputs`);
+    } catch (e) {
+      const error = e instanceof ToxScopeError ? e : new ToxScopeError('internal', `batch failed: ${(e as Error)?.message ?? String(e)}`, undefined, { cause: e });
+      for (const it of batch) this.finishWithError(it.request, error);
+      return;
+    }
+    const seconds = (performance.now() - start) / 1000;
+    const tokens = batch.reduce((s, it) => s + it.tokens, 0);
+    this.opts.observer?.batch?.({ items: batch.length, tokens, paddedTokens: batch.length * batch[batch.length - 1].tokens, seconds });
+    const rate = batch.length / Math.max(seconds, 1e-6);
+    this.itemsPerSecond = this.itemsPerSecond === 0 ? rate : 0.8 * this.itemsPerSecond + 0.2 * rate;
+    batch.forEach((it, i) => {
+      const r = it.request;
+      if (r.done) return; // timed out or aborted while running: the result is dropped
+      r.outputs[it.index] = outputs[i];
+      if (!r.batchesSeen.has(seq)) {
+        r.batchesSeen.add(seq);
+        r.inferenceMs += seconds * 1000;
+      }
+      if (--r.remaining === 0) {
+        r.done = true;
+        r.cleanup();
+        r.resolve({ outputs: r.outputs, queueMs: r.queueMs, inferenceMs: r.inferenceMs });
+      }
+    });
+  }
+
+  private finishWithError(request: Request<I, O>, error: ToxScopeError): void {
+    if (request.done) return;
+    request.done = true;
+    request.cleanup();
+    this.queue = this.queue.filter((it) => it.request !== request);
+    request.reject(error);
+  }
+
+  private maybeIdle(): void {
+    if (this.running || this.queue.length > 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+}
