@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import { createDb, type CreateDbOptions, type DbHandle } from '../../src/db/client.js';
+import type { NewPrediction } from '../../src/db/schema.js';
 
 export const DATABASE_URL = process.env.DATABASE_URL || undefined;
 
@@ -79,5 +80,25 @@ export async function openTestDb(driver: 'pglite' | 'postgres', options: Partial
       for (const h of handles) await h.close().catch(() => undefined);
       await fresh.drop();
     },
+  };
+}
+
+let predictionCounter = 0;
+
+/** A valid prediction row; ids are unique within the test process unless given. */
+export function predictionRow(overrides: Partial<NewPrediction> = {}): NewPrediction {
+  predictionCounter += 1;
+  return {
+    id: `00000000-0000-4000-8000-${String(predictionCounter).padStart(12, '0')}`,
+    requestId: `req-${predictionCounter}`,
+    createdAt: new Date('2025-03-01T11:00:00Z'),
+    language: 'en',
+    languageSource: 'detected',
+    score: 0.5,
+    threshold: 0.5,
+    label: false,
+    bundleVersion: 'test-bundle',
+    textSha256: 'f'.repeat(64),
+    ...overrides,
   };
 }
