@@ -11,8 +11,10 @@
  * split to maximise F1 (ties: the smaller K). A language gets its own rule when it has enough data
  * (GroupPolicy) on both splits; other and unknown languages use the pooled rule.
  */
-import { validationError } from '../errors.js';
+import { z } from 'zod';
+import { formatError, validationError } from '../errors.js';
 import type { TextFeatures } from '../engine/types.js';
+import { describeZodError } from './encoding.js';
 import { groupByLanguage, hasEnoughData, pick, type GroupPolicy } from './groups.js';
 
 export interface FeatureBias {
@@ -157,4 +159,29 @@ export class DiscoveryRule {
     const k = set.size;
     return { score: k === 0 ? 0 : firing.length / k, toxic: firing.length > 0, firing, languageUsed };
   }
+
+  toJSON(): DiscoveryRuleJson {
+    return { format: RULE_FORMAT, version: RULE_FORMAT_VERSION, ...this.state };
+  }
+
+  /** Validates and loads a rule; errors name `source` and the offending field. */
+  static fromJSON(json: unknown, source = 'rule'): DiscoveryRule {
+    const parsed = ruleSchema.safeParse(json);
+    if (!parsed.success) throw formatError(describeZodError(source, parsed.error));
+    const { pooled, perLanguage } = parsed.data;
+    return new DiscoveryRule({ pooled, perLanguage });
+  }
 }
+
+export const RULE_FORMAT = 'toxscope-discovery-rule';
+export const RULE_FORMAT_VERSION = 1;
+const ruleSetSchema = z
+  .object({ k: z.number().int().nonnegative(), features: z.array(z.number().int().nonnegative()), validationF1: z.number().min(0).max(1) })
+  .refine((s) => s.features.length === s.k, { message: 'features must list exactly k feature ids' });
+export const ruleSchema = z.object({
+  format: z.literal(RULE_FORMAT),
+  version: z.literal(RULE_FORMAT_VERSION),
+  pooled: ruleSetSchema,
+  perLanguage: z.record(z.string(), ruleSetSchema),
+});
+export type DiscoveryRuleJson = z.infer<typeof ruleSchema>;
