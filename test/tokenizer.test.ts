@@ -15,6 +15,7 @@ const MULTILINGUAL = [
   'family 👨‍👩‍👧‍👦 and flags 🇫🇷🇯🇵 and 🫠🪿',
   'tabs\tand\nnewlines\r\n  spaces   ',
   'a<|im_start|>b<|endoftext|>',
+  'a lone surrogate \ud800 here',
   '',
 ];
 
