@@ -1,0 +1,229 @@
+import { mkdtempSync, readFileSync, rmSync, existsSync, appendFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { executeRows } from '../src/db/client.js';
+import { createRepository, type Repository } from '../src/db/repository.js';
+import type { NewPrediction } from '../src/db/schema.js';
+import { isTransientDbError, WriteQueue } from '../src/db/write-queue.js';
+import { isToxScopeError } from '../src/errors.js';
+import { openTestDb, predictionRow, type TestDb } from './helpers/db.js';
+
+/** The real repository behind a switch: while `down`, every call fails like an unreachable server. */
+function switchable(repo: Repository) {
+  const state = {
+    down: false,
+    /** Prediction ids in the order the database accepted them (successful calls only). */
+    written: [] as string[],
+    calls: 0,
+  };
+  const refuse = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+  const wrapped: Repository = {
+    ...repo,
+    async insertPredictions(rows) {
+      state.calls += 1;
+      if (state.down) throw refuse();
+      const n = await repo.insertPredictions(rows);
+      state.written.push(...rows.map((r) => r.id));
+      return n;
+    },
+    async recordFeedback(items) {
+      state.calls += 1;
+      if (state.down) throw refuse();
+      return repo.recordFeedback(items);
+    },
+  };
+  return { state, repo: wrapped };
+}
+
+describe('write queue (PGlite)', () => {
+  let t: TestDb;
+  let repo: Repository;
+  let dir: string;
+  beforeAll(async () => {
+    t = await openTestDb('pglite');
+    repo = createRepository(t.handle.db);
+  });
+  afterAll(() => t?.dispose());
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'toxscope-wq-'));
+    return () => rmSync(dir, { recursive: true, force: true });
+  });
+
+  const countRows = async (ids: string[]) =>
+    (await executeRows<{ id: string; n: number }>(
+      t.handle.db,
+      sql`select id, count(*)::int as n from predictions where id in ${ids} group by id`,
+    )).reduce((acc, r) => acc + r.n, 0);
+  const feedbackLabel = async (id: string) =>
+    (await executeRows<{ label: boolean }>(t.handle.db, sql`select label from feedback where prediction_id = ${id}`))[0]?.label;
+
+  it('writes batches in the background and reports feedback for still-queued predictions as stored, not unknown', async () => {
+    const { state, repo: r } = switchable(repo);
+    const q = new WriteQueue({ repo: r, spillPath: join(dir, 'spill.jsonl'), flushDelayMs: 60_000 });
+    const rows = [predictionRow({ label: true }), predictionRow()];
+    q.enqueuePredictions(rows);
+    expect(q.isPending(rows[0].id)).toBe(true);
+    expect(state.calls).toBe(0); // nothing written on the request path
+    expect(await q.recordFeedback([{ predictionId: rows[0].id, label: true, source: 'mod' }])).toEqual([
+      { predictionId: rows[0].id, status: 'stored' },
+    ]);
+    await q.flush();
+    expect(state.written).toEqual(rows.map((x) => x.id));
+    expect(await feedbackLabel(rows[0].id)).toBe(true);
+    // Now the prediction is in the database: feedback goes straight there and says what happened.
+    expect(
+      await q.recordFeedback([
+        { predictionId: rows[0].id, label: false, source: 'mod' },
+        { predictionId: 'never-classified', label: true, source: 'mod' },
+      ]),
+    ).toEqual([
+      { predictionId: rows[0].id, status: 'updated' },
+      { predictionId: 'never-classified', status: 'unknown_id' },
+    ]);
+    expect(q.stats()).toMatchObject({ queued: 0, spilled: 0, written: 3, dropped: 0, databaseUp: true });
+    await q.close();
+  });
+
+  it('spills past the memory bound while the database is away, then replays everything in order, once', async () => {
+    const { state, repo: r } = switchable(repo);
+    const spillPath = join(dir, 'spill.jsonl');
+    const errors: unknown[] = [];
+    const q = new WriteQueue({ repo: r, spillPath, maxQueued: 10, batchSize: 4, flushDelayMs: 60_000, retryMinMs: 60_000, onError: (e) => errors.push(e) });
+    state.down = true;
+    const rows: NewPrediction[] = [];
+    for (let i = 0; i < 30; i++) {
+      const batch = [predictionRow({ label: i % 2 === 0 })];
+      rows.push(...batch);
+      q.enqueuePredictions(batch);
+    }
+    await expect(q.flush()).rejects.toSatisfy((e) => isToxScopeError(e) && e.kind === 'unavailable');
+    // 10 in memory (4 of them in the failed head batch), 20 in the file, with increasing sequence numbers.
+    expect(q.stats()).toMatchObject({ queued: 10, spilled: 20, spilledTotal: 20, databaseUp: false });
+    const lines = readFileSync(spillPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.row.id)).toEqual(rows.slice(10).map((x) => x.id));
+    expect(lines.map((l) => l.seq)).toEqual(Array.from({ length: 20 }, (_, i) => 11 + i));
+
+    // Feedback while away: accepted for queued predictions (memory or file), refused for ones it cannot check.
+    expect(await q.recordFeedback([{ predictionId: rows[3].id, label: true, source: 'mod' }, { predictionId: rows[25].id, label: false, source: 'mod' }])).toEqual([
+      { predictionId: rows[3].id, status: 'stored' },
+      { predictionId: rows[25].id, status: 'stored' },
+    ]);
+    expect(await q.recordFeedback([{ predictionId: rows[25].id, label: true, source: 'mod' }])).toEqual([
+      { predictionId: rows[25].id, status: 'updated' },
+    ]);
+    await expect(q.recordFeedback([{ predictionId: 'written-long-ago', label: true, source: 'mod' }])).rejects.toSatisfy(
+      (e) => isToxScopeError(e) && e.kind === 'unavailable',
+    );
+
+    state.down = false;
+    await q.flush();
+    expect(state.written).toEqual(rows.map((x) => x.id)); // in order, each exactly once
+    expect(await countRows(rows.map((x) => x.id))).toBe(30);
+    expect(await feedbackLabel(rows[3].id)).toBe(true);
+    expect(await feedbackLabel(rows[25].id)).toBe(true); // the later of the two queued labels
+    expect(existsSync(spillPath)).toBe(false); // drained files are removed
+    expect(q.stats()).toMatchObject({ queued: 0, spilled: 0, written: 33, dropped: 0, databaseUp: true });
+    expect(errors).toEqual([]); // the background writer never ran: flush() reported the failures itself
+    await q.close();
+  });
+
+  it('keeps what it could not write across a restart: close persists memory ahead of the spill file, a new queue replays it', async () => {
+    const { state, repo: r } = switchable(repo);
+    const spillPath = join(dir, 'spill.jsonl');
+    const first = new WriteQueue({ repo: r, spillPath, maxQueued: 5, batchSize: 3, flushDelayMs: 60_000, retryMinMs: 60_000 });
+    state.down = true;
+    const rows = Array.from({ length: 12 }, () => predictionRow());
+    for (const row of rows) first.enqueuePredictions([row]);
+    await first.recordFeedback([{ predictionId: rows[1].id, label: true, source: 'mod' }]);
+    await first.close({ timeoutMs: 1_000 });
+    await expect(Promise.resolve().then(() => first.enqueuePredictions([predictionRow()]))).rejects.toThrow(/closed/);
+    const persisted = readFileSync(spillPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(persisted.map((l) => l.seq)).toEqual([...persisted.map((l) => l.seq)].sort((a, b) => a - b));
+    expect(persisted.filter((l) => l.kind === 'prediction').map((l) => l.row.id)).toEqual(rows.map((x) => x.id));
+    // A crash mid-append leaves a torn last line: it was never acknowledged and is cut off on recovery.
+    appendFileSync(spillPath, '{"seq":999,"kind":"predic');
+
+    state.down = false;
+    const second = new WriteQueue({ repo: r, spillPath, flushDelayMs: 60_000 });
+    expect(second.stats()).toMatchObject({ spilled: 13, queued: 0 });
+    expect(second.isPending(rows[11].id)).toBe(true);
+    await second.flush();
+    expect(state.written).toEqual(rows.map((x) => x.id));
+    expect(await countRows(rows.map((x) => x.id))).toBe(12);
+    expect(await feedbackLabel(rows[1].id)).toBe(true);
+    expect(existsSync(spillPath)).toBe(false);
+    expect(second.stats()).toMatchObject({ written: 13, dropped: 0 });
+    await second.close();
+  });
+
+  it('the background writer retries on its own with backoff and catches up when the database returns', async () => {
+    const { state, repo: r } = switchable(repo);
+    const retries: boolean[] = [];
+    const q = new WriteQueue({ repo: r, spillPath: join(dir, 'spill.jsonl'), flushDelayMs: 0, retryMinMs: 5, retryMaxMs: 20, onError: (_e, info) => retries.push(info.retrying) });
+    state.down = true;
+    const rows = Array.from({ length: 7 }, () => predictionRow());
+    q.enqueuePredictions(rows);
+    await vi.waitFor(() => expect(retries.length).toBeGreaterThanOrEqual(3), { timeout: 10_000, interval: 5 });
+    expect(retries.every((x) => x)).toBe(true);
+    expect(q.stats().databaseUp).toBe(false);
+    state.down = false;
+    await vi.waitFor(() => expect(q.stats().written).toBe(7), { timeout: 10_000, interval: 5 });
+    expect(state.written).toEqual(rows.map((x) => x.id));
+    expect(q.stats().databaseUp).toBe(true);
+    await q.close();
+  });
+
+  it('a commit whose acknowledgement was lost is retried without writing anything twice', async () => {
+    let loseAck = true;
+    const flaky: Repository = {
+      ...repo,
+      async insertPredictions(rows) {
+        const n = await repo.insertPredictions(rows);
+        if (loseAck) {
+          loseAck = false;
+          throw Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' });
+        }
+        return n;
+      },
+    };
+    const q = new WriteQueue({ repo: flaky, spillPath: join(dir, 'spill.jsonl'), flushDelayMs: 60_000, retryMinMs: 60_000 });
+    const rows = [predictionRow(), predictionRow()];
+    q.enqueuePredictions(rows);
+    await expect(q.flush()).rejects.toThrow(/CONNECTION_CLOSED/);
+    expect(q.isPending(rows[0].id)).toBe(true);
+    await q.flush();
+    expect(await countRows(rows.map((x) => x.id))).toBe(2);
+    expect(q.stats()).toMatchObject({ queued: 0, written: 2 });
+    await q.close();
+  });
+
+  it('drops (and reports) a row the database rejects, without holding back the rest of its batch', async () => {
+    const dropped: unknown[] = [];
+    const q = new WriteQueue({ repo, spillPath: join(dir, 'spill.jsonl'), flushDelayMs: 60_000, onError: (_e, info) => info.dropped && dropped.push(info.dropped) });
+    const good = [predictionRow(), predictionRow()];
+    const bad = predictionRow({ languageSource: 'guessed' as 'hint' }); // violates the CHECK constraint (SQLSTATE 23514)
+    q.enqueuePredictions([good[0], bad, good[1]]);
+    await q.flush();
+    expect(await countRows([...good, bad].map((x) => x.id))).toBe(2);
+    expect(dropped).toHaveLength(1);
+    expect(q.stats()).toMatchObject({ written: 2, dropped: 1 });
+    await q.close();
+  });
+
+  it('refuses malformed rows at enqueue, naming the field, instead of stalling the writer', () => {
+    const q = new WriteQueue({ repo, spillPath: join(dir, 'spill.jsonl') });
+    expect(() => q.enqueuePredictions([predictionRow({ createdAt: new Date('nope') })])).toThrow(/createdAt must be a valid Date/);
+    expect(() => q.enqueuePredictions([predictionRow({ score: Number.NaN })])).toThrow(/score must be a finite number/);
+    expect(q.stats().queued).toBe(0);
+    return q.close();
+  });
+
+  it('classifies data errors as permanent and connection errors as transient', () => {
+    expect(isTransientDbError(Object.assign(new Error('x'), { code: 'ECONNREFUSED' }))).toBe(true);
+    expect(isTransientDbError(Object.assign(new Error('x'), { code: '57P01' }))).toBe(true); // admin shutdown
+    expect(isTransientDbError(new Error('wrapped', { cause: Object.assign(new Error('x'), { code: '23505' }) }))).toBe(false);
+    expect(isTransientDbError(Object.assign(new Error('x'), { code: '22001' }))).toBe(false);
+  });
+});
