@@ -23,6 +23,7 @@ export interface Command {
 
 const COMMANDS: Record<string, () => Promise<Command>> = {
   residual: async () => (await import('./residual.js')).residualCommand,
+  features: async () => (await import('./features.js')).featuresCommand,
 };
 
 export const processIO: CliIO = {
