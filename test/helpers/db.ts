@@ -3,6 +3,7 @@
  * when DATABASE_URL is set, a fresh database on that real Postgres server per test file, dropped afterwards.
  */
 import { randomBytes } from 'node:crypto';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import postgres from 'postgres';
 import { createDb, type CreateDbOptions, type DbHandle } from '../../src/db/client.js';
 import type { NewPrediction } from '../../src/db/schema.js';
@@ -101,4 +102,54 @@ export function predictionRow(overrides: Partial<NewPrediction> = {}): NewPredic
     textSha256: 'f'.repeat(64),
     ...overrides,
   };
+}
+
+/**
+ * A TCP proxy in front of a server, to make it unreachable on demand: cut() refuses new connections and
+ * resets the open ones (what a crashed or partitioned server looks like); restore() listens again.
+ */
+export interface TcpProxy {
+  port: number;
+  cut(): Promise<void>;
+  restore(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function tcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
+  const sockets = new Set<Socket>();
+  let server: Server | undefined;
+  let port = 0;
+  const listen = () =>
+    new Promise<void>((resolve, reject) => {
+      const s = createServer((client) => {
+        const upstream = connect(targetPort, targetHost);
+        for (const sock of [client, upstream]) {
+          sockets.add(sock);
+          sock.on('close', () => sockets.delete(sock));
+          sock.on('error', () => undefined);
+        }
+        client.pipe(upstream);
+        upstream.pipe(client);
+        const end = () => {
+          client.destroy();
+          upstream.destroy();
+        };
+        client.on('close', end);
+        upstream.on('close', end);
+      });
+      s.once('error', reject);
+      s.listen(port, '127.0.0.1', () => {
+        port = (s.address() as AddressInfo).port;
+        server = s;
+        resolve();
+      });
+    });
+  const stop = async () => {
+    const s = server;
+    server = undefined;
+    for (const sock of sockets) sock.resetAndDestroy();
+    if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
+  };
+  await listen();
+  return { port, cut: stop, restore: listen, close: stop };
 }
