@@ -5,7 +5,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { isToxScopeError } from '../src/errors.js';
 import { f32ToBf16 } from '../src/model/dtypes.js';
 import { TorchFile } from '../src/model/sae/torch-file.js';
-import { PickleWriter, TorchSaveSpec, torchPickle, torchSaveBytes, writeTorchSave, zipBytes } from './helpers/torch-save.js';
+import { PickleWriter, TorchSaveSpec, torchPickle, torchSaveBytes, torchSaveEntries, writeTorchSave, writeZipSparse, zipBytes } from './helpers/torch-save.js';
+import { ZipArchive } from '../src/model/sae/zip.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'toxscope-pickle-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -127,6 +128,27 @@ describe('TorchFile reads what torch.save writes', () => {
     withFile(save(spec), (f) => {
       expect(f.archive).toBe('layer7.sae');
       expect(Array.from(f.readF32('w'))).toEqual(iota(8));
+    });
+  });
+  it('reads storages that start past 4 GiB through ZIP64 offsets (sparse file)', () => {
+    const entries = torchSaveEntries({
+      storages: { '0': { dtype: 'F32', values: iota(6) }, '1': { dtype: 'BF16', values: iota(4) } },
+      tensors: { near: { storage: '0', shape: [2, 3] }, far: { storage: '1', shape: [2, 2], stride: [1, 2] } },
+    });
+    const FAR = 2 ** 32 + 12345;
+    entries[2].holeBefore = FAR; // storage '1' lies past 4 GiB
+    const p = tmp();
+    writeZipSparse(p, entries, { zip64: true });
+    const zip = ZipArchive.open(p);
+    try {
+      expect(zip.entry('archive/data/1').localHeaderOffset).toBeGreaterThan(2 ** 32);
+    } finally {
+      zip.close();
+    }
+    withFile(p, (f) => {
+      expect(Array.from(f.readF32('near'))).toEqual(iota(6));
+      const v = iota(4);
+      expect(Array.from(f.readF32('far'))).toEqual([v[0], v[2], v[1], v[3]]);
     });
   });
 });

@@ -7,7 +7,7 @@
  *     <archive>/data/<key>   raw little-endian storage bytes
  *     <archive>/version      '3'
  */
-import { writeFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { crc32, deflateRawSync } from 'node:zlib';
 import { f32ToBf16, f32ToF16 } from '../../src/model/dtypes.js';
 
@@ -185,13 +185,18 @@ export function storageBytes(s: SavedStorage): Buffer {
   return b;
 }
 
-/** The bytes of a torch.save file for `spec`. */
-export function torchSaveBytes(spec: TorchSaveSpec): Buffer {
+/** The zip entries of a torch.save file for `spec`: data.pkl, one entry per storage, version. */
+export function torchSaveEntries(spec: TorchSaveSpec): ZipInput[] {
   const archive = spec.archive ?? 'archive';
   const entries: ZipInput[] = [{ name: `${archive}/data.pkl`, data: torchPickle(spec), deflate: spec.deflatePickle }];
   for (const [key, s] of Object.entries(spec.storages)) entries.push({ name: `${archive}/data/${key}`, data: storageBytes(s) });
   entries.push({ name: `${archive}/version`, data: Buffer.from('3\n') });
-  return zipBytes(entries, spec.zip);
+  return entries;
+}
+
+/** The bytes of a torch.save file for `spec`. */
+export function torchSaveBytes(spec: TorchSaveSpec): Buffer {
+  return zipBytes(torchSaveEntries(spec), spec.zip);
 }
 
 export function writeTorchSave(path: string, spec: TorchSaveSpec): void {
@@ -204,6 +209,8 @@ export interface ZipInput {
   name: string;
   data: Buffer;
   deflate?: boolean;
+  /** leave this many unreferenced bytes before the entry's local header (a hole in a sparse file) */
+  holeBefore?: number;
 }
 export interface ZipOptions {
   /** write zip64 records and put 64-bit sizes/offsets in zip64 extra fields (32-bit fields = 0xFFFFFFFF) */
@@ -212,15 +219,17 @@ export interface ZipOptions {
   dataDescriptor?: boolean;
 }
 
-export function zipBytes(inputs: ZipInput[], opts: ZipOptions = {}): Buffer {
-  const out: Buffer[] = [];
+/** The archive as pieces at absolute positions (holes between them read as zeros), and its total size. */
+export function zipPieces(inputs: ZipInput[], opts: ZipOptions = {}): { pieces: { at: number; data: Buffer }[]; size: number } {
+  const pieces: { at: number; data: Buffer }[] = [];
   const central: Buffer[] = [];
   let pos = 0;
   const push = (b: Buffer) => {
-    out.push(b);
+    pieces.push({ at: pos, data: b });
     pos += b.length;
   };
   for (const e of inputs) {
+    pos += e.holeBefore ?? 0;
     const name = Buffer.from(e.name, 'utf8');
     const data = e.deflate ? deflateRawSync(e.data) : e.data;
     const crc = crc32(e.data);
@@ -301,7 +310,26 @@ export function zipBytes(inputs: ZipInput[], opts: ZipOptions = {}): Buffer {
   eocd.writeUInt32LE(opts.zip64 ? 0xffffffff : cd.length, 12);
   eocd.writeUInt32LE(opts.zip64 ? 0xffffffff : cdOffset, 16);
   push(eocd);
-  return Buffer.concat(out);
+  return { pieces, size: pos };
+}
+
+export function zipBytes(inputs: ZipInput[], opts: ZipOptions = {}): Buffer {
+  const { pieces, size } = zipPieces(inputs, opts);
+  const out = Buffer.alloc(size);
+  for (const p of pieces) p.data.copy(out, p.at);
+  return out;
+}
+
+/** Write the archive with its holes left sparse (files past 4 GiB cost no disk). */
+export function writeZipSparse(path: string, inputs: ZipInput[], opts: ZipOptions = {}): void {
+  const { pieces, size } = zipPieces(inputs, opts);
+  const fd = openSync(path, 'w');
+  try {
+    for (const p of pieces) writeSync(fd, p.data, 0, p.data.length, p.at);
+    ftruncateSync(fd, size);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function u16(v: number): Buffer {
