@@ -1,0 +1,272 @@
+/**
+ * bench engine: tokens/s of the forward pass to layer L of a Qwen3-0.6B-shaped model (random bf16 weights
+ * generated into a temporary directory, only layers 0..L written, deleted afterwards), next to this
+ * machine's measured fp32 MatMul throughput (one ORT MatMul [M,K]x[K,N]), and the ratio of the forward
+ * pass's effective FLOP/s to it.
+ *
+ *   npm run -s bench -- engine [--json] [--batch 8] [--seq 128] [--layer 14] [--threads 2] [--iters 5]
+ *       [--hidden 1024] [--intermediate 3072] [--heads 16] [--kv-heads 8] [--head-dim 128] [--vocab 151936]
+ *       [--no-prepack] [--keep <dir>]
+ *
+ * The timed part runs in a child process so its peak RSS is the engine's own (graph load + runs), not the
+ * weight generation's. Extension point: measureForward() takes ForwardEngine options, so an SAE timing
+ * (e.g. 16384 features, k=50) is another call with `sae` set.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseFlags, parseIntFlag } from '../src/cli/args.js';
+import { ForwardEngine, ForwardEngineOptions } from '../src/engine/forward-engine.js';
+import { f32ToBf16 } from '../src/model/dtypes.js';
+import { Checkpoint } from '../src/model/checkpoint.js';
+import { ensureGraph } from '../src/model/graph-cache.js';
+import { ExternalDataFile, GraphBuilder, TensorDataType } from '../src/model/onnx/graph-builder.js';
+import { Qwen3Config, toHfConfigJson } from '../src/model/qwen3-config.js';
+import { TensorToWrite, writeSafetensors } from '../src/model/safetensors.js';
+import { OrtSession } from '../src/runtime/session.js';
+
+const FLAGS = {
+  json: { type: 'boolean', default: false },
+  batch: { type: 'string', default: '8' },
+  seq: { type: 'string', default: '128' },
+  layer: { type: 'string', default: '14' },
+  threads: { type: 'string', default: '2' },
+  iters: { type: 'string', default: '5' },
+  hidden: { type: 'string', default: '1024' },
+  intermediate: { type: 'string', default: '3072' },
+  heads: { type: 'string', default: '16' },
+  'kv-heads': { type: 'string', default: '8' },
+  'head-dim': { type: 'string', default: '128' },
+  vocab: { type: 'string', default: '151936' },
+  'no-prepack': { type: 'boolean', default: false },
+  keep: { type: 'string' },
+  worker: { type: 'string' }, // internal: run the timed part in this process from a JSON job
+} as const;
+
+interface Job {
+  modelDir: string;
+  cacheDir: string;
+  layer: number;
+  batch: number;
+  seq: number;
+  threads: number;
+  iters: number;
+  prepacking: boolean;
+  matmul: { m: number; k: number; n: number };
+}
+
+interface WorkerResult {
+  matmul: { seconds: number[]; gflops: number; gflopsBest: number };
+  forward: { loadSeconds: number; seconds: number[]; provider: string };
+  peakRssMb: number;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const f = parseFlags(argv, FLAGS);
+  if (typeof f.worker === 'string') return worker(JSON.parse(f.worker) as Job);
+  const int = (k: keyof typeof FLAGS, min = 1) => parseIntFlag(f[k] as string, k, min);
+  const layer = int('layer', 0);
+  const config: Qwen3Config = {
+    hiddenSize: int('hidden'),
+    intermediateSize: int('intermediate'),
+    numLayers: Math.max(28, layer + 1),
+    numHeads: int('heads'),
+    numKvHeads: int('kv-heads'),
+    headDim: int('head-dim'),
+    rmsNormEps: 1e-6,
+    ropeTheta: 1e6,
+    vocabSize: int('vocab'),
+    tieWordEmbeddings: true,
+    torchDtype: 'bfloat16',
+  };
+  const job0 = { layer, batch: int('batch'), seq: int('seq'), threads: int('threads'), iters: int('iters'), prepacking: !f['no-prepack'] };
+  const work = typeof f.keep === 'string' ? f.keep : mkdtempSync(join(tmpdir(), 'toxscope-bench-engine-'));
+  mkdirSync(work, { recursive: true });
+  const log = (m: string) => !f.json && process.stdout.write(m);
+  try {
+    const modelDir = join(work, 'model');
+    const cacheDir = join(work, 'graph-cache');
+    let t0 = performance.now();
+    log(`writing random bf16 weights (layers 0..${layer}) to ${modelDir} ... `);
+    writeRandomCheckpoint(modelDir, config, layer, 1234);
+    const genSeconds = (performance.now() - t0) / 1000;
+    log(`${genSeconds.toFixed(1)} s\nbuilding the graph ... `);
+    t0 = performance.now();
+    const ckpt = Checkpoint.open(modelDir);
+    ensureGraph(cacheDir, ckpt, layer);
+    ckpt.close();
+    const buildSeconds = (performance.now() - t0) / 1000;
+    log(`${buildSeconds.toFixed(1)} s\nmeasuring (child process) ...\n`);
+
+    const job: Job = { ...job0, modelDir, cacheDir, matmul: { m: 1024, k: config.hiddenSize, n: config.intermediateSize } };
+    const r = runWorker(job);
+    const tokens = job.batch * job.seq;
+    const sec = median(r.forward.seconds);
+    const best = Math.min(...r.forward.seconds);
+    const flopsPerToken = forwardFlopsPerToken(config, layer, job.seq);
+    const tokensPerS = tokens / sec;
+    const forwardGflops = (flopsPerToken * tokensPerS) / 1e9;
+    const result = {
+      bench: 'engine',
+      tokens_per_s: round(tokensPerS, 1),
+      seconds_per_batch: round(sec, 3),
+      seconds_per_batch_all: r.forward.seconds.map((s) => round(s, 3)),
+      batch: job.batch,
+      seq: job.seq,
+      layer,
+      threads: job.threads,
+      prepacking: job.prepacking,
+      provider: r.forward.provider,
+      shape: { hidden: config.hiddenSize, intermediate: config.intermediateSize, heads: config.numHeads, kv_heads: config.numKvHeads, head_dim: config.headDim, vocab: config.vocabSize },
+      peak_rss_mb: round(r.peakRssMb, 0),
+      matmul_gflops: round(r.matmul.gflops, 1),
+      matmul_shape: [job.matmul.m, job.matmul.k, job.matmul.n],
+      forward_gflops: round(forwardGflops, 1),
+      forward_to_matmul_ratio: round(forwardGflops / r.matmul.gflops, 3),
+      // best-of-runs for both: less sensitive to load from other processes on a shared machine
+      tokens_per_s_best: round(tokens / best, 1),
+      matmul_gflops_best: round(r.matmul.gflopsBest, 1),
+      forward_to_matmul_ratio_best: round((flopsPerToken * tokens) / best / 1e9 / r.matmul.gflopsBest, 3),
+      flops_per_token: flopsPerToken,
+      load_s: round(r.forward.loadSeconds, 2),
+      build_s: round(buildSeconds, 1),
+      weights_gen_s: round(genSeconds, 1),
+    };
+    if (f.json) process.stdout.write(JSON.stringify(result) + '\n');
+    else
+      process.stdout.write(
+        [
+          `forward to layer ${layer}, batch ${job.batch} x ${job.seq} = ${tokens} tokens, ${job.threads} threads, ${result.provider}, prepacking ${job.prepacking ? 'on' : 'off'}`,
+          `  ${result.tokens_per_s} tokens/s (median ${result.seconds_per_batch} s per batch of ${result.seconds_per_batch_all.length})`,
+          `  effective ${result.forward_gflops} GFLOP/s (${(flopsPerToken / 1e6).toFixed(0)} MFLOP/token)`,
+          `  fp32 MatMul ${job.matmul.m}x${job.matmul.k}x${job.matmul.n}: ${result.matmul_gflops} GFLOP/s -> ratio ${(100 * result.forward_to_matmul_ratio).toFixed(1)}%`,
+          `  best runs: ${result.tokens_per_s_best} tokens/s, MatMul ${result.matmul_gflops_best} GFLOP/s -> ratio ${(100 * result.forward_to_matmul_ratio_best).toFixed(1)}%`,
+          `  peak RSS ${result.peak_rss_mb} MB (graph load ${result.load_s} s; graph build ${result.build_s} s, once, cached)`,
+          '',
+        ].join('\n'),
+      );
+    return 0;
+  } finally {
+    if (typeof f.keep !== 'string') rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** Matmul FLOPs (2 per multiply-add) per token through layers 0..L, plus causal attention (mean (T+1)/2 keys). */
+export function forwardFlopsPerToken(c: Qwen3Config, layer: number, seq: number): number {
+  const { hiddenSize: D, intermediateSize: F, numHeads: H, numKvHeads: KV, headDim: hd } = c;
+  const matmulParams = D * (H + 2 * KV) * hd + H * hd * D + 3 * D * F;
+  const attention = 2 * 2 * H * hd * ((seq + 1) / 2); // QK^T and AV
+  return (layer + 1) * (2 * matmulParams + attention);
+}
+
+// ---------------------------------------------------------------- timed part (child process)
+
+function runWorker(job: Job): WorkerResult {
+  const main = join(fileURLToPath(new URL('.', import.meta.url)), 'main.ts');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', main, 'engine', '--worker', JSON.stringify(job)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) throw new Error(`bench worker failed (exit ${r.status}):\n${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as WorkerResult;
+}
+
+async function worker(job: Job): Promise<number> {
+  // MatMul samples before and after the forward runs, pooled: a burst of load from elsewhere hits both.
+  const before = await measureMatMul(job);
+  const forward = await measureForward({ modelDir: job.modelDir, layer: job.layer, cacheDir: job.cacheDir, threads: job.threads, prepacking: job.prepacking }, job);
+  const after = await measureMatMul(job);
+  const seconds = [...before, ...after];
+  const { m, k, n } = job.matmul;
+  const matmul = { seconds, gflops: (2 * m * k * n) / median(seconds) / 1e9, gflopsBest: (2 * m * k * n) / Math.min(...seconds) / 1e9 };
+  const result: WorkerResult = { matmul, forward, peakRssMb: process.resourceUsage().maxRSS / 1024 };
+  process.stdout.write(JSON.stringify(result) + '\n');
+  return 0;
+}
+
+/** Open an engine (graph already cached) and time `iters` runs of a random batch after one warm-up. */
+export async function measureForward(opts: ForwardEngineOptions, job: Pick<Job, 'batch' | 'seq' | 'iters'>): Promise<WorkerResult['forward']> {
+  const engine = await ForwardEngine.open(opts);
+  try {
+    let s = 7;
+    const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) % 150000);
+    const ids = Array.from({ length: job.batch }, () => Array.from({ length: job.seq }, rnd));
+    await engine.runResidual(ids);
+    const seconds: number[] = [];
+    for (let i = 0; i < job.iters; i++) {
+      const t = performance.now();
+      await engine.runResidual(ids);
+      seconds.push((performance.now() - t) / 1000);
+    }
+    return { loadSeconds: engine.info.loadSeconds, seconds, provider: engine.info.provider };
+  } finally {
+    await engine.close();
+  }
+}
+
+/** Seconds per run of one ORT MatMul [m,k] x [k,n] with a constant weight (prepacked like the engine's), about 1 s of runs. */
+async function measureMatMul(job: Job): Promise<number[]> {
+  const { m, k, n } = job.matmul;
+  const dir = join(job.cacheDir, 'matmul');
+  mkdirSync(dir, { recursive: true });
+  const ext = new ExternalDataFile(join(dir, 'w.bin'));
+  const g = new GraphBuilder(ext);
+  const x = g.input('x', TensorDataType.FLOAT, [m, k]);
+  const w = Float32Array.from({ length: k * n }, (_, i) => ((i * 2654435761) % 1000) / 1000 - 0.5);
+  g.node('MatMul', [x, g.weight('w', TensorDataType.FLOAT, [k, n], w)], { outputs: ['y'] });
+  g.output('y', TensorDataType.FLOAT, [m, n]);
+  writeFileSync(join(dir, 'matmul.onnx'), g.encode([{ domain: '', version: 23 }]));
+  ext.close();
+  const s = await OrtSession.create(join(dir, 'matmul.onnx'), { threads: job.threads, prepacking: job.prepacking });
+  const feeds = { x: { type: 'float32' as const, data: Float32Array.from({ length: m * k }, (_, i) => (i % 97) / 97 - 0.5), dims: [m, k] } };
+  for (let i = 0; i < 3; i++) await s.run(feeds);
+  const seconds: number[] = [];
+  const start = performance.now();
+  while (seconds.length < 10 || performance.now() - start < 1000) {
+    const t = performance.now();
+    await s.run(feeds);
+    seconds.push((performance.now() - t) / 1000);
+  }
+  await s.close();
+  return seconds;
+}
+
+// ---------------------------------------------------------------- random checkpoint
+
+/** HF-layout bf16 checkpoint with uniform random weights of std 0.02 (norms 1), layers 0..lastLayer only. */
+function writeRandomCheckpoint(dir: string, c: Qwen3Config, lastLayer: number, seed: number): void {
+  mkdirSync(dir, { recursive: true });
+  let s = seed >>> 0;
+  const a = 0.02 * Math.sqrt(3);
+  const rand = (shape: number[]): TensorToWrite => {
+    const v = new Float32Array(shape.reduce((x, y) => x * y, 1));
+    for (let i = 0; i < v.length; i++) {
+      s ^= s << 13; s ^= s >>> 17; s ^= s << 5; //   xorshift32
+      v[i] = ((s >>> 0) / 4294967296 - 0.5) * 2 * a;
+    }
+    return { dtype: 'BF16', shape, data: f32ToBf16(v) };
+  };
+  const ones = (n: number): TensorToWrite => ({ dtype: 'BF16', shape: [n], data: f32ToBf16(new Float32Array(n).fill(1)) });
+  const { hiddenSize: D, intermediateSize: F, numHeads: H, numKvHeads: KV, headDim: hd } = c;
+  const t: Record<string, TensorToWrite> = { 'model.embed_tokens.weight': rand([c.vocabSize, D]) };
+  for (let l = 0; l <= lastLayer; l++) {
+    const p = `model.layers.${l}.`;
+    Object.assign(t, {
+      [p + 'input_layernorm.weight']: ones(D),
+      [p + 'self_attn.q_proj.weight']: rand([H * hd, D]),
+      [p + 'self_attn.k_proj.weight']: rand([KV * hd, D]),
+      [p + 'self_attn.v_proj.weight']: rand([KV * hd, D]),
+      [p + 'self_attn.o_proj.weight']: rand([D, H * hd]),
+      [p + 'self_attn.q_norm.weight']: ones(hd),
+      [p + 'self_attn.k_norm.weight']: ones(hd),
+      [p + 'post_attention_layernorm.weight']: ones(D),
+      [p + 'mlp.gate_proj.weight']: rand([F, D]),
+      [p + 'mlp.up_proj.weight']: rand([F, D]),
+      [p + 'mlp.down_proj.weight']: rand([D, F]),
+    });
+  }
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(toHfConfigJson(c), null, 2));
+  writeSafetensors(join(dir, 'model.safetensors'), t, { format: 'pt' });
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
