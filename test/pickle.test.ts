@@ -130,6 +130,7 @@ describe('TorchFile reads what torch.save writes', () => {
       expect(Array.from(f.readF32('w'))).toEqual(iota(8));
     });
   });
+
   it('reads storages that start past 4 GiB through ZIP64 offsets (sparse file)', () => {
     const entries = torchSaveEntries({
       storages: { '0': { dtype: 'F32', values: iota(6) }, '1': { dtype: 'BF16', values: iota(4) } },
