@@ -69,9 +69,20 @@ describe('write queue (PGlite)', () => {
     expect(await q.recordFeedback([{ predictionId: rows[0].id, label: true, source: 'mod' }])).toEqual([
       { predictionId: rows[0].id, status: 'stored' },
     ]);
+    const at = new Date();
+    expect(
+      await q.recordFeedback([
+        { predictionId: rows[1].id, label: false, source: 'mod', at },
+        { predictionId: rows[1].id, label: true, source: 'mod', at },
+      ]),
+    ).toEqual([
+      { predictionId: rows[1].id, status: 'stored' },
+      { predictionId: rows[1].id, status: 'updated' },
+    ]);
     await q.flush();
     expect(state.written).toEqual(rows.map((x) => x.id));
     expect(await feedbackLabel(rows[0].id)).toBe(true);
+    expect(await feedbackLabel(rows[1].id)).toBe(true); // the later item of the call
     // Now the prediction is in the database: feedback goes straight there and says what happened.
     expect(
       await q.recordFeedback([
@@ -82,7 +93,7 @@ describe('write queue (PGlite)', () => {
       { predictionId: rows[0].id, status: 'updated' },
       { predictionId: 'never-classified', status: 'unknown_id' },
     ]);
-    expect(q.stats()).toMatchObject({ queued: 0, spilled: 0, written: 3, dropped: 0, databaseUp: true });
+    expect(q.stats()).toMatchObject({ queued: 0, spilled: 0, written: 5, dropped: 0, databaseUp: true });
     await q.close();
   });
 

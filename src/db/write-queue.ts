@@ -153,6 +153,7 @@ export class WriteQueue {
       try {
         direct = await this.repo.recordFeedback(directIdx.map((i) => normalized[i]));
       } catch (e) {
+        if (!isTransientDbError(e)) throw e;
         throw new ToxScopeError(
           'unavailable',
           'the database did not answer, so feedback for predictions already written cannot be checked; retry later',
@@ -162,11 +163,14 @@ export class WriteQueue {
       }
       directIdx.forEach((i, k) => (results[i] = direct[k]));
     }
+    const labeledInCall = new Set<string>();
     for (const i of queuedIdx) {
       const id = normalized[i].predictionId;
-      results[i] = { predictionId: id, status: this.pendingFeedback.has(id) ? 'updated' : 'stored' };
-      this.enqueue([{ seq: 0, kind: 'feedback', item: normalized[i] }]);
+      const earlier = this.pendingFeedback.has(id) || labeledInCall.has(id);
+      results[i] = { predictionId: id, status: earlier ? 'updated' : 'stored' };
+      labeledInCall.add(id);
     }
+    this.enqueue(queuedIdx.map((i) => ({ seq: 0, kind: 'feedback', item: normalized[i] })));
     return results;
   }
 
