@@ -53,6 +53,8 @@ export interface LimitsConfig {
   maxTextsPerRequest: number;
   maxCharsPerText: number;
   maxTokensPerRequest: number;
+  /** largest request body accepted, in bytes (413 beyond) */
+  maxBodyBytes: number;
   /** a long text is split into windows of at most this many tokens */
   windowTokens: number;
   /** tokens shared by consecutive windows (context for the second window's first tokens) */
@@ -103,6 +105,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'TOXSCOPE_MAX_TEXTS', path: 'limits.maxTextsPerRequest', schema: int(1), default: '256', help: 'most texts in one request (413 beyond)' },
   { env: 'TOXSCOPE_MAX_CHARS', path: 'limits.maxCharsPerText', schema: int(1), default: '100000', help: 'most characters (UTF-16 code units) in one text (413 beyond)' },
   { env: 'TOXSCOPE_MAX_TOKENS', path: 'limits.maxTokensPerRequest', schema: int(1), default: '65536', help: 'most tokens in one request, all texts together (413 beyond)' },
+  { env: 'TOXSCOPE_MAX_BODY_BYTES', path: 'limits.maxBodyBytes', schema: int(1024), default: '8388608', help: 'largest request body in bytes (413 beyond)' },
   { env: 'TOXSCOPE_WINDOW_TOKENS', path: 'limits.windowTokens', schema: int(2), default: '512', help: 'window length for long texts, in tokens' },
   { env: 'TOXSCOPE_WINDOW_OVERLAP', path: 'limits.windowOverlap', schema: int(0), default: '64', help: 'tokens shared by consecutive windows' },
   { env: 'TOXSCOPE_DRIFT_TOLERANCE', path: 'drift.tolerance', schema: num(0, 1), default: '0.05', help: 'drift alarm when |F1 - baseline| exceeds this' },

@@ -1,0 +1,283 @@
+/**
+ * The classification pipeline, one request at a time, batched across requests:
+ *
+ *   texts --(limits, UTF-16 check)--> language (hint | fastText) --> tokens + char offsets
+ *         --> windows of <= windowTokens (overlap) --> Batcher --> engine.runTopK (one forward pass per batch)
+ *         --> owned codes stitched per text [1, n, k] --> firing rates (FeatureAccumulator)
+ *         --> head.score(features, language) --> score, threshold, decision, explanation + char spans
+ *
+ * No HTTP here. The head is read once per request, so a threshold change (setHead) applies atomically to
+ * requests that start after it.
+ */
+import { ToxScopeError, validationError } from '../errors.js';
+import type { BatchingConfig, LimitsConfig } from '../config.js';
+import type { Head } from '../head/head.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { Batcher } from './batcher.js';
+import { FeatureAccumulator } from './features.js';
+import { type LanguageIdentifier, type LanguageTag, resolveLanguages, UNDETERMINED } from './language.js';
+import type { Padding } from './padding.js';
+import type { Tokenizer } from './tokenizer.js';
+import type { TopKBatch } from './types.js';
+import { featureSpans, planWindows, sliceRow, stitch, type TokenCodes } from './windows.js';
+
+/** What the classifier needs from the forward engine (ForwardEngine satisfies it). */
+export interface TopKRunner {
+  runTopK(ids: number[][], padding?: Padding): Promise<TopKBatch>;
+  close?(): Promise<void>;
+}
+
+export interface ClassifierParts {
+  engine: TopKRunner;
+  tokenizer: Pick<Tokenizer, 'encodeWithOffsets'>;
+  head: Head;
+  lid: LanguageIdentifier;
+  /** the bundle's version, echoed in every response */
+  version: string;
+}
+
+export interface ClassifierOptions {
+  limits: LimitsConfig;
+  batching: BatchingConfig;
+  metrics?: Metrics;
+}
+
+export interface ClassifyInput {
+  texts: readonly string[];
+  /** one code for all texts, or one per text (null: identify) */
+  language?: string | readonly (string | null)[];
+  explain?: boolean;
+  /** explained features per text (default 5) */
+  topFeatures?: number;
+  /** the client went away */
+  signal?: AbortSignal;
+}
+
+export interface FeatureExplanation {
+  /** SAE feature id */
+  id: number;
+  /** its share of the logit, summed over the head's parts (rate, log-count-idf, max activation) */
+  contribution: number;
+  /** tokens on which it fired / real tokens of the text */
+  firingRate: number;
+  /** [start, end) UTF-16 offsets of the original text where it fired */
+  spans: [number, number][];
+}
+
+export interface TextResult {
+  score: number;
+  toxic: boolean;
+  threshold: number;
+  language: LanguageTag & {
+    /** whose threshold decided: the language's own, or 'pooled' (unknown or unsupported language) */
+    thresholds: string;
+  };
+  tokens: number;
+  windows: number;
+  explanation?: FeatureExplanation[];
+}
+
+export interface ClassifyOutput {
+  results: TextResult[];
+  version: string;
+  timings: { tokenizeMs: number; queueMs: number; inferenceMs: number; totalMs: number };
+}
+
+/** One forward-pass row: a window of one text. */
+interface WindowItem {
+  ids: number[];
+  /** first token of the window to count, relative to the window */
+  ownFrom: number;
+}
+
+export class Classifier {
+  readonly version: string;
+  private currentHead: Head;
+  private readonly parts: ClassifierParts;
+  private readonly limits: LimitsConfig;
+  private readonly metrics?: Metrics;
+  private readonly batcher: Batcher<WindowItem, TokenCodes>;
+
+  constructor(parts: ClassifierParts, { limits, batching, metrics }: ClassifierOptions) {
+    this.parts = parts;
+    this.version = parts.version;
+    this.currentHead = parts.head;
+    this.limits = limits;
+    this.metrics = metrics;
+    this.batcher = new Batcher<WindowItem, TokenCodes>({
+      process: (items) => this.forward(items),
+      tokensOf: (w) => w.ids.length,
+      maxBatchItems: batching.maxBatchTexts,
+      maxBatchTokens: batching.maxBatchTokens,
+      maxWaitMs: batching.maxWaitMs,
+      capacity: batching.queueCapacity,
+      timeoutMs: batching.requestTimeoutMs,
+      observer: metrics && {
+        queueDepth: (n) => metrics.queueDepth.set(n),
+        queueWait: (s) => metrics.queueDuration.observe(s),
+        batch: ({ items, tokens, seconds }) => {
+          metrics.batchSize.observe(items);
+          metrics.batchTokens.observe(tokens);
+          metrics.inferenceDuration.observe(seconds);
+          metrics.tokens.inc(tokens);
+        },
+        rejected: (reason) => metrics.rejected.inc({ reason }),
+      },
+    });
+  }
+
+  get head(): Head {
+    return this.currentHead;
+  }
+
+  /** Swap the head (new thresholds): requests that already started keep the one they read. */
+  setHead(head: Head): void {
+    this.currentHead = head;
+  }
+
+  get queueDepth(): number {
+    return this.batcher.depth;
+  }
+
+  retryAfterSeconds(): number {
+    return this.batcher.retryAfterSeconds();
+  }
+
+  async classify(input: ClassifyInput): Promise<ClassifyOutput> {
+    const t0 = performance.now();
+    const head = this.currentHead;
+    const { texts } = input;
+    this.checkTexts(texts);
+    const languages = resolveLanguages(texts, input.language, this.parts.lid);
+
+    const encodings = texts.map((t) => this.parts.tokenizer.encodeWithOffsets(t));
+    let total = 0;
+    encodings.forEach((e, i) => {
+      if (e.ids.length === 0) throw validationError(`texts[${i}] has no tokens`);
+      total += e.ids.length;
+    });
+    if (total > this.limits.maxTokensPerRequest)
+      throw new ToxScopeError('payload_too_large', `the texts have ${total} tokens together, more than the limit of ${this.limits.maxTokensPerRequest} per request`, {
+        tokens: total,
+        limit: this.limits.maxTokensPerRequest,
+      });
+    const tokenizeMs = performance.now() - t0;
+    this.metrics?.tokenizeDuration.observe(tokenizeMs / 1000);
+
+    // Windows of every text, in order; owner[i] = the text of window i.
+    const items: WindowItem[] = [];
+    const owner: number[] = [];
+    const windowCounts = encodings.map((e, i) => {
+      const ws = planWindows(e.ids.length, this.limits.windowTokens, this.limits.windowOverlap);
+      for (const w of ws) {
+        items.push({ ids: e.ids.slice(w.start, w.end), ownFrom: w.own - w.start });
+        owner.push(i);
+      }
+      return ws.length;
+    });
+
+    const batched = await this.batcher.submit(items, { signal: input.signal });
+
+    const perText: TokenCodes[][] = texts.map(() => []);
+    batched.outputs.forEach((codes, i) => perText[owner[i]].push(codes));
+    const results = perText.map((parts, i): TextResult => {
+      const codes = stitch(parts); // [1, n, k]
+      const features = new FeatureAccumulator().addRow(codes, 0).result();
+      const lang = languages[i];
+      const s = head.score(features, lang.code === UNDETERMINED ? undefined : lang.code);
+      this.metrics?.predictions.inc({ language: lang.code, label: s.toxic ? 'toxic' : 'non_toxic' });
+      this.metrics?.scores.observe({ language: lang.code }, s.probability);
+      const result: TextResult = {
+        score: s.probability,
+        toxic: s.toxic,
+        threshold: s.threshold,
+        language: { ...lang, thresholds: s.languageUsed },
+        tokens: features.nTokens,
+        windows: windowCounts[i],
+      };
+      if (input.explain) result.explanation = explain(s.contributions(Number.MAX_SAFE_INTEGER), codes, encodings[i].offsets, input.topFeatures ?? 5);
+      return result;
+    });
+    return {
+      results,
+      version: this.version,
+      timings: { tokenizeMs, queueMs: batched.queueMs, inferenceMs: batched.inferenceMs, totalMs: performance.now() - t0 },
+    };
+  }
+
+  /** One short text through the whole pipeline: the warm-up and deep readiness check. */
+  async warmUp(): Promise<void> {
+    await this.classify({ texts: ['warm-up'], language: 'en' });
+  }
+
+  /** Finish everything queued, then release the engine. */
+  async close(): Promise<void> {
+    await this.batcher.drain();
+    await this.parts.engine.close?.();
+  }
+
+  /** Stop taking requests and finish the queued ones (graceful shutdown); the engine stays open. */
+  drain(): Promise<void> {
+    return this.batcher.drain();
+  }
+
+  private checkTexts(texts: readonly string[]): void {
+    const { maxTextsPerRequest, maxCharsPerText } = this.limits;
+    if (!Array.isArray(texts) || texts.length === 0) throw validationError('texts must hold at least one text');
+    if (texts.length > maxTextsPerRequest)
+      throw new ToxScopeError('payload_too_large', `${texts.length} texts in one request, more than the limit of ${maxTextsPerRequest}`, {
+        texts: texts.length,
+        limit: maxTextsPerRequest,
+      });
+    texts.forEach((t, i) => {
+      if (typeof t !== 'string') throw validationError(`texts[${i}] must be a string`);
+      if (t.length === 0) throw validationError(`texts[${i}] is empty`);
+      if (t.length > maxCharsPerText)
+        throw new ToxScopeError('payload_too_large', `texts[${i}] has ${t.length} characters, more than the limit of ${maxCharsPerText}`, {
+          index: i,
+          characters: t.length,
+          limit: maxCharsPerText,
+        });
+      const lone = loneSurrogateAt(t);
+      if (lone >= 0) throw validationError(`texts[${i}] is not valid UTF-16: it holds a lone surrogate at index ${lone}`);
+    });
+  }
+
+  /** The batch function: one padded forward pass; each window's own tokens' codes. */
+  private async forward(items: WindowItem[]): Promise<TokenCodes[]> {
+    const batch = await this.parts.engine.runTopK(items.map((w) => w.ids), 'right'); // codes [B, T, k]
+    return items.map((w, r) => sliceRow(batch, r, w.ownFrom, w.ids.length));
+  }
+}
+
+/** Per-feature contributions summed over the head's parts; the topN by |contribution|, with spans. */
+function explain(
+  contributions: readonly { feature: number; contribution: number; firingRate: number }[],
+  codes: TopKBatch,
+  offsets: readonly [number, number][],
+  topN: number,
+): FeatureExplanation[] {
+  const byFeature = new Map<number, { contribution: number; firingRate: number }>();
+  for (const c of contributions) {
+    const e = byFeature.get(c.feature);
+    if (e) e.contribution += c.contribution;
+    else byFeature.set(c.feature, { contribution: c.contribution, firingRate: c.firingRate });
+  }
+  return [...byFeature]
+    .sort((a, b) => Math.abs(b[1].contribution) - Math.abs(a[1].contribution) || a[0] - b[0])
+    .slice(0, topN)
+    .map(([id, e]) => ({ id, contribution: e.contribution, firingRate: e.firingRate, spans: featureSpans(codes, offsets, id) }));
+}
+
+/** Index of the first unpaired surrogate, or -1 (String.prototype.isWellFormed is ES2024). */
+export function loneSurrogateAt(t: string): number {
+  for (let i = 0; i < t.length; i++) {
+    const c = t.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const d = t.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) i++;
+      else return i;
+    } else if (c >= 0xdc00 && c <= 0xdfff) return i;
+  }
+  return -1;
+}

@@ -1,0 +1,81 @@
+/**
+ * The live classifier and readiness. Requests take `current()` once and keep it to the end, so a swap
+ * (POST /admin/reload) never drops a request: the old classifier finishes what it has queued, then closes.
+ *
+ *   starting --ready()--> ready --swap()--> ready (new bundle) --draining()--> draining
+ */
+import { ToxScopeError } from '../errors.js';
+import type { Classifier } from '../engine/classifier.js';
+import type { BundleInfo } from './deps.js';
+
+export type Readiness = 'starting' | 'ready' | 'draining';
+
+export interface LoadedBundle {
+  classifier: Classifier;
+  info: BundleInfo;
+}
+
+export class ClassifierHost {
+  private loaded: LoadedBundle | null = null;
+  private state: Readiness = 'starting';
+  private swapping: Promise<unknown> | null = null;
+
+  get readiness(): Readiness {
+    return this.state;
+  }
+
+  /** Why the service is not ready, or null when it is. */
+  notReadyReason(): string | null {
+    if (this.state === 'starting') return 'the model is loading and warming up';
+    if (this.state === 'draining') return 'the service is shutting down';
+    return null;
+  }
+
+  /** The classifier serving new requests; 'unavailable' before warm-up and while draining. */
+  current(): LoadedBundle {
+    const why = this.notReadyReason();
+    if (why !== null || this.loaded === null) throw new ToxScopeError('unavailable', why ?? 'no bundle is loaded');
+    return this.loaded;
+  }
+
+  /** The loaded bundle even while draining (for /info); null before the first load. */
+  peek(): LoadedBundle | null {
+    return this.loaded;
+  }
+
+  /** First bundle in, after its warm-up: the service becomes ready. */
+  ready(bundle: LoadedBundle): void {
+    this.loaded = bundle;
+    if (this.state === 'starting') this.state = 'ready';
+  }
+
+  /**
+   * Replace the bundle: `load` builds and warms the new one while the old keeps serving; on success new
+   * requests go to the new one and the old drains then closes; on failure nothing changes.
+   * One swap at a time ('conflict' otherwise).
+   */
+  async swap(load: () => Promise<LoadedBundle>): Promise<{ previous: BundleInfo | null; current: BundleInfo }> {
+    if (this.swapping) throw new ToxScopeError('conflict', 'a reload is already in progress');
+    if (this.state === 'draining') throw new ToxScopeError('unavailable', 'the service is shutting down');
+    const run = (async () => {
+      const next = await load();
+      const previous = this.loaded;
+      this.loaded = next;
+      if (this.state === 'starting') this.state = 'ready';
+      if (previous) void previous.classifier.close().catch(() => undefined);
+      return { previous: previous?.info ?? null, current: next.info };
+    })();
+    this.swapping = run;
+    try {
+      return await run;
+    } finally {
+      this.swapping = null;
+    }
+  }
+
+  /** Graceful shutdown: readiness goes 503, queued work finishes. */
+  async drain(): Promise<void> {
+    this.state = 'draining';
+    if (this.loaded) await this.loaded.classifier.close();
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * What the HTTP app is built from: everything is injected by the composition root (src/main.ts) or by
+ * tests (test/helpers/app.ts); nothing here opens files, databases or models itself.
+ */
+import type { Config } from '../config.js';
+import type { Repository, FeedbackItem, FeedbackResult } from '../db/repository.js';
+import type { NewPrediction } from '../db/schema.js';
+import type { DriftReport, DriftQuery } from '../drift/monitor.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { ClassifierHost } from './classifier-host.js';
+
+/** Where predictions and feedback go: the write queue (src/db/write-queue.ts) in production. */
+export interface PredictionSink {
+  enqueuePredictions(rows: readonly NewPrediction[]): void;
+  recordFeedback(items: readonly FeedbackItem[]): Promise<FeedbackResult[]>;
+}
+
+/** The audit log of threshold changes (src/db/repository.ts). */
+export type AuditLog = Pick<Repository, 'recordThresholdChange' | 'listThresholdChanges'>;
+
+/** Facts about the loaded bundle, for GET /info. */
+export interface BundleInfo {
+  name: string;
+  version: string;
+  syntheticBackbone: boolean;
+  notice?: string;
+  model: { path: string; numLayers: number; hiddenSize: number };
+  sae: { path: string; format: string; dSae: number; k: number };
+  layer: number;
+  head: { path?: string; version?: string | number };
+  executionProvider: string;
+  executionProviderFallback?: string;
+}
+
+export interface AppDeps {
+  config: Config;
+  metrics: Metrics;
+  /** the live classifier, readiness and bundle swaps */
+  host: ClassifierHost;
+  /** absent: predictions are not stored and /v1/feedback answers 503 */
+  predictions?: PredictionSink;
+  /** absent: threshold changes are refused (every change must be recorded) and /admin/audit answers 503 */
+  audit?: AuditLog;
+  /** absent: /admin/drift answers 503 */
+  drift?: (query: DriftQuery) => Promise<DriftReport>;
+  /** loads, validates and warms a bundle from disk (the configured one when path is absent) */
+  loadBundle?: (path: string | undefined) => Promise<import('./classifier-host.js').LoadedBundle>;
+  log?: Logger;
+}
+
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}

@@ -1,0 +1,79 @@
+/** Middleware factories: each takes its options and returns a named handler. */
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { Context, MiddlewareHandler, Next } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { ToxScopeError } from '../errors.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { Logger } from './deps.js';
+import './context.js';
+
+const SANE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** X-Request-Id: the caller's when sane, else a new UUID; echoed on the response. */
+export function requestId(): MiddlewareHandler {
+  return async function requestIdMiddleware(c: Context, next: Next) {
+    const given = c.req.header('x-request-id');
+    const id = given && SANE_ID.test(given) ? given : randomUUID();
+    c.set('requestId', id);
+    c.header('X-Request-Id', id);
+    await next();
+  };
+}
+
+/** Requests by route pattern (never the raw path: bounded label sets) and status, with durations. */
+export function requestMetrics({ metrics, log }: { metrics: Metrics; log?: Logger }): MiddlewareHandler {
+  return async function requestMetricsMiddleware(c: Context, next: Next) {
+    const start = performance.now();
+    await next();
+    const route = c.get('routeLabel') ?? 'unmatched';
+    const seconds = (performance.now() - start) / 1000;
+    metrics.requests.inc({ route, method: c.req.method, status: String(c.res.status) });
+    metrics.requestDuration.observe({ route, method: c.req.method }, seconds);
+    log?.debug('request', { requestId: c.get('requestId'), method: c.req.method, route, status: c.res.status, ms: Math.round(seconds * 1e4) / 10 });
+  };
+}
+
+/** Labels the request with its route pattern for metrics; used as the first handler of each route. */
+export function routeLabel(label: string): MiddlewareHandler {
+  return async function routeLabelMiddleware(c: Context, next: Next) {
+    c.set('routeLabel', label);
+    await next();
+  };
+}
+
+/** Compatibility routes (Perspective, OpenAI) answer validation errors with 400 as the originals do. */
+export function validationStatus(status: 400 | 422): MiddlewareHandler {
+  return async function validationStatusMiddleware(c: Context, next: Next) {
+    c.set('validationStatus', status);
+    await next();
+  };
+}
+
+/** Bodies above maxBytes are refused with 413 before they are read whole. */
+export function limitBody(maxBytes: number): MiddlewareHandler {
+  return bodyLimit({
+    maxSize: maxBytes,
+    onError: () => {
+      throw new ToxScopeError('payload_too_large', `request body is larger than the limit of ${maxBytes} bytes (TOXSCOPE_MAX_BODY_BYTES)`, { limit: maxBytes });
+    },
+  });
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+
+/**
+ * Bearer token for /admin, compared in constant time (sha-256 of both sides, so lengths never leak).
+ * No token configured: every admin call is 403 and says how to enable it.
+ */
+export function adminAuth({ token }: { token: string | null }): MiddlewareHandler {
+  const expected = token === null ? null : sha256(token);
+  return async function adminAuthMiddleware(c: Context, next: Next) {
+    if (expected === null)
+      throw new ToxScopeError('forbidden', 'admin endpoints are disabled: no admin token is configured (set TOXSCOPE_ADMIN_TOKEN or --admin-token)');
+    const header = c.req.header('authorization') ?? '';
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!m) throw new ToxScopeError('unauthorized', 'admin endpoints need an Authorization: Bearer <token> header');
+    if (!timingSafeEqual(sha256(m[1]), expected)) throw new ToxScopeError('unauthorized', 'the admin token is wrong');
+    await next();
+  };
+}

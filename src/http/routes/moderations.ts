@@ -1,0 +1,58 @@
+/**
+ * POST /v1/moderations: OpenAI moderation compatible, so the official `openai` SDK works with only a new
+ * base URL. Mapping: ToxScope scores one thing, toxicity; its calibrated probability is reported under
+ * `harassment` and `hate` (the closest OpenAI categories), and `flagged`, `categories.harassment` and
+ * `categories.hate` are the head's decision (score >= the language's threshold). Every other category is
+ * false with score 0. Image inputs are refused (400).
+ */
+import { randomUUID } from 'node:crypto';
+import { Hono } from 'hono';
+import type { z } from 'zod';
+import { validationError } from '../../errors.js';
+import type { AppDeps } from '../deps.js';
+import { routeLabel, validationStatus } from '../middleware.js';
+import { recordPredictions, setTimingHeaders } from '../predictions.js';
+import { ModerationRequest, type ModerationResponse, OPENAI_CATEGORIES, TOXICITY_CATEGORIES } from '../schemas.js';
+import { readJson } from '../validate.js';
+
+export const MODERATION_MODEL = 'toxscope-toxicity';
+
+function inputTexts(input: z.infer<typeof ModerationRequest>['input']): string[] {
+  if (typeof input === 'string') return [input];
+  return input.map((x, i) => {
+    if (typeof x === 'string') return x;
+    if (x.type === 'text') return x.text;
+    throw validationError(`input[${i}]: image inputs are not supported; send text`);
+  });
+}
+
+export function moderationRoutes(deps: AppDeps): Hono {
+  const app = new Hono();
+  app.post('/moderations', routeLabel('/v1/moderations'), validationStatus(400), async (c) => {
+    const body = await readJson(c, ModerationRequest);
+    const texts = inputTexts(body.input);
+    if (texts.length === 0) throw validationError('input must hold at least one text');
+    const { classifier } = deps.host.current();
+    const out = await classifier.classify({ texts, signal: c.req.raw.signal });
+    recordPredictions(deps, c, texts, out);
+    setTimingHeaders(c, out);
+    const response: z.infer<typeof ModerationResponse> = {
+      id: `modr-${randomUUID().replace(/-/g, '')}`,
+      model: body.model ?? MODERATION_MODEL,
+      results: out.results.map((r) => {
+        const categories: Record<string, boolean> = {};
+        const category_scores: Record<string, number> = {};
+        const category_applied_input_types: Record<string, string[]> = {};
+        for (const k of OPENAI_CATEGORIES) {
+          const mapped = TOXICITY_CATEGORIES.includes(k);
+          categories[k] = mapped && r.toxic;
+          category_scores[k] = mapped ? r.score : 0;
+          category_applied_input_types[k] = mapped ? ['text'] : [];
+        }
+        return { flagged: r.toxic, categories, category_scores, category_applied_input_types };
+      }),
+    };
+    return c.json(response);
+  });
+  return app;
+}

@@ -1,0 +1,75 @@
+/**
+ * POST /v1alpha1/comments:analyze: Google Perspective API compatible, for the TOXICITY attribute.
+ *
+ * Request: comment.text, requestedAttributes (only TOXICITY; others are a 400 as in Perspective, or dropped
+ * with dropUnsupportedAttributes), languages (the first decides thresholds), doNotStore, spanAnnotations,
+ * clientToken (echoed). Response: attributeScores.TOXICITY.summaryScore {value, type: PROBABILITY} and
+ * spanScores (one whole-text span; one per sentence with spanAnnotations), languages, detectedLanguages.
+ * scoreThreshold omits the attribute when its score is below it, as Perspective does.
+ */
+import { Hono } from 'hono';
+import type { z } from 'zod';
+import { validationError } from '../../errors.js';
+import type { AppDeps } from '../deps.js';
+import { routeLabel, validationStatus } from '../middleware.js';
+import { recordPredictions, setTimingHeaders } from '../predictions.js';
+import { AnalyzeCommentRequest, type AnalyzeCommentResponse, PERSPECTIVE_ATTRIBUTES } from '../schemas.js';
+import { readJson } from '../validate.js';
+
+const segmenter = new Intl.Segmenter('und', { granularity: 'sentence' });
+
+/** Sentences of `text` as [begin, end) without surrounding whitespace; empty ones left out. */
+function sentences(text: string): [number, number][] {
+  const out: [number, number][] = [];
+  for (const { segment, index } of segmenter.segment(text)) {
+    const lead = segment.length - segment.trimStart().length;
+    const body = segment.trim();
+    if (body.length > 0) out.push([index + lead, index + lead + body.length]);
+  }
+  return out;
+}
+
+export function perspectiveRoutes(deps: AppDeps): Hono {
+  const app = new Hono();
+  app.post('/comments:analyze', routeLabel('/v1alpha1/comments:analyze'), validationStatus(400), async (c) => {
+    const body = await readJson(c, AnalyzeCommentRequest);
+    const text = body.comment.text;
+    if (text.trim() === '') throw validationError('comment.text must be non-empty');
+
+    const requested = Object.entries(body.requestedAttributes);
+    const unsupported = requested.filter(([name]) => !(PERSPECTIVE_ATTRIBUTES as readonly string[]).includes(name)).map(([n]) => n);
+    if (unsupported.length > 0 && !body.dropUnsupportedAttributes)
+      throw validationError(`requestedAttributes: ${unsupported.join(', ')} ${unsupported.length > 1 ? 'are' : 'is'} not supported by this service (supported: ${PERSPECTIVE_ATTRIBUTES.join(', ')})`);
+    const toxicity = body.requestedAttributes.TOXICITY;
+    if (toxicity?.scoreType && !['PROBABILITY', 'SCORE_TYPE_UNSPECIFIED'].includes(toxicity.scoreType))
+      throw validationError(`requestedAttributes.TOXICITY.scoreType: only PROBABILITY is supported, got ${toxicity.scoreType}`);
+
+    const { classifier } = deps.host.current();
+    const spans = body.spanAnnotations ? sentences(text) : [];
+    const perSentence = spans.length > 1;
+    const texts = perSentence ? [text, ...spans.map(([b, e]) => text.slice(b, e))] : [text];
+    const language = body.languages?.[0];
+    const out = await classifier.classify({ texts, language, signal: c.req.raw.signal });
+    recordPredictions(deps, c, [text], { ...out, results: out.results.slice(0, 1) }, !body.doNotStore);
+    setTimingHeaders(c, out);
+
+    const whole = out.results[0];
+    const score = (value: number) => ({ value, type: 'PROBABILITY' as const });
+    const response: z.infer<typeof AnalyzeCommentResponse> = {
+      attributeScores: {},
+      languages: body.languages ?? [whole.language.code],
+      ...(body.languages === undefined && { detectedLanguages: whole.language.source === 'detected' ? [whole.language.code] : [] }),
+      ...(body.clientToken !== undefined && { clientToken: body.clientToken }),
+    };
+    if (toxicity && !(toxicity.scoreThreshold !== undefined && whole.score < toxicity.scoreThreshold)) {
+      response.attributeScores.TOXICITY = {
+        spanScores: perSentence
+          ? spans.map(([begin, end], i) => ({ begin, end, score: score(out.results[i + 1].score) }))
+          : [{ begin: 0, end: text.length, score: score(whole.score) }],
+        summaryScore: score(whole.score),
+      };
+    }
+    return c.json(response);
+  });
+  return app;
+}

@@ -1,0 +1,174 @@
+/**
+ * Request schemas (they validate every body) and response schemas (they document answers), all in zod;
+ * GET /openapi.json is generated from these same objects (src/http/openapi.ts).
+ *
+ * Shapes only: size limits (texts per request, characters, tokens) are the classifier's, answered with 413.
+ */
+import { z } from 'zod';
+
+export const LanguageCode = z
+  .string()
+  .regex(/^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$/, 'expected an ISO 639 language code such as "en" or "pt-BR"')
+  .describe('ISO 639-1/639-3 code or BCP-47 tag; only the primary subtag is used');
+
+// ---------------------------------------------------------------- POST /v1/classify
+export const ClassifyRequest = z
+  .object({
+    texts: z.array(z.string()).min(1, 'texts must hold at least one text').describe('texts to classify'),
+    language: z
+      .union([LanguageCode, z.array(LanguageCode.nullable())])
+      .optional()
+      .describe('one code for all texts, or one per text (null: identify); absent: identified per text'),
+    explain: z.boolean().optional().describe('return the top contributing SAE features and where they fired'),
+    top_features: z.number().int().min(1).max(50).optional().describe('features explained per text (default 5)'),
+  })
+  .strict();
+
+const Span = z.object({ start: z.number().int(), end: z.number().int() }).describe('[start, end) in UTF-16 code units of the text');
+
+export const LanguageInfo = z.object({
+  code: z.string().describe("the language used; 'und' when it could not be identified"),
+  source: z.enum(['hint', 'detected', 'fallback']),
+  confidence: z.number().optional().describe('identifier probability (detected and fallback)'),
+  thresholds: z.string().describe("whose calibration/threshold applied: the language's own, or 'pooled'"),
+});
+
+export const ClassifyResponse = z.object({
+  request_id: z.string(),
+  bundle_version: z.string(),
+  results: z.array(
+    z.object({
+      id: z.string().describe('prediction id, for POST /v1/feedback'),
+      score: z.number().describe('calibrated probability of toxicity'),
+      toxic: z.boolean().describe('score >= threshold'),
+      threshold: z.number(),
+      language: LanguageInfo,
+      tokens: z.number().int(),
+      windows: z.number().int().describe('forward-pass windows the text was split into'),
+      features: z
+        .array(z.object({ id: z.number().int(), contribution: z.number(), firing_rate: z.number(), spans: z.array(Span) }))
+        .optional()
+        .describe('with explain: top features by |contribution to the logit|'),
+    }),
+  ),
+  timings: z.object({ tokenize_ms: z.number(), queue_ms: z.number(), inference_ms: z.number(), total_ms: z.number() }),
+});
+
+// ---------------------------------------------------------------- POST /v1alpha1/comments:analyze (Perspective)
+export const PERSPECTIVE_ATTRIBUTES = ['TOXICITY'] as const;
+const ScoreType = z.enum(['SCORE_TYPE_UNSPECIFIED', 'PROBABILITY', 'STD_DEV_SCORE', 'PERCENTILE', 'RAW']);
+
+export const AnalyzeCommentRequest = z
+  .object({
+    comment: z.object({ text: z.string(), type: z.enum(['TEXT_TYPE_UNSPECIFIED', 'PLAIN_TEXT', 'HTML']).optional() }).loose(),
+    requestedAttributes: z
+      .record(z.string(), z.object({ scoreType: ScoreType.optional(), scoreThreshold: z.number().min(0).max(1).optional() }).loose())
+      .refine((r) => Object.keys(r).length > 0, 'at least one attribute must be requested'),
+    languages: z.array(LanguageCode).optional(),
+    doNotStore: z.boolean().optional(),
+    spanAnnotations: z.boolean().optional(),
+    clientToken: z.string().optional(),
+    sessionId: z.string().optional(),
+    communityId: z.string().optional(),
+    context: z.unknown().optional(),
+    dropUnsupportedAttributes: z.boolean().optional(),
+  })
+  .loose();
+
+const PerspectiveScore = z.object({ value: z.number(), type: z.literal('PROBABILITY') });
+export const AnalyzeCommentResponse = z.object({
+  attributeScores: z.record(
+    z.string(),
+    z.object({
+      spanScores: z.array(z.object({ begin: z.number().int(), end: z.number().int(), score: PerspectiveScore })),
+      summaryScore: PerspectiveScore,
+    }),
+  ),
+  languages: z.array(z.string()),
+  detectedLanguages: z.array(z.string()).optional(),
+  clientToken: z.string().optional(),
+});
+
+// ---------------------------------------------------------------- POST /v1/moderations (OpenAI)
+export const OPENAI_CATEGORIES = [
+  'harassment',
+  'harassment/threatening',
+  'hate',
+  'hate/threatening',
+  'illicit',
+  'illicit/violent',
+  'self-harm',
+  'self-harm/instructions',
+  'self-harm/intent',
+  'sexual',
+  'sexual/minors',
+  'violence',
+  'violence/graphic',
+] as const;
+/** Where the toxicity score is reported; every other category is false / 0. */
+export const TOXICITY_CATEGORIES: readonly (typeof OPENAI_CATEGORIES)[number][] = ['harassment', 'hate'];
+
+const TextPart = z.object({ type: z.literal('text'), text: z.string() });
+const ImagePart = z.object({ type: z.literal('image_url'), image_url: z.unknown() });
+export const ModerationRequest = z
+  .object({
+    input: z.union([z.string(), z.array(z.string()), z.array(z.union([TextPart, ImagePart]))]),
+    model: z.string().optional(),
+  })
+  .loose();
+
+export const ModerationResponse = z.object({
+  id: z.string(),
+  model: z.string(),
+  results: z.array(
+    z.object({
+      flagged: z.boolean(),
+      categories: z.record(z.string(), z.boolean()),
+      category_scores: z.record(z.string(), z.number()),
+      category_applied_input_types: z.record(z.string(), z.array(z.string())),
+    }),
+  ),
+});
+
+// ---------------------------------------------------------------- POST /v1/feedback
+export const MAX_FEEDBACK_ITEMS = 1000;
+export const FeedbackRequest = z
+  .object({
+    items: z
+      .array(
+        z
+          .object({
+            id: z.string().min(1).max(200).describe('prediction id from /v1/classify'),
+            label: z.union([z.literal(0), z.literal(1)]).describe('1 = toxic'),
+          })
+          .strict(),
+      )
+      .min(1, 'items must hold at least one item'),
+    source: z.string().min(1).max(100).optional().describe("who labeled (default 'api')"),
+  })
+  .strict();
+
+export const FeedbackResponse = z.object({
+  items: z.array(z.object({ id: z.string(), status: z.enum(['stored', 'updated', 'unknown_id']), note: z.string().optional() })),
+});
+
+// ---------------------------------------------------------------- /admin
+export const ThresholdsResponse = z.object({ bundle_version: z.string(), pooled: z.number(), per_language: z.record(z.string(), z.number()) });
+
+const Probability = z.number().min(0, 'a threshold is a probability in [0, 1]').max(1, 'a threshold is a probability in [0, 1]');
+export const ThresholdsUpdate = z
+  .object({
+    thresholds: z
+      .record(z.union([z.literal('pooled'), LanguageCode]), Probability.nullable())
+      .refine((t) => Object.keys(t).length > 0, 'give at least one threshold')
+      .describe("'pooled' or a language code -> a probability; null removes a language's own threshold"),
+    actor: z.string().min(1).max(200).optional().describe('who makes the change (audit)'),
+    reason: z.string().max(1000).optional(),
+  })
+  .strict();
+
+export const ReloadRequest = z.object({ path: z.string().min(1).optional().describe('bundle directory; absent: the configured one') }).strict();
+
+export const ErrorResponse = z.object({
+  error: z.object({ kind: z.string(), message: z.string(), code: z.number().int(), status: z.string() }),
+});

@@ -1,0 +1,193 @@
+/**
+ * A real service on a tiny bundle, for HTTP tests: the golden tiny Qwen3 checkpoint (4 layers, hidden 64),
+ * the golden SAELens TopK SAE at layer 2 (d_sae 512, k 16), the real Qwen3 tokenizer, fastText language
+ * identification, and a head TRAINED here (src/head/train.ts) on the engine's own features of a few
+ * hundred labeled posts from ../shared/data/train. Nothing is faked: scores come from the forward pass.
+ *
+ * A tiny bundle directory holds head.json (+ pointers to the model and SAE), so reload tests can point at
+ * good and broken bundles.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig, type Config } from '../../src/config.js';
+import { Classifier } from '../../src/engine/classifier.js';
+import { FeatureAccumulator } from '../../src/engine/features.js';
+import { ForwardEngine } from '../../src/engine/forward-engine.js';
+import { createLanguageIdentifier, type LanguageIdentifier } from '../../src/engine/language.js';
+import { loadTokenizer, type Tokenizer } from '../../src/engine/tokenizer.js';
+import { formatError } from '../../src/errors.js';
+import { Head } from '../../src/head/head.js';
+import { trainHead } from '../../src/head/train.js';
+import { createApp } from '../../src/http/app.js';
+import { ClassifierHost, type LoadedBundle } from '../../src/http/classifier-host.js';
+import type { AppDeps } from '../../src/http/deps.js';
+import { createMetrics, type Metrics } from '../../src/metrics/metrics.js';
+import { loadSae } from '../../src/model/sae/load.js';
+import type { TopKSae } from '../../src/model/sae/types.js';
+import { goldenCheckpointDir, goldensDir } from './goldens.js';
+
+export const TINY_SAE_DIR = join(goldensDir, 'sae-saelens-L2');
+export const TINY_LAYER = 2;
+export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+/** Small limits so limit tests stay fast; everything else at its default. */
+export function testConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({
+    env: {
+      TOXSCOPE_MAX_TEXTS: '64',
+      TOXSCOPE_MAX_CHARS: '20000',
+      TOXSCOPE_MAX_TOKENS: '8192',
+      TOXSCOPE_WINDOW_TOKENS: '64',
+      TOXSCOPE_WINDOW_OVERLAP: '8',
+      TOXSCOPE_MAX_BATCH_TOKENS: '2048',
+      TOXSCOPE_MAX_WAIT_MS: '1',
+      TOXSCOPE_LOG_LEVEL: 'silent',
+      ...env,
+    },
+    cwd: tmpdir(),
+  });
+}
+
+interface Shared {
+  sae: TopKSae;
+  tokenizer: Tokenizer;
+  lid: LanguageIdentifier;
+  cacheDir: string;
+  headJson: unknown;
+}
+let shared: Promise<Shared> | undefined;
+
+/** Labeled posts: `perClass` toxic and non-toxic from each source file. */
+function labeledSample(perClass: number): { text: string; label: number; lang: string }[] {
+  const dir = join(goldensDir, '..', 'data', 'train');
+  const out: { text: string; label: number; lang: string }[] = [];
+  for (const file of ['davidson_en.jsonl', 'paradetox_en.jsonl', 'germeval2018_de_train.jsonl']) {
+    const rows = readFileSync(join(dir, file), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { text: string; label: number; lang: string });
+    for (const label of [0, 1]) out.push(...rows.filter((r) => r.label === label).slice(0, perClass));
+  }
+  return out;
+}
+
+async function openEngine(cacheDir: string, sae: TopKSae): Promise<ForwardEngine> {
+  return ForwardEngine.open({ modelDir: goldenCheckpointDir, layer: TINY_LAYER, sae, cacheDir, threads: 1 });
+}
+
+/** SAE, tokenizer, language identifier, and a head trained on the tiny engine's features (once per test file). */
+function sharedParts(): Promise<Shared> {
+  shared ??= (async () => {
+    const cacheDir = mkdtempSync(join(tmpdir(), 'toxscope-http-cache-'));
+    const sae = loadSae(TINY_SAE_DIR);
+    const [tokenizer, lid] = await Promise.all([loadTokenizer(), createLanguageIdentifier()]);
+    const engine = await openEngine(cacheDir, sae);
+    const data = labeledSample(60);
+    const features = [];
+    for (let i = 0; i < data.length; i += 16) {
+      const chunk = data.slice(i, i + 16).map((d) => tokenizer.encode(d.text).slice(0, 64));
+      const codes = await engine.runTopK(chunk, 'right'); // [16, T, k]
+      for (let b = 0; b < chunk.length; b++) features.push(new FeatureAccumulator().addRow(codes, b).result());
+    }
+    await engine.close();
+    const { head } = trainHead(
+      { features, labels: data.map((d) => d.label), langs: data.map((d) => d.lang), dSae: sae.dSae },
+      { seed: 1, groups: { minSamples: 20, minPerClass: 5 }, meta: { purpose: 'http tests' } },
+    );
+    return { sae, tokenizer, lid, cacheDir, headJson: head.toJSON() };
+  })();
+  return shared;
+}
+
+/** A tiny bundle directory: head.json plus bundle.json naming its version. */
+export function writeTinyBundle(dir: string, version: string, headJson: unknown): string {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'head.json'), JSON.stringify(headJson));
+  writeFileSync(join(dir, 'bundle.json'), JSON.stringify({ version }));
+  return dir;
+}
+
+/** Load a tiny bundle directory: validates head.json (Head.fromJSON), opens a fresh engine, warms up. */
+export async function loadTinyBundle(dir: string, config: Config, metrics?: Metrics): Promise<LoadedBundle> {
+  const s = await sharedParts();
+  let version: string;
+  let head: Head;
+  try {
+    version = String((JSON.parse(readFileSync(join(dir, 'bundle.json'), 'utf8')) as { version: unknown }).version);
+    head = Head.fromJSON(JSON.parse(readFileSync(join(dir, 'head.json'), 'utf8')), join(dir, 'head.json'));
+  } catch (e) {
+    if (e instanceof Error && 'kind' in e) throw e;
+    throw formatError(`${dir}: not a readable bundle (${(e as Error).message})`);
+  }
+  const engine = await openEngine(s.cacheDir, s.sae);
+  const classifier = new Classifier({ engine, tokenizer: s.tokenizer, head, lid: s.lid, version }, { limits: config.limits, batching: config.batching, metrics });
+  await classifier.warmUp();
+  return {
+    classifier,
+    info: {
+      name: 'tiny-test-bundle',
+      version,
+      syntheticBackbone: true,
+      notice: 'golden tiny checkpoint with random weights: scores measure the pipeline only',
+      model: { path: goldenCheckpointDir, numLayers: 4, hiddenSize: 64 },
+      sae: { path: TINY_SAE_DIR, format: s.sae.format, dSae: s.sae.dSae, k: s.sae.k },
+      layer: TINY_LAYER,
+      head: { path: join(dir, 'head.json') },
+      executionProvider: engine.info.provider,
+    },
+  };
+}
+
+export interface TestApp {
+  app: ReturnType<typeof createApp>;
+  deps: AppDeps;
+  host: ClassifierHost;
+  metrics: Metrics;
+  config: Config;
+  /** a directory for extra bundles (reload tests) */
+  dir: string;
+  headJson: unknown;
+  close(): Promise<void>;
+}
+
+export interface TestAppOptions {
+  env?: Record<string, string>;
+  deps?: Partial<Omit<AppDeps, 'config' | 'metrics' | 'host'>>;
+  /** leave the host in 'starting' (readiness tests) */
+  notReady?: boolean;
+}
+
+export async function buildTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  const config = testConfig(options.env);
+  const metrics = createMetrics({ processDefaults: false });
+  const host = new ClassifierHost();
+  const s = await sharedParts();
+  const dir = mkdtempSync(join(tmpdir(), 'toxscope-http-bundles-'));
+  const first = writeTinyBundle(join(dir, 'v1'), 'tiny-v1', s.headJson);
+  if (!options.notReady) host.ready(await loadTinyBundle(first, config, metrics));
+  const deps: AppDeps = {
+    config,
+    metrics,
+    host,
+    loadBundle: (path) => loadTinyBundle(path ?? first, config, metrics),
+    ...options.deps,
+  };
+  return {
+    app: createApp(deps),
+    deps,
+    host,
+    metrics,
+    config,
+    dir,
+    headJson: s.headJson,
+    async close() {
+      await host.drain();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** JSON POST through app.request. */
+export function post(app: TestApp['app'], path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return Promise.resolve(
+    app.request(path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) }),
+  );
+}
