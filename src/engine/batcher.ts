@@ -43,6 +43,8 @@ export interface BatcherObserver {
 export interface SubmitOptions {
   /** the client went away: drop the request's queued items */
   signal?: AbortSignal;
+  /** this request's deadline instead of the batcher's (0 = none) */
+  timeoutMs?: number;
 }
 
 export interface BatchedResult<O> {
@@ -107,7 +109,7 @@ export class Batcher<I, O> {
   }
 
   /** Queue the items of one request; resolves with their outputs in submission order. */
-  submit(inputs: readonly I[], { signal }: SubmitOptions = {}): Promise<BatchedResult<O>> {
+  submit(inputs: readonly I[], { signal, timeoutMs }: SubmitOptions = {}): Promise<BatchedResult<O>> {
     if (this.draining) {
       this.opts.observer?.rejected?.('draining');
       return Promise.reject(new ToxScopeError('unavailable', 'the service is shutting down and accepts no new work'));
@@ -153,7 +155,7 @@ export class Batcher<I, O> {
         },
       };
       request.items = inputs.map((input, index) => ({ input, tokens: tokens[index], index, enqueuedAt: now, request }));
-      const t = this.opts.timeoutMs;
+      const t = timeoutMs ?? this.opts.timeoutMs;
       if (t > 0 && Number.isFinite(t))
         timer = setTimeout(() => this.fail(request, new ToxScopeError('timeout', `request not answered within ${t} ms`), 'timeout'), t);
       signal?.addEventListener('abort', onAbort, { once: true });

@@ -51,6 +51,8 @@ export interface ClassifyInput {
   topFeatures?: number;
   /** the client went away */
   signal?: AbortSignal;
+  /** deadline instead of the configured request timeout (0 = none) */
+  timeoutMs?: number;
 }
 
 export interface FeatureExplanation {
@@ -176,7 +178,7 @@ export class Classifier {
       return ws.length;
     });
 
-    const batched = await this.batcher.submit(items, { signal: input.signal });
+    const batched = await this.batcher.submit(items, { signal: input.signal, timeoutMs: input.timeoutMs });
 
     const perText: TokenCodes[][] = texts.map(() => []);
     batched.outputs.forEach((codes, i) => perText[owner[i]].push(codes));
@@ -205,9 +207,9 @@ export class Classifier {
     };
   }
 
-  /** One short text through the whole pipeline: the warm-up and deep readiness check. */
+  /** One short text through the whole pipeline, with no deadline: the warm-up and deep readiness check. */
   async warmUp(): Promise<void> {
-    await this.classify({ texts: ['warm-up'], language: 'en' });
+    await this.classify({ texts: ['warm-up'], language: 'en', timeoutMs: 0 });
   }
 
   /** Finish everything queued, then release the engine. */
