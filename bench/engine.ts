@@ -13,7 +13,7 @@
  * (e.g. 16384 features, k=50) is another call with `sae` set.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +24,7 @@ import { Checkpoint } from '../src/model/checkpoint.js';
 import { ensureGraph } from '../src/model/graph-cache.js';
 import { ExternalDataFile, GraphBuilder, TensorDataType } from '../src/model/onnx/graph-builder.js';
 import { Qwen3Config, toHfConfigJson } from '../src/model/qwen3-config.js';
-import { TensorToWrite, writeSafetensors } from '../src/model/safetensors.js';
+import { SafetensorsFile, TensorToWrite, writeSafetensors } from '../src/model/safetensors.js';
 import { OrtSession } from '../src/runtime/session.js';
 
 const FLAGS = {
@@ -89,8 +89,11 @@ export async function run(argv: string[]): Promise<number> {
     const modelDir = join(work, 'model');
     const cacheDir = join(work, 'graph-cache');
     let t0 = performance.now();
-    log(`writing random bf16 weights (layers 0..${layer}) to ${modelDir} ... `);
-    writeRandomCheckpoint(modelDir, config, layer, 1234);
+    if (sameCheckpoint(modelDir, config, layer)) log(`reusing the random weights in ${modelDir} ... `);
+    else {
+      log(`writing random bf16 weights (layers 0..${layer}) to ${modelDir} ... `);
+      writeRandomCheckpoint(modelDir, config, layer, 1234);
+    }
     const genSeconds = (performance.now() - t0) / 1000;
     log(`${genSeconds.toFixed(1)} s\nbuilding the graph ... `);
     t0 = performance.now();
@@ -232,6 +235,18 @@ async function measureMatMul(job: Job): Promise<number[]> {
 
 // ---------------------------------------------------------------- random checkpoint
 
+/** A --keep directory from an earlier run with the same shape and layers (weights and cached graph are reused). */
+function sameCheckpoint(dir: string, c: Qwen3Config, lastLayer: number): boolean {
+  try {
+    const meta = SafetensorsFile.open(join(dir, 'model.safetensors'));
+    const written = meta.metadata.last_layer;
+    meta.close();
+    return written === String(lastLayer) && readFileSync(join(dir, 'config.json'), 'utf8') === JSON.stringify(toHfConfigJson(c), null, 2);
+  } catch {
+    return false;
+  }
+}
+
 /** HF-layout bf16 checkpoint with uniform random weights of std 0.02 (norms 1), layers 0..lastLayer only. */
 function writeRandomCheckpoint(dir: string, c: Qwen3Config, lastLayer: number, seed: number): void {
   mkdirSync(dir, { recursive: true });
@@ -265,7 +280,7 @@ function writeRandomCheckpoint(dir: string, c: Qwen3Config, lastLayer: number, s
     });
   }
   writeFileSync(join(dir, 'config.json'), JSON.stringify(toHfConfigJson(c), null, 2));
-  writeSafetensors(join(dir, 'model.safetensors'), t, { format: 'pt' });
+  writeSafetensors(join(dir, 'model.safetensors'), t, { format: 'pt', last_layer: String(lastLayer) });
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
