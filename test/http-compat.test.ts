@@ -1,0 +1,131 @@
+/** Drop-in compatibility: Google Perspective API (TOXICITY) request/response shapes and the official OpenAI SDK. */
+import type { AddressInfo } from 'node:net';
+import { serve, type ServerType } from '@hono/node-server';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OPENAI_CATEGORIES } from '../src/http/schemas.js';
+import { buildTestApp, post, type TestApp } from './helpers/app.js';
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await buildTestApp();
+});
+afterAll(() => t?.close());
+
+const classify = async (text: string, language?: string) =>
+  (await (await post(t.app, '/v1/classify', { texts: [text], ...(language && { language }) })).json()).results[0];
+
+describe('POST /v1alpha1/comments:analyze (Perspective API)', () => {
+  it('answers a minimal Perspective request with the TOXICITY summary score and a whole-text span', async () => {
+    const text = 'You are such an idiot, seriously.';
+    const res = await post(t.app, '/v1alpha1/comments:analyze', { comment: { text }, requestedAttributes: { TOXICITY: {} } });
+    expect(res.status).toBe(200);
+    const body = await res.json();
+    const ours = await classify(text);
+    expect(body).toEqual({
+      attributeScores: {
+        TOXICITY: {
+          spanScores: [{ begin: 0, end: text.length, score: { value: ours.score, type: 'PROBABILITY' } }],
+          summaryScore: { value: ours.score, type: 'PROBABILITY' },
+        },
+      },
+      languages: ['en'],
+      detectedLanguages: ['en'],
+    });
+  });
+
+  it('uses the given languages, echoes clientToken and scores sentences with spanAnnotations', async () => {
+    const text = 'Das ist ein schöner Tag. Du bist ein Idiot! Wir sehen uns morgen.';
+    const res = await post(t.app, '/v1alpha1/comments:analyze', {
+      comment: { text, type: 'PLAIN_TEXT' },
+      requestedAttributes: { TOXICITY: { scoreType: 'PROBABILITY' } },
+      languages: ['de'],
+      spanAnnotations: true,
+      doNotStore: true,
+      clientToken: 'abc-123',
+      sessionId: 'ignored',
+    });
+    const body = await res.json();
+    expect(body.languages).toEqual(['de']);
+    expect(body.detectedLanguages).toBeUndefined();
+    expect(body.clientToken).toBe('abc-123');
+    const spans = body.attributeScores.TOXICITY.spanScores;
+    expect(spans.map((s: any) => text.slice(s.begin, s.end))).toEqual(['Das ist ein schöner Tag.', 'Du bist ein Idiot!', 'Wir sehen uns morgen.']);
+    for (const s of spans) expect(s.score.value).toBeCloseTo((await classify(text.slice(s.begin, s.end), 'de')).score, 6);
+    expect(body.attributeScores.TOXICITY.summaryScore.value).toBeCloseTo((await classify(text, 'de')).score, 6);
+  });
+
+  it('refuses attributes it does not support with 400, like Perspective, unless told to drop them', async () => {
+    const res = await post(t.app, '/v1alpha1/comments:analyze', { comment: { text: 'hi' }, requestedAttributes: { TOXICITY: {}, SEVERE_TOXICITY: {} } });
+    expect(res.status).toBe(400);
+    const err = (await res.json()).error;
+    expect(err.message).toMatch(/SEVERE_TOXICITY is not supported/);
+    expect(err.status).toBe('INVALID_ARGUMENT');
+    const dropped = await post(t.app, '/v1alpha1/comments:analyze', {
+      comment: { text: 'hello friends' },
+      requestedAttributes: { TOXICITY: {}, THREAT: {} },
+      dropUnsupportedAttributes: true,
+    });
+    expect(Object.keys((await dropped.json()).attributeScores)).toEqual(['TOXICITY']);
+  });
+
+  it('answers malformed Perspective requests with 400', async () => {
+    for (const body of [
+      { comment: { text: '' }, requestedAttributes: { TOXICITY: {} } },
+      { comment: { text: 'x' }, requestedAttributes: {} },
+      { comment: 'x', requestedAttributes: { TOXICITY: {} } },
+      { comment: { text: 'x' }, requestedAttributes: { TOXICITY: { scoreType: 'STD_DEV_SCORE' } } },
+    ]) {
+      const res = await post(t.app, '/v1alpha1/comments:analyze', body);
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect((await res.json()).error.message.length).toBeGreaterThan(5);
+    }
+  });
+
+  it('leaves out the attribute when its score is below scoreThreshold', async () => {
+    const res = await post(t.app, '/v1alpha1/comments:analyze', { comment: { text: 'hello' }, requestedAttributes: { TOXICITY: { scoreThreshold: 1 } } });
+    expect((await res.json()).attributeScores).toEqual({});
+  });
+});
+
+describe('POST /v1/moderations with the official openai SDK', () => {
+  let server: ServerType;
+  let client: OpenAI;
+  beforeAll(async () => {
+    server = serve({ fetch: t.app.fetch, port: 0, hostname: '127.0.0.1' });
+    await new Promise((r) => server.once('listening', r));
+    const { port } = server.address() as AddressInfo;
+    client = new OpenAI({ apiKey: 'not-needed', baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  it('works unchanged: every OpenAI category present, toxicity under harassment and hate', async () => {
+    const inputs = ['You are a worthless idiot', 'Thanks, have a great day!'];
+    const res = await client.moderations.create({ model: 'omni-moderation-latest', input: inputs });
+    expect(res.id).toMatch(/^modr-/);
+    expect(res.model).toBe('omni-moderation-latest');
+    expect(res.results).toHaveLength(2);
+    for (const [i, r] of res.results.entries()) {
+      const ours = await classify(inputs[i]);
+      expect(Object.keys(r.categories).sort()).toEqual([...OPENAI_CATEGORIES].sort());
+      expect(Object.keys(r.category_scores).sort()).toEqual([...OPENAI_CATEGORIES].sort());
+      expect(r.flagged).toBe(ours.toxic);
+      expect(r.category_scores.harassment).toBeCloseTo(ours.score, 6);
+      expect(r.category_scores.hate).toBeCloseTo(ours.score, 6);
+      expect(r.categories.harassment).toBe(ours.toxic);
+      expect(r.categories.violence).toBe(false);
+      expect(r.category_scores['self-harm']).toBe(0);
+    }
+  });
+
+  it('accepts a single string and text parts, and surfaces our errors as SDK errors', async () => {
+    const one = await client.moderations.create({ input: 'hello world' });
+    expect(one.results).toHaveLength(1);
+    const parts = await client.moderations.create({ model: 'omni-moderation-latest', input: [{ type: 'text', text: 'hello world' }] });
+    expect(parts.results[0].category_scores.harassment).toBeCloseTo(one.results[0].category_scores.harassment, 6);
+    await expect(client.moderations.create({ input: [{ type: 'image_url', image_url: { url: 'https://example.com/x.png' } }] })).rejects.toMatchObject({
+      status: 400,
+      message: expect.stringMatching(/image inputs are not supported/),
+    });
+  });
+});
