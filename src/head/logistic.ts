@@ -20,7 +20,10 @@ import { addTransposeVec, matVec, type CsrMatrix } from './sparse.js';
 export type ClassWeight = 'balanced' | 'none' | { negative: number; positive: number };
 
 export interface LogisticOptions {
-  /** overall regularisation strength (default 1e-4) */
+  /**
+   * overall regularisation strength (default 1 / N, sklearn's C = 1; measured on Qwen-token features of
+   * the shared training data this default sits at the held-out ROC-AUC optimum both for 62k and 2.5k rows)
+   */
   lambda?: number;
   /** 0 = pure L2, 1 = pure L1, in between = elastic net (default 0) */
   l1Ratio?: number;
@@ -48,7 +51,6 @@ export interface LogisticFit {
 }
 
 export function fitLogistic(X: CsrMatrix, y: ArrayLike<number>, options: LogisticOptions = {}): LogisticFit {
-  const lambda = options.lambda ?? 1e-4;
   const l1Ratio = options.l1Ratio ?? 0;
   const fitIntercept = options.fitIntercept ?? true;
   const maxIter = options.maxIter ?? 500;
@@ -56,6 +58,7 @@ export function fitLogistic(X: CsrMatrix, y: ArrayLike<number>, options: Logisti
   const gradTol = options.gradTol ?? 1e-6;
   const fTol = options.fTol ?? 1e-10;
   const N = X.nRows, d = X.nCols;
+  const lambda = options.lambda ?? 1 / Math.max(1, N);
   if (y.length !== N) throw validationError(`logistic: ${N} rows but ${y.length} labels`);
   if (!(lambda >= 0) || !(l1Ratio >= 0 && l1Ratio <= 1)) throw validationError(`logistic: need lambda >= 0 and 0 <= l1Ratio <= 1 (got ${lambda}, ${l1Ratio})`);
   const sw = sampleWeights(y, options.classWeight ?? 'balanced');
