@@ -3,7 +3,7 @@
  * never an internal error: each case names what the service must answer.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTestApp, post, type TestApp } from './helpers/app.js';
+import { buildTestApp, post, request, type JsonResponse, type TestApp } from './helpers/app.js';
 
 let t: TestApp;
 beforeAll(async () => {
@@ -11,7 +11,7 @@ beforeAll(async () => {
 });
 afterAll(() => t?.close());
 
-async function expectError(res: Response, status: number, kind: string, message?: RegExp) {
+async function expectError(res: JsonResponse, status: number, kind: string, message?: RegExp) {
   const body = await res.json();
   expect({ status: res.status, kind: body.error?.kind }).toEqual({ status, kind });
   expect(typeof body.error.message).toBe('string');
@@ -27,13 +27,13 @@ describe('malformed requests', () => {
   });
 
   it('answers a non-JSON content type with 400', async () => {
-    const res = await t.app.request('/v1/classify', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hello' });
+    const res = await request(t.app, '/v1/classify', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hello' });
     await expectError(res, 400, 'validation', /application\/json/);
   });
 
   it('answers a body that is not UTF-8 with 400', async () => {
     const bytes = new Uint8Array([0x7b, 0x22, 0x74, 0x65, 0x78, 0x74, 0x73, 0x22, 0x3a, 0x5b, 0x22, 0xff, 0xfe, 0x22, 0x5d, 0x7d]); // {"texts":["\xff\xfe"]}
-    const res = await t.app.request('/v1/classify', { method: 'POST', headers: { 'content-type': 'application/json' }, body: bytes });
+    const res = await request(t.app, '/v1/classify', { method: 'POST', headers: { 'content-type': 'application/json' }, body: bytes });
     await expectError(res, 400, 'validation', /UTF-8/);
   });
 
@@ -63,7 +63,7 @@ describe('malformed requests', () => {
   });
 
   it('answers an unknown route with 404', async () => {
-    await expectError(await t.app.request('/v2/classify', { method: 'POST' }), 404, 'not_found', /POST \/v2\/classify/);
+    await expectError(await request(t.app, '/v2/classify', { method: 'POST' }), 404, 'not_found', /POST \/v2\/classify/);
   });
 });
 
@@ -125,8 +125,8 @@ describe('overload, deadlines and readiness', () => {
       const res = await post(cold.app, '/v1/classify', { texts: ['hello'] });
       await expectError(res, 503, 'unavailable', /loading/);
       expect(res.headers.get('retry-after')).toBeTruthy();
-      await expectError(await cold.app.request('/readyz'), 503, 'unavailable');
-      expect((await cold.app.request('/healthz')).status).toBe(200);
+      await expectError(await request(cold.app, '/readyz'), 503, 'unavailable');
+      expect((await request(cold.app, '/healthz')).status).toBe(200);
     } finally {
       await cold.close();
     }

@@ -185,9 +185,15 @@ export async function buildTestApp(options: TestAppOptions = {}): Promise<TestAp
   };
 }
 
-/** JSON POST through app.request. */
-export function post(app: TestApp['app'], path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  return Promise.resolve(
-    app.request(path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) }),
-  );
+/** A Response whose JSON body tests read without casts. */
+export type JsonResponse = Omit<Response, 'json'> & { json(): Promise<any> };
+
+/** A request through app.request (no port). */
+export function request(app: TestApp['app'], path: string, init?: RequestInit): Promise<JsonResponse> {
+  return Promise.resolve(app.request(path, init)) as Promise<JsonResponse>;
+}
+
+/** JSON POST through app.request; a string body is sent as is. */
+export function post(app: TestApp['app'], path: string, body: unknown, headers: Record<string, string> = {}): Promise<JsonResponse> {
+  return request(app, path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
 }
