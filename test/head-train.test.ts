@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { trainHead } from '../src/head/train.js';
 import { stratifiedSplit } from '../src/head/split.js';
-import { evaluateHead } from '../src/head/evaluate.js';
+import { evaluateHead, evaluateHeadAndRule } from '../src/head/evaluate.js';
 import { Head } from '../src/head/head.js';
 import { DiscoveryRule } from '../src/head/discovery.js';
 import { plantedTexts } from './head-synthetic.js';
@@ -77,6 +77,18 @@ describe('trainHead', () => {
     const again = trainHead(data, { seed: 7, logistic: { lambda: 1e-3 }, groups: { minSamples: 200, minPerClass: 20 }, meta: { data: 'synthetic' } });
     expect(JSON.stringify(again.head)).toBe(JSON.stringify(head));
     expect(JSON.stringify(again.rule)).toBe(JSON.stringify(rule));
+  });
+
+  it('evaluates head and rule side by side in the `eval --json` shape', () => {
+    const keys = ['ece', 'f1', 'macro_f1', 'n', 'pr_auc', 'precision', 'recall', 'roc_auc'];
+    const r = JSON.parse(JSON.stringify(evaluateHeadAndRule(head, rule, corpus(200))));
+    expect(Object.keys(r).sort()).toEqual(['languages', 'overall', 'rule']);
+    expect(Object.keys(r.languages)).toEqual(['en', 'fr', 'sw']);
+    expect(Object.keys(r.rule).sort()).toEqual(['languages', 'overall']);
+    for (const m of [r.overall, r.rule.overall, ...Object.values(r.languages), ...Object.values(r.rule.languages)] as object[]) {
+      expect(Object.keys(m).sort()).toEqual(keys);
+    }
+    expect(r.overall.n).toBe(r.rule.overall.n);
   });
 
   it('produces a head and rule that survive JSON', () => {

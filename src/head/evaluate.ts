@@ -45,3 +45,12 @@ export function evaluateRule(rule: DiscoveryRule, data: LabeledSet): MetricsRepo
   });
   return metricsByLanguage({ labels: data.labels, scores, predicted, langs: data.langs, probabilities: false });
 }
+
+/** The `toxscope eval --json` object: the head's report at the top level, the rule's under "rule". */
+export interface EvalReport extends MetricsReport {
+  rule: MetricsReport;
+}
+
+export function evaluateHeadAndRule(head: Head, rule: DiscoveryRule, data: LabeledSet): EvalReport {
+  return { ...evaluateHead(head, data), rule: evaluateRule(rule, data) };
+}
