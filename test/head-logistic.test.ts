@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { fitLogistic, sigmoid } from '../src/head/logistic.js';
-import { matVec } from '../src/head/sparse.js';
+import { addTransposeVec, matVec, type CsrMatrix } from '../src/head/sparse.js';
 import { seededRandom } from '../src/head/random.js';
 import { cosine, gaussian, plantedLogistic } from './head-synthetic.js';
 
@@ -8,6 +8,13 @@ function accuracy(z: Float64Array, y: Uint8Array): number {
   let ok = 0;
   z.forEach((zi, i) => (ok += (zi > 0 ? 1 : 0) === y[i] ? 1 : 0));
   return ok / y.length;
+}
+
+/** Gradient of the mean log-loss plus (l2 / 2) ||w||^2 at (w, b), unweighted: [d] and d/db. */
+function smoothGradient(X: CsrMatrix, y: Uint8Array, w: Float32Array, b: number, l2: number) {
+  const r = Float64Array.from(matVec(X, w, b), (z, i) => (sigmoid(z) - y[i]) / y.length);
+  const g = addTransposeVec(X, r, new Float64Array(X.nCols)).map((v, j) => v + l2 * w[j]);
+  return { g, gb: r.reduce((s, v) => s + v, 0) };
 }
 
 describe('logistic regression on sparse rows', () => {
@@ -57,6 +64,24 @@ describe('logistic regression on sparse rows', () => {
     // the pure L2 fit on the same data leaves (almost) every weight non-zero
     const ridge = fitLogistic(data.X, data.y, { lambda: 0.005, classWeight: 'none' });
     expect(ridge.nonZero).toBeGreaterThan(d - 5);
+  });
+
+  it('stops at the optimum: zero gradient for L2, subgradient conditions for elastic net', () => {
+    const lambda = 0.004, l1Ratio = 0.5;
+    const ridge = fitLogistic(train.X, train.y, { lambda, classWeight: 'none' });
+    const r = smoothGradient(train.X, train.y, ridge.weights, ridge.bias, lambda);
+    expect(Math.max(...r.g.map(Math.abs), Math.abs(r.gb))).toBeLessThan(1e-5);
+
+    const net = fitLogistic(train.X, train.y, { lambda, l1Ratio, classWeight: 'none' });
+    const l1 = lambda * l1Ratio;
+    const e = smoothGradient(train.X, train.y, net.weights, net.bias, lambda * (1 - l1Ratio));
+    expect(net.nonZero).toBeGreaterThan(20);
+    expect(net.nonZero).toBeLessThan(d);
+    expect(Math.abs(e.gb)).toBeLessThan(1e-5);
+    net.weights.forEach((w, j) => {
+      if (w !== 0) expect(Math.abs(e.g[j] + l1 * Math.sign(w)), `feature ${j}`).toBeLessThan(1e-4);
+      else expect(Math.abs(e.g[j]), `feature ${j}`).toBeLessThanOrEqual(l1 + 1e-4);
+    });
   });
 
   it("'balanced' class weights move the intercept towards the minority class", () => {
