@@ -1,5 +1,5 @@
 /**
- * Reading request bodies: strict UTF-8, JSON, then a zod schema. Malformed bodies are 400
+ * Reading request bodies (`optional`: an empty body reads as {}): strict UTF-8, JSON, then a zod schema. Malformed bodies are 400
  * (details.malformed); well-formed bodies of the wrong shape are validation errors naming the field.
  */
 import type { Context } from 'hono';
@@ -8,7 +8,7 @@ import { ToxScopeError } from '../errors.js';
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
-export async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
+export async function readJson<S extends z.ZodType>(c: Context, schema: S, { optional = false } = {}): Promise<z.infer<S>> {
   const type = c.req.header('content-type') ?? '';
   if (type !== '' && !/^application\/([\w.+-]+\+)?json\b/i.test(type))
     throw new ToxScopeError('validation', `request body must be JSON (Content-Type: application/json), got '${type}'`, { malformed: true });
@@ -19,6 +19,7 @@ export async function readJson<S extends z.ZodType>(c: Context, schema: S): Prom
   } catch {
     throw new ToxScopeError('validation', 'request body is not valid UTF-8', { malformed: true });
   }
+  if (text.trim() === '' && optional) return parseWith(schema, {}, 'body');
   if (text.trim() === '') throw new ToxScopeError('validation', 'request body is empty: expected a JSON object', { malformed: true });
   let json: unknown;
   try {

@@ -58,8 +58,7 @@ export function adminRoutes(deps: AppDeps): Hono {
   });
 
   app.post('/reload', routeLabel('/admin/reload'), async (c) => {
-    const hasBody = (c.req.header('content-length') ?? '0') !== '0' || c.req.header('transfer-encoding') !== undefined;
-    const body = hasBody ? await readJson(c, ReloadRequest) : {};
+    const body = await readJson(c, ReloadRequest, { optional: true });
     const load = deps.loadBundle;
     if (!load) throw new ToxScopeError('forbidden', 'reload is not available in this instance');
     try {
