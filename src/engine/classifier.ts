@@ -99,6 +99,7 @@ export class Classifier {
   private readonly limits: LimitsConfig;
   private readonly metrics?: Metrics;
   private readonly batcher: Batcher<WindowItem, TokenCodes>;
+  private closing: Promise<void> | undefined;
 
   constructor(parts: ClassifierParts, { limits, batching, metrics }: ClassifierOptions) {
     this.parts = parts;
@@ -212,10 +213,13 @@ export class Classifier {
     await this.classify({ texts: ['warm-up'], language: 'en', timeoutMs: 0 });
   }
 
-  /** Finish everything queued, then release the engine. */
-  async close(): Promise<void> {
-    await this.batcher.drain();
-    await this.parts.engine.close?.();
+  /** Finish everything queued, then release the engine (once, however often it is called). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.batcher.drain();
+      await this.parts.engine.close?.();
+    })();
+    return this.closing;
   }
 
   /** Stop taking requests and finish the queued ones (graceful shutdown); the engine stays open. */
