@@ -13,10 +13,10 @@ describe('health, info, metrics, openapi', () => {
   it('is alive and ready once warmed up; a deep check runs the pipeline', async () => {
     expect(await (await request(t.app, '/healthz')).json()).toEqual({ status: 'ok' });
     expect(await (await request(t.app, '/readyz')).json()).toMatchObject({ status: 'ready', bundle_version: 'tiny-v1' });
-    const before = (await t.metrics.registry.getSingleMetric('toxscope_batch_size')!.get()).values.find((v) => v.metricName === 'toxscope_batch_size_count')!.value;
+    const batches = async () => Number(/toxscope_batch_size_count (\d+)/.exec(await t.metrics.render())![1]);
+    const before = await batches();
     expect((await request(t.app, '/readyz?deep=1')).status).toBe(200);
-    const after = (await t.metrics.registry.getSingleMetric('toxscope_batch_size')!.get()).values.find((v) => v.metricName === 'toxscope_batch_size_count')!.value;
-    expect(after).toBe(before + 1);
+    expect(await batches()).toBe(before + 1);
   });
 
   it('describes model, SAE, layer, k, head, limits, provider and the synthetic flag', async () => {
