@@ -54,7 +54,7 @@ export function errorHandler(log?: Logger) {
       e = new ToxScopeError('internal', 'internal error', undefined, { cause: err });
     }
     const status = statusOf(e, c.get('validationStatus') ?? 422);
-    if (status >= 500) log?.error('request failed', { requestId: c.get('requestId'), kind: e.kind, error: String(err?.stack ?? err) });
+    if (status === 500) log?.error('request failed', { requestId: c.get('requestId'), kind: e.kind, error: String(err?.stack ?? err) });
     if (e.kind === 'overloaded' || e.kind === 'unavailable') {
       const retry = Number(e.details?.retryAfterSeconds ?? (e.kind === 'overloaded' ? 1 : 5));
       c.header('Retry-After', String(Math.max(1, Math.ceil(retry))));
