@@ -38,7 +38,7 @@ describe('fixtures/data: the licensed training sample', () => {
   it.skipIf(!existsSync(SHARED))('is reproduced byte for byte by scripts/sample-fixtures.ts from ../shared/data', () => {
     const out = mkdtempSync(join(tmpdir(), 'toxscope-fixtures-'));
     try {
-      sampleFixtures({ from: SHARED, out, perClass: 175, seed: 4 });
+      sampleFixtures({ from: SHARED, out, perClass: 500, seed: 4 });
       for (const file of readdirSync(join(FIXTURES, 'train'))) {
         expect(readFileSync(join(out, 'train', file), 'utf8'), file).toBe(readFileSync(join(FIXTURES, 'train', file), 'utf8'));
       }

@@ -24,6 +24,8 @@ export interface Command {
 const COMMANDS: Record<string, () => Promise<Command>> = {
   residual: async () => (await import('./residual.js')).residualCommand,
   features: async () => (await import('./features.js')).featuresCommand,
+  train: async () => (await import('./train.js')).trainCommand,
+  eval: async () => (await import('./eval.js')).evalCommand,
 };
 
 export const processIO: CliIO = {

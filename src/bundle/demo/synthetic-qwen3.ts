@@ -15,6 +15,8 @@ export interface SyntheticQwen3Options {
   config: Qwen3Config;
   seed: number;
   initStd?: number;
+  /** std of the token embeddings (default initStd); larger keeps token identity dominant in the residual stream */
+  embedStd?: number;
 }
 
 export function writeSyntheticQwen3(dir: string, opts: SyntheticQwen3Options): void {
@@ -23,14 +25,14 @@ export function writeSyntheticQwen3(dir: string, opts: SyntheticQwen3Options): v
   const rng = new Rng(opts.seed);
   const D = c.hiddenSize, H = c.numHeads, KV = c.numKvHeads, hd = c.headDim, F = c.intermediateSize;
   const tensors: Record<string, TensorToWrite> = {};
-  const randn = (shape: number[]): TensorToWrite => ({
+  const randn = (shape: number[], s = std): TensorToWrite => ({
     dtype: 'BF16',
     shape,
-    data: f32ToBf16(rng.normalArray(shape.reduce((a, b) => a * b, 1), std)),
+    data: f32ToBf16(rng.normalArray(shape.reduce((a, b) => a * b, 1), s)),
   });
   const ones = (n: number): TensorToWrite => ({ dtype: 'BF16', shape: [n], data: f32ToBf16(new Float32Array(n).fill(1)) });
 
-  tensors['model.embed_tokens.weight'] = randn([c.vocabSize, D]);
+  tensors['model.embed_tokens.weight'] = randn([c.vocabSize, D], opts.embedStd ?? std);
   for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}.`;
     tensors[p + 'input_layernorm.weight'] = ones(D);

@@ -1,5 +1,5 @@
 /**
- * Writes files in the layout `torch.save` produces, so tests can build well-formed and hostile
+ * Writes files in the layout `torch.save` produces (the demo SAE is one), so tests can also build well-formed and hostile
  * `.pt` files without Python:
  *
  *   zip (entries 64-byte aligned with an 'FB' padding extra field, like PyTorch's writer)
@@ -9,7 +9,7 @@
  */
 import { closeSync, ftruncateSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { crc32, deflateRawSync } from 'node:zlib';
-import { f32ToBf16, f32ToF16 } from '../../src/model/dtypes.js';
+import { f32ToBf16, f32ToF16 } from '../dtypes.js';
 
 // ---------------------------------------------------------------- pickle
 

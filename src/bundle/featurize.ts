@@ -1,0 +1,69 @@
+/**
+ * Offline featurisation for training and evaluation: texts -> token ids -> windows -> fused engine
+ * (top-k SAE codes) -> per-text firing rates. The same window rules as the service (src/engine/windows.ts),
+ * so a head sees the same features at training time as in production.
+ *
+ *   texts[N] --tokenize--> ids[N][n_i] --windows (<= W tokens, overlap o)--> rows
+ *        --sort by length, batch to a token budget--> runTopK: [B, T, k] --owned tokens, stitched--> [1, n_i, k]
+ *        --> TextFeatures[N]
+ */
+import type { ForwardEngine } from '../engine/forward-engine.js';
+import { textFeatures } from '../engine/features.js';
+import type { Tokenizer } from '../engine/tokenizer.js';
+import type { TextFeatures } from '../engine/types.js';
+import { planWindows, sliceRow, stitch, type TokenCodes } from '../engine/windows.js';
+
+export interface FeaturizeOptions {
+  /** tokens per window (the service's window length) */
+  windowTokens: number;
+  overlap: number;
+  /** padded tokens per forward pass (B x T budget) */
+  batchTokens: number;
+  /** called after each forward pass with texts done so far */
+  onProgress?: (done: number, total: number) => void;
+}
+
+interface Row {
+  text: number;
+  window: number;
+  ids: number[];
+  /** first owned token, relative to the window */
+  ownFrom: number;
+}
+
+export async function featurizeTexts(engine: ForwardEngine, tokenizer: Tokenizer, texts: readonly string[], opts: FeaturizeOptions): Promise<TextFeatures[]> {
+  const ids = texts.map((t) => {
+    const toks = tokenizer.encode(t);
+    return toks.length ? toks : [tokenizer.padId]; // an empty text still needs one token: it scores as "nothing fired"
+  });
+  return featurizeIds(engine, ids, opts);
+}
+
+export async function featurizeIds(engine: ForwardEngine, ids: readonly number[][], opts: FeaturizeOptions): Promise<TextFeatures[]> {
+  const rows: Row[] = [];
+  const windowsOf: number[] = [];
+  ids.forEach((toks, text) => {
+    const plan = planWindows(toks.length, opts.windowTokens, opts.overlap);
+    windowsOf.push(plan.length);
+    plan.forEach((w, window) => rows.push({ text, window, ids: toks.slice(w.start, w.end), ownFrom: w.own - w.start }));
+  });
+  rows.sort((a, b) => a.ids.length - b.ids.length); // similar lengths together: little padding
+
+  const parts: TokenCodes[][] = ids.map((_, i) => new Array(windowsOf[i]));
+  const remaining = [...windowsOf];
+  let done = 0;
+  for (let at = 0; at < rows.length; ) {
+    // rows are sorted ascending, so the last row added is the longest: B x T = count x its length
+    let end = at + 1;
+    while (end < rows.length && (end - at + 1) * rows[end].ids.length <= opts.batchTokens) end++;
+    const batch = rows.slice(at, end);
+    const codes = await engine.runTopK(batch.map((r) => r.ids), 'right'); // [B, T, k]
+    batch.forEach((r, b) => {
+      parts[r.text][r.window] = sliceRow(codes, b, r.ownFrom, r.ids.length);
+      if (--remaining[r.text] === 0) done++;
+    });
+    opts.onProgress?.(done, ids.length);
+    at = end;
+  }
+  return parts.map((p) => textFeatures(stitch(p))[0]);
+}

@@ -1,0 +1,105 @@
+/**
+ * Reading a bundle: manifest -> head (+ discovery rule) -> model and SAE located and verified -> SAE loaded.
+ * Every check that can refuse a bundle runs here, before any graph is built, so a reload that fails
+ * leaves the running bundle untouched.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { formatError } from '../errors.js';
+import { DiscoveryRule } from '../head/discovery.js';
+import { describeZodError } from '../head/encoding.js';
+import { Head } from '../head/head.js';
+import { readQwen3Config } from '../model/qwen3-config.js';
+import { loadSae } from '../model/sae/load.js';
+import type { TopKSae } from '../model/sae/types.js';
+import { modelDigest, saeDigest } from './artifacts.js';
+import type { HashCache } from './file-hash.js';
+import { BundleManifest, BundleManifestSchema, TrainedFor } from './manifest.js';
+
+export const MANIFEST_FILE = 'manifest.json';
+export const RULE_FILE = 'rule.json';
+
+export interface Bundle {
+  dir: string;
+  manifest: BundleManifest;
+  head: Head;
+  /** the discovery rule trained beside the head (for evaluation and explanations), when present */
+  rule: DiscoveryRule | null;
+  modelDir: string;
+  saePath: string;
+  sae: TopKSae;
+}
+
+export interface ReadBundleOptions {
+  hashCache?: HashCache;
+}
+
+export function readBundle(dir: string, opts: ReadBundleOptions = {}): Bundle {
+  const bundleDir = resolve(dir);
+  const manifestPath = join(bundleDir, MANIFEST_FILE);
+  if (!existsSync(manifestPath)) throw formatError(`${bundleDir}: not a bundle (no ${MANIFEST_FILE})`);
+  const manifest = parseJsonFile(manifestPath, (raw) => {
+    const r = BundleManifestSchema.safeParse(raw);
+    if (!r.success) throw formatError(describeZodError(manifestPath, r.error));
+    return r.data;
+  });
+
+  const headPath = inBundle(bundleDir, manifest.head.path);
+  const headBytes = readOrFail(headPath, 'head');
+  const headSha = createHash('sha256').update(headBytes).digest('hex');
+  if (headSha !== manifest.head.sha256) throw formatError(`${headPath}: content does not match the manifest's sha256 (edited or corrupted head)`);
+  const head = Head.fromJSON(parseJson(headPath, headBytes), headPath);
+  const rulePath = join(bundleDir, RULE_FILE);
+  const rule = existsSync(rulePath) ? DiscoveryRule.fromJSON(parseJson(rulePath, readOrFail(rulePath, 'rule')), rulePath) : null;
+
+  const trained = head.meta.trained_for as TrainedFor | undefined;
+  if (!trained) throw formatError(`${headPath}: head.meta.trained_for is missing: cannot tell which model and SAE the head was trained for`);
+  if (trained.layer !== manifest.layer || trained.k !== manifest.k)
+    throw formatError(`${bundleDir}: the head was trained for layer ${trained.layer}, k ${trained.k} but the bundle says layer ${manifest.layer}, k ${manifest.k}`);
+
+  const modelDir = inBundle(bundleDir, manifest.model.path);
+  const config = readQwen3Config(modelDir);
+  if (manifest.layer >= config.numLayers)
+    throw formatError(`${bundleDir}: layer ${manifest.layer} is past the model's depth (${config.numLayers} layers)`);
+  const modelSha = modelDigest(modelDir, opts.hashCache);
+  if (modelSha !== trained.model_sha256)
+    throw formatError(`${bundleDir}: the head was trained for model ${short(trained.model_sha256)} but ${modelDir} is ${short(modelSha)}: retrain the head for this model`);
+
+  const saePath = inBundle(bundleDir, manifest.sae.path);
+  const { sha256: saeSha } = saeDigest(saePath, manifest.layer, opts.hashCache);
+  if (saeSha !== trained.sae_sha256)
+    throw formatError(`${bundleDir}: the head was trained for SAE ${short(trained.sae_sha256)} but ${saePath} is ${short(saeSha)}: retrain the head for this SAE`);
+  const sae = loadSae(saePath, { layer: manifest.layer, k: manifest.k });
+  if (sae.dModel !== config.hiddenSize)
+    throw formatError(`${saePath}: SAE d_model ${sae.dModel} does not match the model's hidden size ${config.hiddenSize}`);
+  if (sae.dSae !== head.transform.dSae)
+    throw formatError(`${bundleDir}: the head expects ${head.transform.dSae} SAE features but the SAE has ${sae.dSae}`);
+  return { dir: bundleDir, manifest, head, rule, modelDir, saePath, sae };
+}
+
+function inBundle(bundleDir: string, p: string): string {
+  return isAbsolute(p) ? p : join(bundleDir, p);
+}
+
+function readOrFail(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw formatError(`${path}: cannot read the bundle's ${what} (${(e as Error).message})`);
+  }
+}
+
+function parseJson(path: string, bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch (e) {
+    throw formatError(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
+function parseJsonFile<T>(path: string, validate: (raw: unknown) => T): T {
+  return validate(parseJson(path, readOrFail(path, 'manifest')));
+}
+
+const short = (sha: string) => sha.slice(0, 12);

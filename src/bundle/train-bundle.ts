@@ -1,0 +1,135 @@
+/**
+ * Training a bundle: labeled texts + a Qwen3 checkpoint + an SAE -> a bundle directory.
+ *
+ *   read data -> open the fused engine (model to layer L + SAE TopK) -> featurise every text (progress)
+ *   -> trainHead (seeded split, LR, calibration, thresholds, discovery rule) -> head.json, rule.json, manifest.json
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { validationError } from '../errors.js';
+import { digest as dataDigest, readLabeled, type LabeledText } from '../data/labeled.js';
+import { ForwardEngine } from '../engine/forward-engine.js';
+import { loadTokenizer } from '../engine/tokenizer.js';
+import type { ThresholdObjective } from '../head/thresholds.js';
+import { trainHead, type TrainReport } from '../head/train.js';
+import { readQwen3Config } from '../model/qwen3-config.js';
+import { loadSae } from '../model/sae/load.js';
+import type { Provider } from '../runtime/session.js';
+import { modelDigest, saeDigest } from './artifacts.js';
+import { featurizeTexts } from './featurize.js';
+import { sha256File, type HashCache } from './file-hash.js';
+import { RULE_FILE, MANIFEST_FILE } from './load.js';
+import { BUNDLE_FORMAT_VERSION, BundleManifest, TrainedFor } from './manifest.js';
+
+export interface TrainBundleOptions {
+  /** a .jsonl file or a directory of them, or the texts themselves */
+  data: string | LabeledText[];
+  modelDir: string;
+  saePath: string;
+  layer: number;
+  k?: number;
+  out: string;
+  name?: string;
+  seed?: number;
+  calibrationFraction?: number;
+  /** choose each language's threshold to meet this precision instead of maximising F1 */
+  targetPrecision?: number;
+  syntheticBackbone?: boolean;
+  notice?: string;
+  cacheDir: string;
+  provider?: Provider;
+  threads?: number;
+  windowTokens?: number;
+  windowOverlap?: number;
+  batchTokens?: number;
+  hashCache?: HashCache;
+  /** progress of the slow parts (featurisation) */
+  onProgress?: (stage: string, done: number, total: number) => void;
+  log?: (line: string) => void;
+}
+
+export interface TrainBundleResult {
+  dir: string;
+  manifest: BundleManifest;
+  report: TrainReport;
+}
+
+export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleResult> {
+  const started = performance.now();
+  const log = o.log ?? (() => {});
+  const texts = typeof o.data === 'string' ? readLabeled(o.data) : o.data;
+  if (texts.length < 20) throw validationError(`train: ${texts.length} labeled texts is too few to train and calibrate a head`);
+  const out = resolve(o.out);
+  const config = readQwen3Config(o.modelDir);
+  const sae = loadSae(o.saePath, { layer: o.layer, k: o.k });
+  const k = sae.k;
+  log(`data: ${texts.length} texts; model ${o.modelDir} (${config.numLayers} layers, hidden ${config.hiddenSize}); SAE ${sae.format} d_sae ${sae.dSae}, k ${k}, layer ${o.layer}`);
+
+  const engine = await ForwardEngine.open({ modelDir: o.modelDir, layer: o.layer, sae, cacheDir: o.cacheDir, provider: o.provider, threads: o.threads, warn: log });
+  const tokenizer = await loadTokenizer(o.modelDir);
+  const windowTokens = o.windowTokens ?? 512;
+  const windowOverlap = o.windowOverlap ?? 64;
+  let features;
+  try {
+    features = await featurizeTexts(engine, tokenizer, texts.map((t) => t.text), {
+      windowTokens, overlap: windowOverlap, batchTokens: o.batchTokens ?? 4096,
+      onProgress: (d, n) => o.onProgress?.('encoding', d, n),
+    });
+  } finally {
+    await engine.close();
+  }
+
+  const modelSha = modelDigest(o.modelDir, o.hashCache);
+  const { resolved, sha256: saeSha } = saeDigest(o.saePath, o.layer, o.hashCache);
+  const trainedFor: TrainedFor = { model_sha256: modelSha, sae_sha256: saeSha, layer: o.layer, k };
+  const seed = o.seed ?? 0;
+  const thresholds: ThresholdObjective = o.targetPrecision !== undefined ? { mode: 'precision', target: o.targetPrecision } : { mode: 'f1' };
+  const result = trainHead(
+    { features, labels: texts.map((t) => t.label), langs: texts.map((t) => t.lang), dSae: sae.dSae },
+    { seed, calibrationFraction: o.calibrationFraction, thresholds, meta: { trained_for: trainedFor } },
+  );
+  log(`head: ${result.report.logistic.solver}, ${result.report.logistic.iterations} iterations, ${result.report.logistic.nonZero} non-zero weights, ${result.report.logistic.seconds.toFixed(1)} s`);
+
+  mkdirSync(out, { recursive: true });
+  const headBytes = Buffer.from(JSON.stringify(result.head.toJSON()));
+  writeFileSync(join(out, 'head.json'), headBytes);
+  writeFileSync(join(out, RULE_FILE), JSON.stringify(result.rule.toJSON()));
+  const languages = [...new Set(texts.map((t) => t.lang))].sort();
+  const files = typeof o.data === 'string' ? [...new Set(texts.map((t) => t.file))].map((f) => ({ path: f, n: texts.filter((t) => t.file === f).length })) : [];
+  const calibrated = result.report.calibrated;
+  const manifest: BundleManifest = {
+    format: 'toxscope-bundle',
+    format_version: BUNDLE_FORMAT_VERSION,
+    name: o.name ?? 'toxscope',
+    version: `${o.name ?? 'toxscope'}-${new Date().toISOString().slice(0, 10)}-${createHash('sha256').update(headBytes).digest('hex').slice(0, 8)}`,
+    created_at: new Date().toISOString(),
+    synthetic_backbone: o.syntheticBackbone ?? false,
+    ...(o.notice ? { notice: o.notice } : {}),
+    model: { path: pathFrom(out, o.modelDir), sha256: modelSha, num_layers: config.numLayers, hidden_size: config.hiddenSize },
+    sae: { path: pathFrom(out, o.saePath), format: resolved.format, sha256: saeSha, d_sae: sae.dSae, d_model: sae.dModel },
+    layer: o.layer,
+    k,
+    head: { path: 'head.json', sha256: createHash('sha256').update(headBytes).digest('hex') },
+    training: {
+      data_digest: dataDigest(texts),
+      files: files.map((f) => ({ path: f.path, n: f.n, sha256: sha256File(f.path, o.hashCache) })),
+      seed,
+      n_train: result.report.split.train,
+      n_calibration: result.report.split.calibration,
+      languages,
+      seconds: (performance.now() - started) / 1000,
+    },
+    metrics: { calibration_split: calibrated, uncalibrated: result.report.uncalibrated, rule: result.report.rule, thresholds: result.report.thresholds, window_tokens: windowTokens, window_overlap: windowOverlap },
+    baseline_f1: Object.fromEntries(Object.entries(calibrated.languages).map(([l, m]) => [l, m.f1 ?? 0])),
+  };
+  writeFileSync(join(out, MANIFEST_FILE), JSON.stringify(manifest, null, 2));
+  return { dir: out, manifest, report: result.report };
+}
+
+/** Paths inside the bundle are stored relative to it (the bundle can move); others absolute. */
+function pathFrom(bundleDir: string, p: string): string {
+  const abs = resolve(p);
+  const rel = relative(bundleDir, abs);
+  return rel.startsWith('..') ? abs : rel;
+}
