@@ -1,0 +1,41 @@
+/**
+ * `toxscope serve [flags]`: the HTTP service. Flags mirror the environment variables (src/config.ts);
+ * flags win. Runs until SIGTERM or SIGINT, then shuts down gracefully (exit code 0).
+ */
+import { configHelp, loadConfig } from '../config.js';
+import { createLogger } from '../http/logger.js';
+import { startService } from '../main.js';
+import type { CliIO, Command } from './main.js';
+
+export const serveCommand: Command = {
+  name: 'serve',
+  summary: 'Run the HTTP service (POST /v1/classify, Perspective and OpenAI compatible endpoints, /metrics, /admin).',
+  usage: ['usage: toxscope serve [flags]', '', 'flags (each mirrors an environment variable; flags win):', configHelp()].join('\n'),
+  async run(argv: string[], io: CliIO): Promise<number> {
+    const config = loadConfig({ env: process.env, argv });
+    const log = createLogger(config.logLevel);
+    const service = await startService(config, log);
+    io.stderr(`toxscope: listening on ${service.url} (ready once the bundle is loaded: GET /readyz)\n`);
+    const stopped = new Promise<number>((resolve) => {
+      const stop = (signal: NodeJS.Signals) => {
+        process.off('SIGTERM', stop);
+        process.off('SIGINT', stop);
+        service.shutdown(signal).then(() => resolve(0), (e) => {
+          log.error('shutdown failed', { error: String((e as Error)?.stack ?? e) });
+          resolve(1);
+        });
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+    });
+    const failed = service.ready.then(
+      () => new Promise<number>(() => undefined),
+      async (e) => {
+        log.error('the bundle could not be loaded', { error: (e as Error)?.message ?? String(e) });
+        await service.shutdown('bundle failed to load');
+        throw e;
+      },
+    );
+    return Promise.race([stopped, failed]);
+  },
+};

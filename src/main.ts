@@ -1,0 +1,204 @@
+/**
+ * Composition root: the only place that builds the service from its parts.
+ *
+ *   config -> logger, metrics -> database (migrations) + write queue -> app -> bind the port
+ *          -> bundle (the demo one is built on first use) -> engine -> warm-up -> ready -> drift monitor
+ *
+ * The port is bound before the bundle loads so that /healthz answers and /readyz says 503 while the model
+ * loads (the demo bundle takes about a minute to build on first start); no request reaches the model
+ * before its warm-up forward pass has succeeded.
+ *
+ * Shutdown (SIGTERM/SIGINT): readiness goes 503 and new work is refused, the server stops accepting
+ * connections, queued requests finish, the write queue flushes (what cannot be written stays in its spill
+ * file for the next start), the database closes.
+ */
+import { mkdirSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { serve, type ServerType } from '@hono/node-server';
+import { ensureDemoBundle } from './bundle/demo/demo-bundle.js';
+import { readBundle } from './bundle/load.js';
+import { openBundle } from './bundle/open.js';
+import type { Config, LimitsConfig } from './config.js';
+import { createDb, type DbHandle } from './db/client.js';
+import { createRepository, type Repository } from './db/repository.js';
+import { WriteQueue } from './db/write-queue.js';
+import { createDriftMonitor, driftReport, type DriftMonitor } from './drift/monitor.js';
+import { Classifier } from './engine/classifier.js';
+import { createLanguageIdentifier, type LanguageIdentifier } from './engine/language.js';
+import { formatError } from './errors.js';
+import { createApp } from './http/app.js';
+import { ClassifierHost, type LoadedBundle } from './http/classifier-host.js';
+import type { AppDeps, Logger } from './http/deps.js';
+import { createLogger } from './http/logger.js';
+import { createMetrics, type Metrics } from './metrics/metrics.js';
+
+export interface RunningService {
+  url: string;
+  host: ClassifierHost;
+  /** resolves when the first bundle is warm (rejects when it cannot load) */
+  ready: Promise<void>;
+  /** graceful shutdown; idempotent */
+  shutdown(reason?: string): Promise<void>;
+}
+
+export async function startService(config: Config, log: Logger = createLogger(config.logLevel)): Promise<RunningService> {
+  mkdirSync(config.dataDir, { recursive: true });
+  const metrics = createMetrics();
+  const host = new ClassifierHost();
+  const lid = await createLanguageIdentifier();
+
+  const db = await createDb(config.databaseUrl ? { url: config.databaseUrl } : { dataDir: config.dataDir });
+  const repo = createRepository(db.db);
+  const queue = new WriteQueue({
+    repo,
+    spillPath: join(config.dataDir, 'spill', 'writes.jsonl'),
+    onError: (e, info) => log.warn('database write failed', { error: (e as Error)?.message ?? String(e), retrying: info.retrying, dropped: info.dropped !== undefined }),
+  });
+  let baselines: Record<string, number> = {};
+  let monitor: DriftMonitor | undefined;
+
+  const loadBundle = (path: string | undefined) => loadServingBundle(path, config, { metrics, lid, log });
+  const deps: AppDeps = {
+    config,
+    metrics,
+    host,
+    predictions: queue,
+    audit: repo,
+    drift: (q) => driftReport(repo, baselines, q),
+    loadBundle: async (path) => {
+      const loaded = await loadBundle(path);
+      baselines = loaded.baselines;
+      monitor = restartMonitor(monitor, repo, baselines, config, metrics, log);
+      return loaded;
+    },
+    log,
+  };
+  const app = createApp(deps);
+
+  const server: ServerType = serve({ fetch: app.fetch, port: config.port, hostname: config.host });
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
+  log.info('listening; loading the bundle', { url });
+
+  const ready = (async () => {
+    const loaded = await loadBundle(undefined);
+    baselines = loaded.baselines;
+    host.ready(loaded);
+    monitor = restartMonitor(monitor, repo, baselines, config, metrics, log);
+    log.info('ready', { bundle: loaded.info.name, version: loaded.info.version, provider: loaded.info.executionProvider, synthetic_backbone: loaded.info.syntheticBackbone });
+  })();
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = (reason = 'shutdown') =>
+    (stopping ??= (async () => {
+      log.info('shutting down: finishing queued requests', { reason });
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      await ready.catch(() => undefined);
+      await host.drain();
+      monitor?.stop();
+      if ('closeIdleConnections' in server) server.closeIdleConnections();
+      await closed;
+      await queue.close({ timeoutMs: 5000 });
+      await closeDb(db);
+      log.info('stopped', { spilled: queue.stats().spilled });
+    })());
+
+  return { url, host, ready, shutdown };
+}
+
+export interface ServingBundle extends LoadedBundle {
+  baselines: Record<string, number>;
+}
+
+/** Read, validate, open and warm one bundle. Any refusal throws before the running bundle is touched. */
+export async function loadServingBundle(
+  path: string | undefined,
+  config: Config,
+  { metrics, lid, log }: { metrics: Metrics; lid: LanguageIdentifier; log: Logger },
+): Promise<ServingBundle> {
+  const dir =
+    path ??
+    config.bundle ??
+    (await ensureDemoBundle({ dataDir: config.dataDir, provider: config.executionProvider, threads: config.threads || undefined, log: (line) => log.info(line) }));
+  const bundle = readBundle(dir);
+  const limits = bundleLimits(config, bundle.manifest.metrics, dir);
+  const runnable = await openBundle(bundle, {
+    cacheDir: join(config.dataDir, 'graph-cache'),
+    provider: config.executionProvider,
+    threads: config.threads || undefined,
+    warn: (m) => log.warn(m),
+  });
+  const m = bundle.manifest;
+  const classifier = new Classifier(
+    { engine: runnable.engine, tokenizer: runnable.tokenizer, head: bundle.head, lid, version: m.version },
+    { limits, batching: config.batching, metrics },
+  );
+  try {
+    await classifier.warmUp();
+  } catch (e) {
+    await classifier.close().catch(() => undefined);
+    throw e;
+  }
+  const e = runnable.engine.info;
+  return {
+    classifier,
+    baselines: m.baseline_f1,
+    info: {
+      name: m.name,
+      version: m.version,
+      syntheticBackbone: m.synthetic_backbone,
+      notice: m.notice,
+      model: { path: bundle.modelDir, numLayers: m.model.num_layers, hiddenSize: m.model.hidden_size },
+      sae: { path: bundle.saePath, format: m.sae.format, dSae: m.sae.d_sae, k: m.k },
+      layer: m.layer,
+      head: { path: join(dir, m.head.path), version: m.head.sha256.slice(0, 12) },
+      executionProvider: e.provider,
+      ...(e.fallbackReason && { executionProviderFallback: e.fallbackReason }),
+    },
+  };
+}
+
+/** A head must see features built as in training: the bundle's window length and overlap win over the defaults. */
+function bundleLimits(config: Config, metrics: Record<string, unknown>, dir: string): LimitsConfig {
+  const w = metrics.window_tokens;
+  const o = metrics.window_overlap;
+  const limits = { ...config.limits };
+  if (typeof w === 'number' && typeof o === 'number') {
+    limits.windowTokens = w;
+    limits.windowOverlap = o;
+  }
+  if (limits.windowTokens > config.batching.maxBatchTokens)
+    throw formatError(`${dir}: the bundle's windows of ${limits.windowTokens} tokens do not fit TOXSCOPE_MAX_BATCH_TOKENS ${config.batching.maxBatchTokens}`);
+  return limits;
+}
+
+function restartMonitor(previous: DriftMonitor | undefined, repo: Repository, baselines: Record<string, number>, config: Config, metrics: Metrics, log: Logger): DriftMonitor {
+  previous?.stop();
+  const monitor = createDriftMonitor({
+    repo,
+    baselines,
+    tolerance: config.drift.tolerance,
+    minLabeled: config.drift.minLabeled,
+    intervalMs: config.drift.intervalMs,
+    onUpdate: (s) => {
+      for (const [language, d] of Object.entries(s.languages)) {
+        if (d.f1 !== null) metrics.f1.set({ language }, d.f1);
+        if (d.drift !== null) metrics.f1Drift.set({ language }, d.drift);
+      }
+      for (const [language, n] of Object.entries(s.feedbackTotals)) metrics.feedback.set({ language }, n);
+      if (s.alarms.length > 0) log.warn('F1 drift alarm', { languages: s.alarms });
+    },
+    onError: (e) => log.warn('drift computation failed', { error: (e as Error)?.message ?? String(e) }),
+  });
+  monitor.start();
+  return monitor;
+}
+
+async function closeDb(db: DbHandle): Promise<void> {
+  await db.close().catch(() => undefined);
+}
