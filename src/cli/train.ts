@@ -63,6 +63,9 @@ export const trainCommand: Command = {
     const threads = f.threads === undefined ? undefined : parseIntFlag(f.threads as string, 'threads', 1);
     const given = [f.model, f.sae, f.layer].filter((v) => v !== undefined).length;
     if (given !== 0 && given !== 3) throw new UsageError('--model, --sae and --layer go together (or leave all three out for the demo backbone)');
+    const seed = parseIntFlag(f.seed as string, 'seed', 0);
+    const calibrationFraction = parseFraction(f['calibration-fraction'] as string | undefined, 'calibration-fraction');
+    const targetPrecision = parseFraction(f['target-precision'] as string | undefined, 'target-precision');
     const progress = progressBar(io.stderr);
     const log = (line: string) => io.stderr(`${line}\n`);
     let modelDir: string, saePath: string, layer: number, k: number | undefined, synthetic = false;
@@ -83,9 +86,7 @@ export const trainCommand: Command = {
     }
     const result = await trainBundle({
       data, out, modelDir, saePath, layer, k,
-      seed: parseIntFlag(f.seed as string, 'seed', 0),
-      calibrationFraction: parseFraction(f['calibration-fraction'] as string | undefined, 'calibration-fraction'),
-      targetPrecision: parseFraction(f['target-precision'] as string | undefined, 'target-precision'),
+      seed, calibrationFraction, targetPrecision,
       name: f.name as string | undefined,
       syntheticBackbone: synthetic,
       notice: synthetic ? DEMO_NOTICE : undefined,
