@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { ToxScopeError, type ErrorKind } from '../errors.js';
-import type { EngineInfo, ForwardEngineOptions } from './forward-engine.js';
+import type { EngineInfo, ForwardEngine as ForwardEngineType, ForwardEngineOptions } from './forward-engine.js';
 import type { Padding } from './padding.js';
 import type { TopKBatch } from './types.js';
 
@@ -130,7 +130,7 @@ async function serveEngine(): Promise<void> {
   const port = parentPort!;
   const send = (m: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
   const { ForwardEngine } = await import('./forward-engine.js');
-  let engine: InstanceType<typeof ForwardEngine>;
+  let engine: ForwardEngineType;
   try {
     engine = await ForwardEngine.open({ ...(workerData.options as WorkerEngineOptions), warn: (message) => send({ type: 'warn', message }) });
   } catch (e) {
