@@ -18,13 +18,14 @@ import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { ensureDemoBundle } from './bundle/demo/demo-bundle.js';
 import { readBundle } from './bundle/load.js';
-import { openBundle } from './bundle/open.js';
 import type { Config, LimitsConfig } from './config.js';
 import { createDb, type DbHandle } from './db/client.js';
 import { createRepository, type Repository } from './db/repository.js';
 import { WriteQueue } from './db/write-queue.js';
 import { createDriftMonitor, driftReport, type DriftMonitor } from './drift/monitor.js';
 import { Classifier } from './engine/classifier.js';
+import { WorkerEngine } from './engine/engine-worker.js';
+import { loadTokenizer } from './engine/tokenizer.js';
 import { createLanguageIdentifier, type LanguageIdentifier } from './engine/language.js';
 import { formatError } from './errors.js';
 import { createApp } from './http/app.js';
@@ -127,24 +128,28 @@ export async function loadServingBundle(
     (await ensureDemoBundle({ dataDir: config.dataDir, provider: config.executionProvider, threads: config.threads || undefined, log: (line) => log.info(line) }));
   const bundle = readBundle(dir);
   const limits = bundleLimits(config, bundle.manifest.metrics, dir);
-  const runnable = await openBundle(bundle, {
-    cacheDir: join(config.dataDir, 'graph-cache'),
-    provider: config.executionProvider,
-    threads: config.threads || undefined,
-    warn: (m) => log.warn(m),
-  });
   const m = bundle.manifest;
-  const classifier = new Classifier(
-    { engine: runnable.engine, tokenizer: runnable.tokenizer, head: bundle.head, lid, version: m.version },
-    { limits, batching: config.batching, metrics },
-  );
+  // The engine runs on a worker thread: onnxruntime's run blocks its thread, and HTTP must not wait on it.
+  const [tokenizer, engine] = await Promise.all([
+    loadTokenizer(bundle.modelDir),
+    WorkerEngine.open({
+      modelDir: bundle.modelDir,
+      layer: m.layer,
+      sae: bundle.sae,
+      cacheDir: join(config.dataDir, 'graph-cache'),
+      provider: config.executionProvider,
+      threads: config.threads || undefined,
+      warn: (msg) => log.warn(msg),
+    }),
+  ]);
+  const classifier = new Classifier({ engine, tokenizer, head: bundle.head, lid, version: m.version }, { limits, batching: config.batching, metrics });
   try {
     await classifier.warmUp();
   } catch (e) {
     await classifier.close().catch(() => undefined);
     throw e;
   }
-  const e = runnable.engine.info;
+  const e = engine.info;
   return {
     classifier,
     baselines: m.baseline_f1,

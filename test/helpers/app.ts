@@ -2,7 +2,8 @@
  * A real service on a tiny bundle, for HTTP tests: the golden tiny Qwen3 checkpoint (4 layers, hidden 64),
  * the golden SAELens TopK SAE at layer 2 (d_sae 512, k 16), the real Qwen3 tokenizer, fastText language
  * identification, and a head TRAINED here (src/head/train.ts) on the engine's own features of a few
- * hundred labeled posts from ../shared/data/train. Nothing is faked: scores come from the forward pass.
+ * hundred labeled posts from ../shared/data/train. Nothing is faked: scores come from the forward pass, run
+ * on a worker thread as in production (src/engine/engine-worker.ts).
  *
  * A tiny bundle directory holds head.json (+ pointers to the model and SAE), so reload tests can point at
  * good and broken bundles.
@@ -13,6 +14,7 @@ import { join } from 'node:path';
 import { loadConfig, type Config } from '../../src/config.js';
 import { Classifier } from '../../src/engine/classifier.js';
 import { FeatureAccumulator } from '../../src/engine/features.js';
+import { WorkerEngine } from '../../src/engine/engine-worker.js';
 import { ForwardEngine } from '../../src/engine/forward-engine.js';
 import { createLanguageIdentifier, type LanguageIdentifier } from '../../src/engine/language.js';
 import { loadTokenizer, type Tokenizer } from '../../src/engine/tokenizer.js';
@@ -117,7 +119,8 @@ export async function loadTinyBundle(dir: string, config: Config, metrics?: Metr
     if (e instanceof Error && 'kind' in e) throw e;
     throw formatError(`${dir}: not a readable bundle (${(e as Error).message})`);
   }
-  const engine = await openEngine(s.cacheDir, s.sae);
+  // the production path: the engine on a worker thread
+  const engine = await WorkerEngine.open({ modelDir: goldenCheckpointDir, layer: TINY_LAYER, sae: s.sae, cacheDir: s.cacheDir, threads: 1 });
   const classifier = new Classifier({ engine, tokenizer: s.tokenizer, head, lid: s.lid, version }, { limits: config.limits, batching: config.batching, metrics });
   await classifier.warmUp();
   return {
