@@ -147,3 +147,27 @@ describe('toxscope train', () => {
     for (const c of Object.values(choices)) if (c.met) expect(c.precision).toBeGreaterThanOrEqual(0.6);
   });
 });
+
+describe('toxscope discover', () => {
+  it('ranks class-biased features per language and writes the any-of-top-K rule', async () => {
+    const { out, io } = captureIO();
+    const rulePath = join(work, 'rule.json');
+    const code = await main(['discover', '--model', goldenCheckpointDir, '--sae', QSCOPE_SAE, '--layer', '2', '--k', '32', '--data', dataFile,
+      '--json', '--top', '5', '--out', rulePath, '--data-dir', join(work, 'data-dir'), '--threads', '1'], io);
+    expect(code, out.stderr).toBe(0);
+    const j = JSON.parse(out.stdout);
+    expect(j.split.train + j.split.validation).toBe(120);
+    expect(j.rankings.pooled.length).toBeLessThanOrEqual(5);
+    for (let i = 1; i < j.rankings.pooled.length; i++) expect(j.rankings.pooled[i - 1].bias).toBeGreaterThanOrEqual(j.rankings.pooled[i].bias);
+    for (const b of j.rankings.pooled) expect(b.bias).toBeCloseTo(b.pToxic - b.pNonToxic, 10);
+    expect(j.rule.pooled.features.length).toBe(j.rule.pooled.k);
+    expect(JSON.parse(readFileSync(rulePath, 'utf8')).format).toBe('toxscope-discovery-rule');
+    expect(Object.keys(j.validation.overall)).toContain('roc_auc');
+  });
+
+  it('refuses --bundle together with --model/--sae/--layer', async () => {
+    const { out, io } = captureIO();
+    expect(await main(['discover', '--data', dataFile, '--bundle', bundleDir, '--model', goldenCheckpointDir, '--sae', QSCOPE_SAE, '--layer', '2'], io)).toBe(2);
+    expect(out.stderr).toMatch(/not both/);
+  });
+});

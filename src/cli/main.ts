@@ -26,6 +26,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   features: async () => (await import('./features.js')).featuresCommand,
   train: async () => (await import('./train.js')).trainCommand,
   eval: async () => (await import('./eval.js')).evalCommand,
+  discover: async () => (await import('./discover.js')).discoverCommand,
   serve: async () => (await import('./serve.js')).serveCommand,
 };
 
