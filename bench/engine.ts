@@ -6,11 +6,11 @@
  *
  *   npm run -s bench -- engine [--json] [--batch 8] [--seq 128] [--layer 14] [--threads 2] [--iters 5]
  *       [--hidden 1024] [--intermediate 3072] [--heads 16] [--kv-heads 8] [--head-dim 128] [--vocab 151936]
- *       [--no-prepack] [--keep <dir>]
+ *       [--no-prepack] [--keep <dir>] [--sae-features 16384] [--sae-k 50] [--no-sae]
  *
  * The timed part runs in a child process so its peak RSS is the engine's own (graph load + runs), not the
- * weight generation's. Extension point: measureForward() takes ForwardEngine options, so an SAE timing
- * (e.g. 16384 features, k=50) is another call with `sae` set.
+ * weight generation's. The same batches also run through the graph with a fused random TopK SAE
+ * (--sae-features 16384 --sae-k 50 by default; --no-sae skips it), giving the encoder's share of the time.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,7 +25,9 @@ import { ensureGraph } from '../src/model/graph-cache.js';
 import { ExternalDataFile, GraphBuilder, TensorDataType } from '../src/model/onnx/graph-builder.js';
 import { Qwen3Config, toHfConfigJson } from '../src/model/qwen3-config.js';
 import { SafetensorsFile, TensorToWrite, writeSafetensors } from '../src/model/safetensors.js';
+import type { TopKSae } from '../src/model/sae/types.js';
 import { OrtSession } from '../src/runtime/session.js';
+import { Rng } from '../src/util/random.js';
 
 const FLAGS = {
   json: { type: 'boolean', default: false },
@@ -41,6 +43,9 @@ const FLAGS = {
   'head-dim': { type: 'string', default: '128' },
   vocab: { type: 'string', default: '151936' },
   'no-prepack': { type: 'boolean', default: false },
+  'sae-features': { type: 'string', default: '16384' },
+  'sae-k': { type: 'string', default: '50' },
+  'no-sae': { type: 'boolean', default: false },
   keep: { type: 'string' },
   worker: { type: 'string' }, // internal: run the timed part in this process from a JSON job
 } as const;
@@ -55,11 +60,22 @@ interface Job {
   iters: number;
   prepacking: boolean;
   matmul: { m: number; k: number; n: number };
+  /** also time the forward pass with a fused random TopK SAE (rebuilt from its seed in the child) */
+  sae?: SaeSpec;
+}
+
+interface SaeSpec {
+  dModel: number;
+  dSae: number;
+  k: number;
+  seed: number;
 }
 
 interface WorkerResult {
   matmul: { seconds: number[]; gflops: number; gflopsBest: number };
   forward: { loadSeconds: number; seconds: number[]; provider: string };
+  /** the same batches through the graph with the SAE encoder fused (top-k out) */
+  forwardSae?: { loadSeconds: number; seconds: number[]; provider: string };
   peakRssMb: number;
 }
 
@@ -97,13 +113,15 @@ export async function run(argv: string[]): Promise<number> {
     const genSeconds = (performance.now() - t0) / 1000;
     log(`${genSeconds.toFixed(1)} s\nbuilding the graph ... `);
     t0 = performance.now();
+    const saeSpec: SaeSpec | undefined = f['no-sae'] ? undefined : { dModel: config.hiddenSize, dSae: int('sae-features'), k: int('sae-k'), seed: 99 };
     const ckpt = Checkpoint.open(modelDir);
     ensureGraph(cacheDir, ckpt, layer);
+    if (saeSpec) ensureGraph(cacheDir, ckpt, layer, randomSae(saeSpec));
     ckpt.close();
     const buildSeconds = (performance.now() - t0) / 1000;
     log(`${buildSeconds.toFixed(1)} s\nmeasuring (child process) ...\n`);
 
-    const job: Job = { ...job0, modelDir, cacheDir, matmul: { m: 1024, k: config.hiddenSize, n: config.intermediateSize } };
+    const job: Job = { ...job0, modelDir, cacheDir, matmul: { m: 1024, k: config.hiddenSize, n: config.intermediateSize }, sae: saeSpec };
     const r = runWorker(job);
     const tokens = job.batch * job.seq;
     const sec = median(r.forward.seconds);
@@ -133,6 +151,15 @@ export async function run(argv: string[]): Promise<number> {
       matmul_gflops_best: round(r.matmul.gflopsBest, 1),
       forward_to_matmul_ratio_best: round((flopsPerToken * tokens) / best / 1e9 / r.matmul.gflopsBest, 3),
       flops_per_token: flopsPerToken,
+      ...(r.forwardSae && saeSpec
+        ? {
+            sae: { features: saeSpec.dSae, k: saeSpec.k },
+            tokens_per_s_with_sae: round(tokens / median(r.forwardSae.seconds), 1),
+            seconds_per_batch_with_sae: round(median(r.forwardSae.seconds), 3),
+            // share of the fused graph's time spent in the encoder (Gemm + TopK + Relu), from the two medians
+            sae_share: round(1 - sec / median(r.forwardSae.seconds), 3),
+          }
+        : {}),
       load_s: round(r.forward.loadSeconds, 2),
       build_s: round(buildSeconds, 1),
       weights_gen_s: round(genSeconds, 1),
@@ -146,6 +173,9 @@ export async function run(argv: string[]): Promise<number> {
           `  effective ${result.forward_gflops} GFLOP/s (${(flopsPerToken / 1e6).toFixed(0)} MFLOP/token)`,
           `  fp32 MatMul ${job.matmul.m}x${job.matmul.k}x${job.matmul.n}: ${result.matmul_gflops} GFLOP/s -> ratio ${(100 * result.forward_to_matmul_ratio).toFixed(1)}%`,
           `  best runs: ${result.tokens_per_s_best} tokens/s, MatMul ${result.matmul_gflops_best} GFLOP/s -> ratio ${(100 * result.forward_to_matmul_ratio_best).toFixed(1)}%`,
+          ...(result.sae
+            ? [`  with a fused ${result.sae.features}-feature k=${result.sae.k} TopK SAE: ${result.tokens_per_s_with_sae} tokens/s; the encoder takes ${(100 * result.sae_share!).toFixed(1)}% of the time`]
+            : []),
           `  peak RSS ${result.peak_rss_mb} MB (graph load ${result.load_s} s; graph build ${result.build_s} s, once, cached)`,
           '',
         ].join('\n'),
@@ -176,12 +206,14 @@ function runWorker(job: Job): WorkerResult {
 async function worker(job: Job): Promise<number> {
   // MatMul samples before and after the forward runs, pooled: a burst of load from elsewhere hits both.
   const before = await measureMatMul(job);
-  const forward = await measureForward({ modelDir: job.modelDir, layer: job.layer, cacheDir: job.cacheDir, threads: job.threads, prepacking: job.prepacking }, job);
+  const base = { modelDir: job.modelDir, layer: job.layer, cacheDir: job.cacheDir, threads: job.threads, prepacking: job.prepacking };
+  const forward = await measureForward(base, job);
+  const forwardSae = job.sae ? await measureForward({ ...base, sae: randomSae(job.sae) }, job) : undefined;
   const after = await measureMatMul(job);
   const seconds = [...before, ...after];
   const { m, k, n } = job.matmul;
   const matmul = { seconds, gflops: (2 * m * k * n) / median(seconds) / 1e9, gflopsBest: (2 * m * k * n) / Math.min(...seconds) / 1e9 };
-  const result: WorkerResult = { matmul, forward, peakRssMb: process.resourceUsage().maxRSS / 1024 };
+  const result: WorkerResult = { matmul, forward, forwardSae, peakRssMb: process.resourceUsage().maxRSS / 1024 };
   process.stdout.write(JSON.stringify(result) + '\n');
   return 0;
 }
@@ -193,11 +225,13 @@ export async function measureForward(opts: ForwardEngineOptions, job: Pick<Job, 
     let s = 7;
     const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) % 150000);
     const ids = Array.from({ length: job.batch }, () => Array.from({ length: job.seq }, rnd));
-    await engine.runResidual(ids);
+    // with an SAE fused, time what the service runs: top-k codes out, no dense residual
+    const step = () => (opts.sae ? engine.runTopK(ids) : engine.runResidual(ids));
+    await step();
     const seconds: number[] = [];
     for (let i = 0; i < job.iters; i++) {
       const t = performance.now();
-      await engine.runResidual(ids);
+      await step();
       seconds.push((performance.now() - t) / 1000);
     }
     return { loadSeconds: engine.info.loadSeconds, seconds, provider: engine.info.provider };
@@ -231,6 +265,16 @@ async function measureMatMul(job: Job): Promise<number[]> {
   }
   await s.close();
   return seconds;
+}
+
+/** A seeded random TopK SAE (unit encoder rows, small negative bias), the same in parent and child. */
+function randomSae(spec: SaeSpec): TopKSae {
+  const rng = new Rng(spec.seed);
+  const wEnc = rng.normalArray(spec.dSae * spec.dModel, 1 / Math.sqrt(spec.dModel)); // [dSae, dModel]
+  return {
+    format: 'qwen-scope', source: `random-sae-${spec.seed}`, dModel: spec.dModel, dSae: spec.dSae, k: spec.k,
+    wEnc, bEnc: new Float32Array(spec.dSae).fill(-0.01), inputBias: null, wDec: null, bDec: null,
+  };
 }
 
 // ---------------------------------------------------------------- random checkpoint

@@ -4,6 +4,8 @@
  */
 const BENCHES: Record<string, () => Promise<{ run(argv: string[]): Promise<number> }>> = {
   engine: () => import('./engine.js'),
+  http: () => import('./http.js'),
+  drift: () => import('./drift.js'),
 };
 
 async function main(argv: string[]): Promise<number> {
