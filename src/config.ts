@@ -98,7 +98,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'TOXSCOPE_LOG_LEVEL', path: 'logLevel', schema: z.enum(['debug', 'info', 'warn', 'error', 'silent']), default: 'info', help: 'debug | info | warn | error | silent' },
   { env: 'TOXSCOPE_STORE_TEXT', path: 'storeText', schema: bool, default: 'false', bare: 'true', help: 'store raw texts with predictions (default: only a hash)' },
   { env: 'TOXSCOPE_MAX_BATCH_TEXTS', path: 'batching.maxBatchTexts', schema: int(1, 4096), default: '32', help: 'most windows in one forward pass' },
-  { env: 'TOXSCOPE_MAX_BATCH_TOKENS', path: 'batching.maxBatchTokens', schema: int(1), default: '4096', help: 'most tokens in one forward pass, padding included (windows x longest)' },
+  { env: 'TOXSCOPE_MAX_BATCH_TOKENS', path: 'batching.maxBatchTokens', schema: int(1), default: '1024', help: 'most tokens in one forward pass, padding included (windows x longest); bounds the SAE activation memory' },
   { env: 'TOXSCOPE_MAX_WAIT_MS', path: 'batching.maxWaitMs', schema: num(0, 60_000), default: '5', help: 'longest wait for a batch to fill' },
   { env: 'TOXSCOPE_QUEUE_CAPACITY', path: 'batching.queueCapacity', schema: int(1), default: '1024', help: 'most queued windows before 429' },
   { env: 'TOXSCOPE_REQUEST_TIMEOUT_MS', path: 'batching.requestTimeoutMs', schema: int(1), default: '30000', help: 'per-request deadline (504 after it)' },

@@ -216,3 +216,23 @@ describe('Batcher', () => {
     expect(sizes.reduce((s, x) => s + x, 0)).toBe(2);
   });
 });
+
+describe('Batcher.assertRoom', () => {
+  it('refuses before any work when the queue cannot take the items, with the same error as submit', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const log: Seq[][] = [];
+    const work = paddedWork(log);
+    const b = make(log, { capacity: 2, maxBatchItems: 1, process: async (x) => (await gate, work(x)) });
+    const running = b.submit([seq(1)]);
+    await new Promise((r) => setImmediate(r));
+    const queued = b.submit([seq(2), seq(3)]);
+    expect(() => b.assertRoom(1)).toThrow(expect.objectContaining({ kind: 'overloaded', details: { retryAfterSeconds: expect.any(Number) } }));
+    release();
+    await Promise.all([running, queued]);
+    expect(() => b.assertRoom(2)).not.toThrow();
+    const drained = b.drain();
+    expect(() => b.assertRoom(1)).toThrow(expect.objectContaining({ kind: 'unavailable' }));
+    await drained;
+  });
+});

@@ -108,6 +108,23 @@ export class Batcher<I, O> {
     return Math.min(60, Math.max(1, Math.ceil((this.queue.length + extra) / rate)));
   }
 
+  /**
+   * Fail fast, before any work on the request (tokenizing), when `items` more cannot fit the queue now.
+   * submit() checks again with the exact count.
+   */
+  assertRoom(items: number): void {
+    if (this.draining) throw new ToxScopeError('unavailable', 'the service is shutting down and accepts no new work');
+    if (this.queue.length + items > this.opts.capacity) throw this.overloaded(items);
+  }
+
+  private overloaded(items: number): ToxScopeError {
+    this.opts.observer?.rejected?.('overloaded');
+    const retryAfter = this.retryAfterSeconds(items);
+    return new ToxScopeError('overloaded', `queue full (${this.queue.length} of ${this.opts.capacity} waiting, ${items} more asked): retry in ${retryAfter} s`, {
+      retryAfterSeconds: retryAfter,
+    });
+  }
+
   /** Queue the items of one request; resolves with their outputs in submission order. */
   submit(inputs: readonly I[], { signal, timeoutMs }: SubmitOptions = {}): Promise<BatchedResult<O>> {
     if (this.draining) {
@@ -125,15 +142,7 @@ export class Batcher<I, O> {
       return Promise.reject(
         new ToxScopeError('payload_too_large', `item ${tooBig} has ${tokens[tooBig]} tokens, more than one batch holds (${this.opts.maxBatchTokens})`),
       );
-    if (this.queue.length + inputs.length > this.opts.capacity) {
-      this.opts.observer?.rejected?.('overloaded');
-      const retryAfter = this.retryAfterSeconds(inputs.length);
-      return Promise.reject(
-        new ToxScopeError('overloaded', `queue full (${this.queue.length} of ${this.opts.capacity} waiting, ${inputs.length} more asked): retry in ${retryAfter} s`, {
-          retryAfterSeconds: retryAfter,
-        }),
-      );
-    }
+    if (this.queue.length + inputs.length > this.opts.capacity) return Promise.reject(this.overloaded(inputs.length));
 
     return new Promise<BatchedResult<O>>((resolve, reject) => {
       const now = performance.now();

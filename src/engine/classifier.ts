@@ -151,6 +151,7 @@ export class Classifier {
     const head = this.currentHead;
     const { texts } = input;
     this.checkTexts(texts);
+    this.batcher.assertRoom(texts.length); // every text is at least one window: refuse before tokenizing
     const languages = resolveLanguages(texts, input.language, this.parts.lid);
 
     const encodings = texts.map((t) => this.parts.tokenizer.encodeWithOffsets(t));
