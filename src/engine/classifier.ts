@@ -96,7 +96,7 @@ export class Classifier {
   readonly version: string;
   private currentHead: Head;
   private readonly parts: ClassifierParts;
-  private readonly limits: LimitsConfig;
+  private readonly limitsConfig: LimitsConfig;
   private readonly metrics?: Metrics;
   private readonly batcher: Batcher<WindowItem, TokenCodes>;
   private closing: Promise<void> | undefined;
@@ -105,7 +105,7 @@ export class Classifier {
     this.parts = parts;
     this.version = parts.version;
     this.currentHead = parts.head;
-    this.limits = limits;
+    this.limitsConfig = limits;
     this.metrics = metrics;
     this.batcher = new Batcher<WindowItem, TokenCodes>({
       process: (items) => this.forward(items),
@@ -127,6 +127,11 @@ export class Classifier {
         rejected: (reason) => metrics.rejected.inc({ reason }),
       },
     });
+  }
+
+  /** the limits this classifier enforces (the bundle's window settings win over the configured ones) */
+  get limits(): Readonly<LimitsConfig> {
+    return this.limitsConfig;
   }
 
   get head(): Head {
@@ -160,10 +165,10 @@ export class Classifier {
       if (e.ids.length === 0) throw validationError(`texts[${i}] has no tokens`);
       total += e.ids.length;
     });
-    if (total > this.limits.maxTokensPerRequest)
-      throw new ToxScopeError('payload_too_large', `the texts have ${total} tokens together, more than the limit of ${this.limits.maxTokensPerRequest} per request`, {
+    if (total > this.limitsConfig.maxTokensPerRequest)
+      throw new ToxScopeError('payload_too_large', `the texts have ${total} tokens together, more than the limit of ${this.limitsConfig.maxTokensPerRequest} per request`, {
         tokens: total,
-        limit: this.limits.maxTokensPerRequest,
+        limit: this.limitsConfig.maxTokensPerRequest,
       });
     const tokenizeMs = performance.now() - t0;
     this.metrics?.tokenizeDuration.observe(tokenizeMs / 1000);
@@ -172,7 +177,7 @@ export class Classifier {
     const items: WindowItem[] = [];
     const owner: number[] = [];
     const windowCounts = encodings.map((e, i) => {
-      const ws = planWindows(e.ids.length, this.limits.windowTokens, this.limits.windowOverlap);
+      const ws = planWindows(e.ids.length, this.limitsConfig.windowTokens, this.limitsConfig.windowOverlap);
       for (const w of ws) {
         items.push({ ids: e.ids.slice(w.start, w.end), ownFrom: w.own - w.start });
         owner.push(i);
@@ -229,7 +234,7 @@ export class Classifier {
   }
 
   private checkTexts(texts: readonly string[]): void {
-    const { maxTextsPerRequest, maxCharsPerText } = this.limits;
+    const { maxTextsPerRequest, maxCharsPerText } = this.limitsConfig;
     if (!Array.isArray(texts) || texts.length === 0) throw validationError('texts must hold at least one text');
     if (texts.length > maxTextsPerRequest)
       throw new ToxScopeError('payload_too_large', `${texts.length} texts in one request, more than the limit of ${maxTextsPerRequest}`, {

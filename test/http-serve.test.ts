@@ -1,0 +1,94 @@
+/**
+ * The composition root end to end: a bundle trained here (golden tiny checkpoint + SAELens SAE, fixture
+ * texts) served by startService on 127.0.0.1 with the embedded PGlite in the data directory, then a
+ * graceful shutdown and a restart that still knows the earlier predictions.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { trainBundle } from '../src/bundle/train-bundle.js';
+import { loadConfig } from '../src/config.js';
+import { readLabeled } from '../src/data/labeled.js';
+import { createLogger } from '../src/http/logger.js';
+import { startService, type RunningService } from '../src/main.js';
+import { goldenCheckpointDir, goldensDir, repoRoot } from './helpers/goldens.js';
+
+const root = mkdtempSync(join(tmpdir(), 'toxscope-serve-'));
+const bundleDir = join(root, 'bundle');
+const token = 'serve-test-admin-token-123456';
+const config = () =>
+  loadConfig({
+    env: { PORT: '0', HOST: '127.0.0.1', TOXSCOPE_BUNDLE: bundleDir, TOXSCOPE_DATA_DIR: join(root, 'data'), TOXSCOPE_ADMIN_TOKEN: token, TOXSCOPE_THREADS: '1' },
+  });
+const quiet = createLogger('silent');
+
+beforeAll(async () => {
+  const texts = readLabeled(join(repoRoot, 'fixtures', 'data', 'train')).filter((t) => t.lang === 'en' || t.lang === 'de');
+  const sample = [0, 1].flatMap((label) => ['en', 'de'].flatMap((lang) => texts.filter((t) => t.label === label && t.lang === lang).slice(0, 60)));
+  await trainBundle({
+    data: sample,
+    modelDir: goldenCheckpointDir,
+    saePath: join(goldensDir, 'sae-saelens-L2'),
+    layer: 2,
+    out: bundleDir,
+    name: 'serve-test',
+    seed: 3,
+    cacheDir: join(root, 'cache'),
+    threads: 1,
+    windowTokens: 64,
+    windowOverlap: 8,
+  });
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const postJson = (url: string, body: unknown, headers: Record<string, string> = {}) =>
+  fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+
+describe('startService', () => {
+  let svc: RunningService;
+  let id: string;
+
+  it('serves the configured bundle once warm, with the bundle window settings', async () => {
+    svc = await startService(config(), quiet);
+    await svc.ready;
+    const ready = await fetch(`${svc.url}/readyz`);
+    expect(ready.status).toBe(200);
+    const info = (await (await fetch(`${svc.url}/info`)).json()) as any;
+    expect(info).toMatchObject({ bundle: { name: 'serve-test' }, layer: 2, k: 16, limits: { window_tokens: 64, window_overlap: 8 } });
+    const res = await postJson(`${svc.url}/v1/classify`, { texts: ['you are an idiot', 'Guten Morgen zusammen'] });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as any;
+    expect(body.results[1].language.code).toBe('de');
+    id = body.results[0].id;
+    const fb = await postJson(`${svc.url}/v1/feedback`, { items: [{ id, label: 1 }] });
+    expect(fb.status).toBe(202);
+    expect(((await fb.json()) as any).items[0].status).toBe('stored');
+    const metrics = await (await fetch(`${svc.url}/metrics`)).text();
+    expect(metrics).toMatch(/toxscope_process_resident_memory_bytes \d+/);
+    expect(metrics).toMatch(/toxscope_predictions_total\{language="en"/);
+  });
+
+  it('shuts down gracefully: answers what it accepted, then stops listening', async () => {
+    // long enough to be in the engine when the shutdown starts (several windows on one thread)
+    const inflight = postJson(`${svc.url}/v1/classify`, { texts: Array.from({ length: 16 }, (_, i) => `in flight ${i} `.repeat(40)) });
+    await new Promise((r) => setTimeout(r, 50));
+    const stopped = svc.shutdown('test');
+    expect((await inflight).status).toBe(200);
+    await stopped;
+    await expect(fetch(`${svc.url}/healthz`)).rejects.toThrow();
+  });
+
+  it('keeps predictions and feedback across a restart on the same data directory', async () => {
+    const again = await startService(config(), quiet);
+    try {
+      await again.ready;
+      const fb = await postJson(`${again.url}/v1/feedback`, { items: [{ id, label: 0 }] });
+      expect(((await fb.json()) as any).items[0]).toMatchObject({ id, status: 'updated' });
+      const audit = await fetch(`${again.url}/admin/audit`, { headers: { authorization: `Bearer ${token}` } });
+      expect(audit.status).toBe(200);
+    } finally {
+      await again.shutdown('test');
+    }
+  });
+});
