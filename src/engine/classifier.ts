@@ -147,6 +147,11 @@ export class Classifier {
     return this.batcher.depth;
   }
 
+  /** Refuse at once (before reading the request) when `texts` more cannot fit the queue. */
+  assertRoom(texts: number): void {
+    this.batcher.assertRoom(texts);
+  }
+
   retryAfterSeconds(): number {
     return this.batcher.retryAfterSeconds();
   }

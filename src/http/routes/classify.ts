@@ -12,8 +12,9 @@ const ms = (x: number) => Math.round(x * 1000) / 1000;
 export function classifyRoutes(deps: AppDeps): Hono {
   const app = new Hono();
   app.post('/classify', routeLabel('/v1/classify'), async (c) => {
-    const body = await readJson(c, ClassifyRequest);
     const { classifier } = deps.host.current();
+    classifier.assertRoom(1); // a full queue answers 429 before the body is read
+    const body = await readJson(c, ClassifyRequest);
     const out = await classifier.classify({
       texts: body.texts,
       language: body.language,

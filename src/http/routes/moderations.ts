@@ -29,6 +29,7 @@ function inputTexts(input: z.infer<typeof ModerationRequest>['input']): string[]
 export function moderationRoutes(deps: AppDeps): Hono {
   const app = new Hono();
   app.post('/moderations', routeLabel('/v1/moderations'), validationStatus(400), async (c) => {
+    deps.host.current().classifier.assertRoom(1); // a full queue answers 429 before the body is read
     const body = await readJson(c, ModerationRequest);
     const texts = inputTexts(body.input);
     if (texts.length === 0) throw validationError('input must hold at least one text');

@@ -32,6 +32,7 @@ function sentences(text: string): [number, number][] {
 export function perspectiveRoutes(deps: AppDeps): Hono {
   const app = new Hono();
   app.post('/comments:analyze', routeLabel('/v1alpha1/comments:analyze'), validationStatus(400), async (c) => {
+    deps.host.current().classifier.assertRoom(1); // a full queue answers 429 before the body is read
     const body = await readJson(c, AnalyzeCommentRequest);
     const text = body.comment.text;
     if (text.trim() === '') throw validationError('comment.text must be non-empty');
