@@ -47,8 +47,10 @@ async function exposedSeries(): Promise<Map<string, string[]>> {
   const { registry } = createMetrics();
   const out = new Map<string, string[]>();
   for (const metric of registry.getMetricsAsArray()) {
-    const { type } = await metric.get();
-    const labels = [...((metric as unknown as { labelNames?: string[] }).labelNames ?? [])];
+    // prom-client's metric objects (Counter, Gauge, Histogram, Summary) carry get() and labelNames
+    const m = metric as unknown as { get(): Promise<{ type: string }>; labelNames?: string[] };
+    const { type } = await m.get();
+    const labels = [...(m.labelNames ?? [])];
     if (type === 'histogram') {
       out.set(`${metric.name}_bucket`, [...labels, 'le']);
       out.set(`${metric.name}_sum`, labels);

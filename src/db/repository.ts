@@ -3,6 +3,7 @@
  * drivers (postgres.js and PGlite). Aggregates are computed in SQL, so every replica on one Postgres agrees.
  */
 import { and, asc, desc, eq, gte, inArray, lt, sql, type SQL } from 'drizzle-orm';
+import { ToxScopeError } from '../errors.js';
 import type { Database } from './client.js';
 import {
   f1Windows,
@@ -52,6 +53,25 @@ export interface LanguageConfusion {
   tn: number;
 }
 
+/** One labeled prediction: its stored score and label against the moderator's label (admin page). */
+export interface LabeledScore {
+  language: string;
+  score: number;
+  /** the service's label when it answered (score >= the threshold of that moment) */
+  predicted: boolean;
+  /** the moderator's label; true = toxic */
+  truth: boolean;
+  createdAt: Date;
+}
+
+/** Predictions per language and score bin [bin/bins, (bin+1)/bins), split by feedback label (null: unlabeled). */
+export interface ScoreBinCount {
+  language: string;
+  bin: number;
+  truth: boolean | null;
+  n: number;
+}
+
 export interface Repository {
   /** Idempotent on prediction id (ON CONFLICT DO NOTHING). Returns how many rows were new. */
   insertPredictions(rows: readonly NewPrediction[]): Promise<number>;
@@ -68,6 +88,12 @@ export interface Repository {
   saveF1Windows(rows: readonly NewF1Window[]): Promise<void>;
   /** The most recent window (by windowEnd) per language. */
   latestF1Windows(language?: string): Promise<F1Window[]>;
+  /** Labeled predictions made in [from, to), newest first, at most `limit` (default 50,000). */
+  labeledScores(from: Date, to: Date, options?: { language?: string; limit?: number }): Promise<LabeledScore[]>;
+  /** Score histogram of the predictions made in [from, to): `bins` equal bins over [0, 1], 1.0 in the last. */
+  scoreBins(from: Date, to: Date, bins: number): Promise<ScoreBinCount[]>;
+  /** Stored F1 windows ending at or after `since`, oldest first (per language when given): the newest `limit` (default 2,000). */
+  f1WindowHistory(since: Date, options?: { language?: string; limit?: number }): Promise<F1Window[]>;
   /** A cheap round trip, for readiness. */
   ping(): Promise<void>;
 }
@@ -232,6 +258,42 @@ export function createRepository(db: Database): Repository {
         .from(f1Windows)
         .where(language !== undefined ? eq(f1Windows.language, language) : undefined)
         .orderBy(asc(f1Windows.language), desc(f1Windows.windowEnd), desc(f1Windows.computedAt));
+    },
+
+    async labeledScores(from, to, options = {}) {
+      const conditions: SQL[] = [gte(predictions.createdAt, from), lt(predictions.createdAt, to)];
+      if (options.language !== undefined) conditions.push(eq(predictions.language, options.language));
+      return db
+        .select({ language: predictions.language, score: predictions.score, predicted: predictions.label, truth: feedback.label, createdAt: predictions.createdAt })
+        .from(predictions)
+        .innerJoin(feedback, eq(feedback.predictionId, predictions.id))
+        .where(and(...conditions))
+        .orderBy(desc(predictions.createdAt), desc(predictions.id))
+        .limit(options.limit ?? 50_000);
+    },
+
+    async scoreBins(from, to, bins) {
+      if (!Number.isInteger(bins) || bins < 1 || bins > 1000) throw new ToxScopeError('validation', `scoreBins: bins must be an integer in [1, 1000], got ${bins}`);
+      const bin = sql<number>`least(greatest(floor(${predictions.score} * ${bins}), 0), ${bins - 1})::int`.mapWith(Number);
+      return db
+        .select({ language: predictions.language, bin, truth: feedback.label, n: sql<number>`count(*)`.mapWith(Number) })
+        .from(predictions)
+        .leftJoin(feedback, eq(feedback.predictionId, predictions.id))
+        .where(and(gte(predictions.createdAt, from), lt(predictions.createdAt, to)))
+        .groupBy(predictions.language, sql`2`, feedback.label)
+        .orderBy(asc(predictions.language), sql`2`);
+    },
+
+    async f1WindowHistory(since, options = {}) {
+      const conditions: SQL[] = [gte(f1Windows.windowEnd, since)];
+      if (options.language !== undefined) conditions.push(eq(f1Windows.language, options.language));
+      const newest = await db
+        .select()
+        .from(f1Windows)
+        .where(and(...conditions))
+        .orderBy(desc(f1Windows.windowEnd), desc(f1Windows.language))
+        .limit(options.limit ?? 2_000);
+      return newest.reverse();
     },
 
     async ping() {
