@@ -66,6 +66,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
     host,
     predictions: queue,
     audit: repo,
+    review: repo,
     drift: (q) => driftReport(repo, baselines, q),
     loadBundle: async (path) => {
       const loaded = await loadBundle(path);

@@ -8,6 +8,7 @@ import type { AppDeps } from './deps.js';
 import { errorHandler } from './errors.js';
 import { closeWhenDraining, limitBody, requestId, requestMetrics } from './middleware.js';
 import { adminRoutes } from './routes/admin.js';
+import { adminUiRoutes } from './routes/admin-ui.js';
 import { classifyRoutes } from './routes/classify.js';
 import { feedbackRoutes } from './routes/feedback.js';
 import { healthRoutes } from './routes/health.js';
@@ -28,6 +29,7 @@ export function createApp(deps: AppDeps): Hono {
   app.route('/v1', moderationRoutes(deps));
   app.route('/v1', feedbackRoutes(deps));
   app.route('/v1alpha1', perspectiveRoutes(deps));
+  app.route('/admin/ui', adminUiRoutes(deps, (request) => app.fetch(request))); // before /admin: its own login
   app.route('/admin', adminRoutes(deps));
 
   app.notFound((c) => {

@@ -41,6 +41,8 @@ export interface AppDeps {
   predictions?: PredictionSink;
   /** absent: threshold changes are refused (every change must be recorded) and /admin/audit answers 503 */
   audit?: AuditLog;
+  /** read-only queries of the admin page /admin/ui (src/db/repository.ts); absent: it shows no statistics */
+  review?: Pick<Repository, 'labeledScores' | 'scoreBins' | 'f1WindowHistory'>;
   /** absent: /admin/drift answers 503 */
   drift?: (query: DriftQuery) => Promise<DriftReport>;
   /** loads, validates and warms a bundle from disk (the configured one when path is absent) */

@@ -1,0 +1,165 @@
+/**
+ * /admin/ui: the server-rendered admin page (see src/http/admin-ui/view.ts), behind the admin token.
+ *
+ * A browser cannot send the bearer header on navigation, so the token is given once on a login form and
+ * kept in an HttpOnly, SameSite=Strict cookie scoped to this path; it is compared in constant time like the
+ * header (which is accepted too). POSTs also refuse a foreign Origin.
+ *
+ * Applying a threshold does not touch the head here: it is forwarded as PUT /admin/thresholds through the
+ * app itself (`forward`), so the audit log, validation and serialisation are those of the API.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { Hono, type Context } from 'hono';
+import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
+import { parseWindow } from '../../drift/f1.js';
+import { ToxScopeError } from '../../errors.js';
+import { normalizeLanguageHint } from '../../engine/language.js';
+import type { AppDeps } from '../deps.js';
+import { routeLabel } from '../middleware.js';
+import { HISTOGRAM_BINS, languagesOf, renderDashboard, renderLogin, UI_BASE, type PageData } from '../admin-ui/view.js';
+
+export const ADMIN_COOKIE = 'toxscope_admin';
+const COOKIE_MAX_AGE_S = 8 * 3600;
+const DEFAULT_WINDOW = '7d';
+
+/** Sends a request through the whole app (the composition's app.fetch). */
+export type Forward = (request: Request) => Response | Promise<Response>;
+
+const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+
+export function adminUiRoutes(deps: AppDeps, forward: Forward): Hono {
+  const app = new Hono();
+  const expected = deps.config.adminToken === null ? null : sha256(deps.config.adminToken);
+  const matches = (token: string | undefined) => token !== undefined && expected !== null && timingSafeEqual(sha256(token), expected);
+
+  /** The token of this request (cookie or bearer header) when it is the right one. */
+  const tokenOf = (c: Context): string | null => {
+    const cookie = getCookie(c, ADMIN_COOKIE);
+    if (matches(cookie)) return cookie!;
+    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header('authorization') ?? '')?.[1];
+    return matches(bearer) ? bearer! : null;
+  };
+
+  const html = (c: Context, body: string, status: 200 | 401 | 403 | 422 | 503 = 200) => {
+    c.header('Cache-Control', 'no-store');
+    c.header('X-Frame-Options', 'DENY');
+    c.header('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
+    return c.html(body, status);
+  };
+
+  app.use('*', async function adminUiEnabled(c, next) {
+    if (expected === null) return html(c, renderLogin('The admin page is disabled: no admin token is configured (set TOXSCOPE_ADMIN_TOKEN).'), 403);
+    if (c.req.method === 'POST' && !sameOrigin(c)) throw new ToxScopeError('forbidden', 'admin page: cross-origin form posts are refused');
+    await next();
+  });
+
+  app.get('/login', routeLabel('/admin/ui/login'), (c) => html(c, renderLogin()));
+
+  app.post('/login', routeLabel('/admin/ui/login'), async (c) => {
+    const form = await c.req.parseBody();
+    const token = typeof form.token === 'string' ? form.token.trim() : undefined;
+    if (!matches(token)) return html(c, renderLogin('That is not the admin token.'), 401);
+    setCookie(c, ADMIN_COOKIE, token!, { httpOnly: true, sameSite: 'Strict', secure: isHttps(c), path: UI_BASE, maxAge: COOKIE_MAX_AGE_S });
+    return c.redirect(UI_BASE, 303);
+  });
+
+  app.post('/logout', routeLabel('/admin/ui/logout'), (c) => {
+    deleteCookie(c, ADMIN_COOKIE, { path: UI_BASE, secure: isHttps(c) });
+    return c.redirect(`${UI_BASE}/login`, 303);
+  });
+
+  /** The page; `given` replaces the query (the answer to a failed POST). */
+  const dashboard = async (c: Context, given?: { lang: string; window: string; error: string; status: 422 | 503 }) => {
+    if (!tokenOf(c)) return c.redirect(`${UI_BASE}/login`, 303);
+    const q = (name: string): string | undefined => (given ? (given as Record<string, string | number>)[name]?.toString() : c.req.query(name));
+    let notice: PageData['notice'] = given ? { kind: 'error', text: given.error } : undefined;
+    let window = q('window') || DEFAULT_WINDOW;
+    let windowMs: number;
+    try {
+      windowMs = parseWindow(window);
+    } catch (e) {
+      notice = { kind: 'error', text: (e as Error).message };
+      window = DEFAULT_WINDOW;
+      windowMs = parseWindow(window);
+    }
+    let preview: number | null = null;
+    const previewText = q('preview');
+    if (previewText !== undefined && previewText !== '') {
+      const v = Number(previewText);
+      if (Number.isFinite(v) && v >= 0 && v <= 1) preview = v;
+      else notice = { kind: 'error', text: `preview threshold must be a number in [0, 1], got '${previewText}'` };
+    }
+
+    const end = new Date();
+    const start = new Date(end.getTime() - windowMs);
+    const loaded = deps.host.peek();
+    const thresholds = loaded
+      ? { bundleVersion: loaded.info.version, pooled: loaded.classifier.head.thresholds.pooled, perLanguage: { ...loaded.classifier.head.thresholds.perLanguage } }
+      : null;
+    const review = deps.review;
+    const [labeled, bins, history] = review
+      ? await Promise.all([review.labeledScores(start, end), review.scoreBins(start, end, HISTOGRAM_BINS), review.f1WindowHistory(start)]).catch((e) => {
+          throw new ToxScopeError('unavailable', 'the admin page needs the database, which did not answer', {}, { cause: e });
+        })
+      : [null, [], []];
+    const data: PageData = { window, windowStart: start, windowEnd: end, thresholds, labeled, bins, history, selected: null, preview, notice };
+    const requested = q('lang');
+    data.selected = requested ? safeLanguage(requested) : (languagesOf(data)[0] ?? null);
+    if (data.selected === null && requested) data.notice = { kind: 'error', text: `'${requested}' is not a language code` };
+    if (data.selected !== null && thresholds && q('applied') !== undefined && !notice) {
+      const now = thresholds.perLanguage[data.selected] ?? thresholds.pooled;
+      data.notice = { kind: 'ok', text: `The threshold for ${data.selected} is now ${now} (recorded in the audit log).` };
+    }
+    return html(c, renderDashboard(data), given?.status ?? 200);
+  };
+  app.get('/', routeLabel('/admin/ui'), (c) => dashboard(c));
+
+  app.post('/thresholds', routeLabel('/admin/ui/thresholds'), async (c) => {
+    const token = tokenOf(c);
+    if (!token) return c.redirect(`${UI_BASE}/login`, 303);
+    const form = await c.req.parseBody();
+    const field = (name: string) => (typeof form[name] === 'string' ? (form[name] as string).trim() : '');
+    const language = normalizeLanguageHint(field('language'), 'language');
+    const threshold = Number(field('threshold'));
+    if (field('threshold') === '' || !Number.isFinite(threshold)) throw new ToxScopeError('validation', `threshold must be a number, got '${field('threshold')}'`);
+    const body = { thresholds: { [language]: threshold }, actor: 'admin-ui', ...(field('reason') && { reason: field('reason') }) };
+    const answer = await forward(
+      new Request(new URL('/admin/thresholds', c.req.url), {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-request-id': c.get('requestId') ?? '' },
+        body: JSON.stringify(body),
+      }),
+    );
+    const window = field('window') || DEFAULT_WINDOW;
+    if (answer.ok) return c.redirect(`${UI_BASE}?${new URLSearchParams({ lang: language, window, applied: '1' })}`, 303);
+    const error = (await answer.json().catch(() => null)) as { error?: { message?: string } } | null;
+    const text = `The threshold was not changed (${answer.status}): ${error?.error?.message ?? answer.statusText}`;
+    return dashboard(c, { lang: language, window, error: text, status: answer.status >= 500 ? 503 : 422 });
+  });
+  return app;
+}
+
+function safeLanguage(value: string): string | null {
+  try {
+    return normalizeLanguageHint(value);
+  } catch {
+    return value === 'und' ? value : null;
+  }
+}
+
+function isHttps(c: Context): boolean {
+  return new URL(c.req.url).protocol === 'https:' || c.req.header('x-forwarded-proto') === 'https';
+}
+
+/** No Origin (same-origin navigation by older browsers, curl) or one naming this host. */
+function sameOrigin(c: Context): boolean {
+  const origin = c.req.header('origin');
+  if (origin === undefined) return true;
+  if (origin === 'null') return false;
+  try {
+    const host = c.req.header('x-forwarded-host') ?? c.req.header('host') ?? new URL(c.req.url).host;
+    return new URL(origin).host === host;
+  } catch {
+    return false;
+  }
+}
