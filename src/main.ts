@@ -137,6 +137,7 @@ export async function loadServingBundle(
       modelDir: bundle.modelDir,
       layer: m.layer,
       sae: bundle.sae,
+      transferSae: true, // the main thread never encodes: the worker holds the only copy of the SAE
       cacheDir: join(config.dataDir, 'graph-cache'),
       provider: config.executionProvider,
       threads: config.threads || undefined,

@@ -18,7 +18,13 @@ import type { EngineInfo, ForwardEngine as ForwardEngineType, ForwardEngineOptio
 import type { Padding } from './padding.js';
 import type { TopKBatch } from './types.js';
 
-export type WorkerEngineOptions = ForwardEngineOptions;
+export interface WorkerEngineOptions extends ForwardEngineOptions {
+  /**
+   * Move the SAE's weights (hundreds of MB for real releases) to the worker instead of copying them: the
+   * process then holds one copy, and the caller's TopKSae arrays are detached (unusable) afterwards.
+   */
+  transferSae?: boolean;
+}
 
 type ToWorker = { type: 'run'; id: number; ids: number[][]; padding: Padding } | { type: 'close' };
 type FromWorker =
@@ -70,8 +76,9 @@ export class WorkerEngine {
 
   /** Start the worker and open the engine in it (graph build or cache load, session create). */
   static async open(opts: WorkerEngineOptions): Promise<WorkerEngine> {
-    const { warn, ...options } = opts;
-    const worker = new Worker(bootstrap(), { eval: true, workerData: { toxscopeEngine: true, options } });
+    const { warn, transferSae, ...options } = opts;
+    const transferList = transferSae ? saeBuffers(options.sae) : [];
+    const worker = new Worker(bootstrap(), { eval: true, workerData: { toxscopeEngine: true, options }, transferList });
     const info = await new Promise<EngineInfo>((resolve, reject) => {
       const onMessage = (m: FromWorker) => {
         if (m.type === 'warn') warn?.(m.message);
@@ -159,3 +166,11 @@ async function serveEngine(): Promise<void> {
 }
 
 if (!isMainThread && (workerData as { toxscopeEngine?: boolean } | null)?.toxscopeEngine) void serveEngine();
+
+/** The SAE arrays that own their whole buffer (so can be transferred; views into a shared pool are copied). */
+function saeBuffers(sae: WorkerEngineOptions['sae']): ArrayBuffer[] {
+  if (!sae) return [];
+  const arrays = [sae.wEnc, sae.bEnc, sae.inputBias, sae.wDec, sae.bDec].filter((a): a is Float32Array => a !== null);
+  const owned = arrays.filter((a) => a.byteOffset === 0 && a.byteLength === a.buffer.byteLength && a.buffer instanceof ArrayBuffer);
+  return [...new Set(owned.map((a) => a.buffer as ArrayBuffer))];
+}
