@@ -3,7 +3,7 @@ import { ForwardEngine } from '../engine/forward-engine.js';
 import { loadTokenizer, type Tokenizer } from '../engine/tokenizer.js';
 import type { TextFeatures } from '../engine/types.js';
 import type { Provider } from '../runtime/session.js';
-import { featurizeTexts } from './featurize.js';
+import { FEATURIZE_BATCH_TOKENS, featurizeTexts } from './featurize.js';
 import type { Bundle } from './load.js';
 
 export interface RunnableBundle {
@@ -32,6 +32,6 @@ export async function openBundle(bundle: Bundle, o: OpenBundleOptions): Promise<
 export function featurizeForBundle(r: RunnableBundle, texts: readonly string[], onProgress?: (done: number, total: number) => void): Promise<TextFeatures[]> {
   const m = r.bundle.manifest.metrics as { window_tokens?: number; window_overlap?: number };
   return featurizeTexts(r.engine, r.tokenizer, texts, {
-    windowTokens: m.window_tokens ?? 512, overlap: m.window_overlap ?? 64, batchTokens: 4096, onProgress,
+    windowTokens: m.window_tokens ?? 512, overlap: m.window_overlap ?? 64, batchTokens: FEATURIZE_BATCH_TOKENS, onProgress,
   });
 }

@@ -17,7 +17,7 @@ import { readQwen3Config } from '../model/qwen3-config.js';
 import { loadSae } from '../model/sae/load.js';
 import type { Provider } from '../runtime/session.js';
 import { modelDigest, saeDigest } from './artifacts.js';
-import { featurizeTexts } from './featurize.js';
+import { FEATURIZE_BATCH_TOKENS, featurizeTexts } from './featurize.js';
 import { sha256File, type HashCache } from './file-hash.js';
 import { RULE_FILE, MANIFEST_FILE } from './load.js';
 import { BUNDLE_FORMAT_VERSION, BundleManifest, TrainedFor } from './manifest.js';
@@ -73,7 +73,7 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
   let features;
   try {
     features = await featurizeTexts(engine, tokenizer, texts.map((t) => t.text), {
-      windowTokens, overlap: windowOverlap, batchTokens: o.batchTokens ?? 4096,
+      windowTokens, overlap: windowOverlap, batchTokens: o.batchTokens ?? FEATURIZE_BATCH_TOKENS,
       onProgress: (d, n) => o.onProgress?.('encoding', d, n),
     });
   } finally {

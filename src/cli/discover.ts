@@ -5,7 +5,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { featurizeTexts } from '../bundle/featurize.js';
+import { FEATURIZE_BATCH_TOKENS, featurizeTexts } from '../bundle/featurize.js';
 import { featurizeForBundle, type RunnableBundle } from '../bundle/open.js';
 import { readLabeled } from '../data/labeled.js';
 import { ForwardEngine } from '../engine/forward-engine.js';
@@ -80,7 +80,7 @@ export const discoverCommand: Command = {
       const engine = await ForwardEngine.open({ modelDir: f.model as string, layer, sae, cacheDir: join(resolve(f['data-dir'] as string), 'graph-cache'), provider, threads, warn: (m) => io.stderr(`${m}\n`) });
       try {
         const tokenizer = await loadTokenizer(f.model as string);
-        features = await featurizeTexts(engine, tokenizer, texts.map((t) => t.text), { windowTokens: 512, overlap: 64, batchTokens: 4096, onProgress });
+        features = await featurizeTexts(engine, tokenizer, texts.map((t) => t.text), { windowTokens: 512, overlap: 64, batchTokens: FEATURIZE_BATCH_TOKENS, onProgress });
       } finally {
         await engine.close();
       }
