@@ -49,36 +49,45 @@ function markers(list: readonly Marker[], xOf: (x: number) => number): string[] 
 }
 
 export interface HistogramBin {
+  /** the bin's number in the query (data-bin), and its score range [lo, hi) */
+  index: number;
+  lo: number;
+  hi: number;
   toxic: number;
   clean: number;
   unlabeled: number;
 }
 
-/** Score histogram over [0, 1]: one stacked bar per bin (labeled toxic, labeled clean, unlabeled). */
-export function histogramChart(language: string, bins: readonly HistogramBin[], marks: readonly Marker[]): string {
+/** Score histogram over `domain` (consecutive equal bins covering it): one stacked bar per bin (labeled toxic, labeled clean, unlabeled). */
+export function histogramChart(language: string, bins: readonly HistogramBin[], marks: readonly Marker[], domain: readonly [number, number] = [0, 1]): string {
   const totals = bins.map((b) => b.toxic + b.clean + b.unlabeled);
   const max = Math.max(1, ...totals);
-  const bw = PLOT_W / bins.length;
+  const [d0, d1] = domain;
+  const xOf = (x: number) => PAD.left + ((x - d0) / (d1 - d0)) * PLOT_W;
   const yOf = (n: number) => (PLOT_H * n) / max;
   const body: string[] = [...yAxis(max, (v) => (max < 8 ? fmt(v, 1) : String(Math.round(v))))];
-  bins.forEach((b, i) => {
+  for (const b of bins) {
     let top = PAD.top + PLOT_H;
+    const x = xOf(b.lo);
+    const w = Math.max(1, xOf(b.hi) - x - 1);
     for (const [cls, n] of [['toxic', b.toxic], ['clean', b.clean], ['unlabeled', b.unlabeled]] as const) {
       if (n === 0) continue;
       const h = yOf(n);
       top -= h;
-      const lo = i / bins.length;
       body.push(
-        `<rect class="bar ${cls}" data-bin="${i}" data-count="${n}" x="${px(PAD.left + i * bw + 1)}" y="${px(top)}" width="${px(bw - 2)}" height="${px(h)}"><title>${esc(`${cls}: ${n} with score in [${fmt(lo)}, ${fmt(lo + 1 / bins.length)})`)}</title></rect>`,
+        `<rect class="bar ${cls}" data-bin="${b.index}" data-lo="${b.lo}" data-hi="${b.hi}" data-count="${n}" x="${px(x + 0.5)}" y="${px(top)}" width="${px(w)}" height="${px(h)}"><title>${esc(`${cls}: ${n} with score in [${fmt(b.lo)}, ${fmt(b.hi)})`)}</title></rect>`,
       );
     }
-  });
-  for (const t of [0, 0.25, 0.5, 0.75, 1]) body.push(`<text class="tick" x="${px(PAD.left + t * PLOT_W)}" y="${H - 18}" text-anchor="middle">${t}</text>`);
+  }
+  for (let i = 0; i <= 4; i++) {
+    const t = d0 + ((d1 - d0) * i) / 4;
+    body.push(`<text class="tick" x="${px(xOf(t))}" y="${H - 18}" text-anchor="middle">${fmt(Number(t.toFixed(3)), 3)}</text>`);
+  }
   body.push(`<text class="axis" x="${PAD.left + PLOT_W / 2}" y="${H - 4}" text-anchor="middle">score</text>`);
-  body.push(...markers(marks, (x) => PAD.left + x * PLOT_W));
+  body.push(...markers(marks, xOf));
   const labeled = bins.reduce((s, b) => s + b.toxic + b.clean, 0);
   const all = totals.reduce((s, n) => s + n, 0);
-  return frame('histogram', language, `Score histogram for ${language}: ${all} predictions, ${labeled} labeled`, body, ` data-total="${all}" data-labeled="${labeled}"`);
+  return frame('histogram', language, `Score histogram for ${language}: ${all} predictions, ${labeled} labeled`, body, ` data-total="${all}" data-labeled="${labeled}" data-domain="${d0} ${d1}"`);
 }
 
 export interface Series {

@@ -29,7 +29,7 @@ tr.selected td { background: #eef4ff; }
 .chart .precision polyline { fill: none; }
 .chart .recall polyline { stroke: #f0ad4e; } .chart .f1 polyline, .chart .f1 circle { stroke: #2e7d32; }
 .chart .f1 circle { fill: #2e7d32; }
-.chart .baseline polyline { stroke: #8a8f99; stroke-dasharray: 4 3; }
+.chart .baseline polyline { stroke: #8a8f99; stroke-dasharray: 4 3; } .chart .baseline circle { fill: #8a8f99; }
 .chart .legend { font-weight: 600; }
 .chart .precision .legend { fill: #5b8def; } .chart .recall .legend { fill: #c77c0e; } .chart .f1 .legend { fill: #2e7d32; }
 .chart .marker line { stroke: #1d2330; stroke-width: 1.5; } .chart .marker.preview line { stroke: #8e24aa; stroke-dasharray: 5 3; }
@@ -53,7 +53,7 @@ export function page(title: string, body: string, headerExtra = ''): string {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
 <title>${escapeHtml(title)}</title>
 <style>${CSS}</style>
 </head>

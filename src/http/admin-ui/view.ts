@@ -11,7 +11,10 @@ import { confusionAt, previewThreshold, thresholdCurve, type ThresholdPreview } 
 import { f1Stats } from '../../drift/f1.js';
 
 export const UI_BASE = '/admin/ui';
-export const HISTOGRAM_BINS = 20;
+/** score bins of the histogram query (0.001 wide), merged for display into at most MAX_BARS bars */
+export const HISTOGRAM_BINS = 1000;
+const MAX_BARS = 50;
+const BAR_WIDTHS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.025, 0.05];
 
 export interface Thresholds {
   bundleVersion: string;
@@ -77,27 +80,56 @@ function overview(d: PageData, languages: string[]): string {
 </section>`;
 }
 
-function histogram(d: PageData, language: string, marks: Marker[]): string {
-  const bins: HistogramBin[] = Array.from({ length: HISTOGRAM_BINS }, () => ({ toxic: 0, clean: 0, unlabeled: 0 }));
+const snap = (v: number) => Math.round(v * 1000) / 1000;
+
+/**
+ * The score range worth showing: where this language's predictions and the marked thresholds lie, padded
+ * and snapped outwards to 0.05 (0.01 for a narrow band): a head's scores can sit in a band [0, 1] would hide.
+ */
+export function zoomDomain(bins: readonly ScoreBinCount[], marks: readonly Marker[]): [number, number] {
+  const xs = [...bins.filter((b) => b.n > 0).flatMap((b) => [b.bin / HISTOGRAM_BINS, (b.bin + 1) / HISTOGRAM_BINS]), ...marks.map((m) => m.x)];
+  if (xs.length === 0) return [0, 1];
+  const [min, max] = [Math.min(...xs), Math.max(...xs)];
+  const step = max - min < 0.1 ? 0.01 : 0.05;
+  const lo = Math.max(0, snap(Math.floor(min / step) * step - step));
+  const hi = Math.min(1, snap(Math.ceil(max / step) * step + step));
+  return [lo, hi];
+}
+
+/** The narrowest bar width that keeps the domain within MAX_BARS bars. */
+export function barWidth(domain: readonly [number, number]): number {
+  return BAR_WIDTHS.find((w) => (domain[1] - domain[0]) / w <= MAX_BARS + 1e-9) ?? BAR_WIDTHS.at(-1)!;
+}
+
+function histogram(d: PageData, language: string, marks: Marker[], domain: [number, number]): string {
+  const width = barWidth(domain);
+  const per = Math.round(width * HISTOGRAM_BINS); // query bins per bar
+  const first = Math.floor(Math.round(domain[0] * HISTOGRAM_BINS) / per);
+  const last = Math.ceil(Math.round(domain[1] * HISTOGRAM_BINS) / per);
+  const bins: HistogramBin[] = [];
+  for (let index = first; index < last; index++) bins.push({ index, lo: snap(index * width), hi: snap((index + 1) * width), toxic: 0, clean: 0, unlabeled: 0 });
   for (const b of d.bins.filter((x) => x.language === language)) {
-    const slot = bins[Math.min(HISTOGRAM_BINS - 1, Math.max(0, b.bin))];
+    const slot = bins[Math.floor(b.bin / per) - first];
+    if (!slot) continue; // outside the domain: cannot happen, the domain covers every non-empty bin
     if (b.truth === null) slot.unlabeled += b.n;
     else if (b.truth) slot.toxic += b.n;
     else slot.clean += b.n;
   }
-  return histogramChart(language, bins, marks);
+  return histogramChart(language, bins, marks, [bins[0]?.lo ?? domain[0], bins.at(-1)?.hi ?? domain[1]]);
 }
 
-function curve(language: string, labeled: readonly LabeledScore[], marks: Marker[]): string {
-  const points = thresholdCurve(labeled, 50);
+function curve(language: string, labeled: readonly LabeledScore[], marks: Marker[], domain: [number, number]): string {
+  const [lo, hi] = domain;
+  const points = thresholdCurve(labeled, 1000).filter((p) => p.threshold >= lo - 1e-9 && p.threshold <= hi + 1e-9);
+  const ticks = [0, 1, 2, 3, 4].map((i) => Number((lo + ((hi - lo) * i) / 4).toFixed(3)));
   const series = (name: 'precision' | 'recall' | 'f1') => ({ name: name === 'f1' ? 'F1' : name, className: name, points: points.map((p) => [p.threshold, p[name]] as const) });
   return lineChart({
     kind: 'threshold-curve',
     language,
     title: `Precision, recall and F1 against the threshold for ${language} (${labeled.length} labeled predictions)`,
-    xDomain: [0, 1],
+    xDomain: domain,
     yDomain: [0, 1],
-    xTicks: [0, 0.25, 0.5, 0.75, 1].map((x) => ({ x, label: String(x) })),
+    xTicks: ticks.map((x) => ({ x, label: String(x) })),
     xLabel: 'threshold',
     series: [series('precision'), series('recall'), series('f1')],
     markers: marks,
@@ -173,10 +205,12 @@ export function renderDashboard(d: PageData): string {
     const marks: Marker[] = [];
     if (current) marks.push({ x: current.value, label: `threshold ${num(current.value)}`, className: 'current' });
     if (d.preview !== null) marks.push({ x: d.preview, label: `preview ${num(d.preview)}`, className: 'preview' });
+    const domain = zoomDomain(d.bins.filter((b) => b.language === language), marks);
     parts.push(`<section class="language" data-language="${esc(language)}"><h2>${esc(language)}: last ${esc(d.window)}</h2>
-<p class="key muted"><span style="background:#d9534f"></span>labeled toxic<span style="background:#5b8def"></span>labeled clean<span style="background:#c3c8d1"></span>unlabeled</p>
-<div class="charts">${histogram(d, language, marks)}
-${labeled.length > 0 ? curve(language, labeled, marks) : '<p class="muted">No labeled predictions for this language in the window: send feedback to POST /v1/feedback.</p>'}
+<p class="key muted"><span style="background:#d9534f"></span>labeled toxic<span style="background:#5b8def"></span>labeled clean<span style="background:#c3c8d1"></span>unlabeled
+&nbsp; scores from ${domain[0]} to ${domain[1]} (bars of ${barWidth(domain)})</p>
+<div class="charts">${histogram(d, language, marks, domain)}
+${labeled.length > 0 ? curve(language, labeled, marks, domain) : '<p class="muted">No labeled predictions for this language in the window: send feedback to POST /v1/feedback.</p>'}
 ${driftChart(d, language)}</div></section>`);
     if (current) parts.push(control(d, language, labeled, current));
   }

@@ -1,0 +1,103 @@
+/**
+ * The admin page in headless Chromium (Debian's /usr/bin/chromium through playwright-core), against a real
+ * service on a loopback port: log in with the token, see the charts of a language with feedback, preview a
+ * threshold, apply it, and find it in GET /admin/thresholds. Screenshots: .test-output/admin-ui-*.png.
+ * Skipped where /usr/bin/chromium is absent (`apt-get install chromium`).
+ */
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { serve, type ServerType } from '@hono/node-server';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminUiFixture, type AdminUiFixture } from './admin-ui-fixture.js';
+import { ADMIN_TOKEN } from './helpers/app.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const OUT = resolve(import.meta.dirname, '..', '.test-output');
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+describe.skipIf(!existsSync(CHROMIUM))('admin page in headless Chromium', () => {
+  let f: AdminUiFixture;
+  let server: ServerType;
+  let base: string;
+  let profile: string;
+  let browser: BrowserContext;
+  let page: Page;
+
+  beforeAll(async () => {
+    f = await adminUiFixture();
+    server = serve({ fetch: f.t.app.fetch, port: 0, hostname: '127.0.0.1' });
+    await new Promise<void>((r) => server.once('listening', () => r()));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    profile = mkdtempSync(join(tmpdir(), 'toxscope-chromium-'));
+    // launchPersistentContext: playwright's way to give Chromium a --user-data-dir (a new, empty one here)
+    browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS, viewport: { width: 1280, height: 1000 } });
+    page = browser.pages()[0] ?? (await browser.newPage());
+    page.setDefaultTimeout(15_000);
+    mkdirSync(OUT, { recursive: true });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+    await f?.close();
+    if (profile) rmSync(profile, { recursive: true, force: true });
+  });
+
+  const apiThresholds = async () => (await fetch(`${base}/admin/thresholds`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json() as Promise<{ pooled: number; per_language: Record<string, number> }>;
+
+  it('asks for the token, then shows the charts of a language with feedback', async () => {
+    await page.goto(`${base}/admin/ui`);
+    expect(new URL(page.url()).pathname).toBe('/admin/ui/login');
+    await page.fill('input[name="token"]', 'wrong-token-0123456789');
+    await page.click('button[type="submit"]');
+    expect(await page.locator('[role="alert"]').textContent()).toContain('not the admin token');
+
+    await page.fill('input[name="token"]', ADMIN_TOKEN);
+    await page.click('button[type="submit"]');
+    expect(new URL(page.url()).pathname).toBe('/admin/ui');
+    const cookies = await browser.cookies(`${base}/admin/ui`);
+    expect(cookies.find((c) => c.name === 'toxscope_admin')).toMatchObject({ httpOnly: true, sameSite: 'Strict', path: '/admin/ui' });
+
+    await page.click('tr[data-language="en"] a');
+    const histogram = page.locator('svg[data-chart="histogram"][data-language="en"]');
+    await histogram.waitFor();
+    const en = f.predictions.filter((p) => p.lang === 'en');
+    expect(await histogram.getAttribute('data-labeled')).toBe(String(en.length));
+    expect(await histogram.locator('rect.bar.toxic').count()).toBeGreaterThan(0);
+    expect(await histogram.locator('rect.bar.clean').count()).toBeGreaterThan(0);
+    const box = await histogram.boundingBox();
+    expect(box!.width).toBeGreaterThan(300); // rendered, not just present in the DOM
+    const curve = page.locator('svg[data-chart="threshold-curve"][data-language="en"]');
+    expect(await curve.locator('g.series').count()).toBe(3);
+    expect(await page.locator('svg[data-chart="drift"][data-language="en"] g.series.f1').getAttribute('data-points')).toBe('3');
+  });
+
+  it('previews a threshold, applies it, and GET /admin/thresholds returns it', async () => {
+    const before = await apiThresholds();
+    const current = before.per_language.en ?? before.pooled;
+    const en = f.predictions.filter((p) => p.lang === 'en');
+    const scores = en.map((p) => p.score).sort((a, b) => a - b);
+    const proposed = Number(scores[Math.floor(scores.length / 3)].toFixed(3));
+    expect(proposed).not.toBe(current);
+    const flips = en.filter((p) => p.score >= current !== p.score >= proposed).length;
+
+    await page.fill('input[name="preview"]', String(proposed));
+    await page.click('button[value="preview"]');
+    const preview = page.locator('table.preview');
+    await preview.waitFor();
+    expect(await preview.getAttribute('data-flips')).toBe(String(flips));
+    expect(await page.locator('svg[data-chart="histogram"][data-language="en"] g.marker.preview').getAttribute('data-x')).toBe(String(proposed));
+    await page.screenshot({ path: join(OUT, 'admin-ui-preview.png'), fullPage: true });
+    expect((await apiThresholds()).per_language.en).toBe(before.per_language.en); // a preview changes nothing
+
+    await page.fill('input[name="reason"]', 'browser test');
+    await page.click('button.apply');
+    await page.locator('.notice.ok').waitFor();
+    expect(await page.locator('.notice.ok').textContent()).toContain(`The threshold for en is now ${proposed}`);
+    expect((await apiThresholds()).per_language.en).toBe(proposed);
+    await page.screenshot({ path: join(OUT, 'admin-ui-applied.png'), fullPage: true });
+    expect(existsSync(join(OUT, 'admin-ui-applied.png'))).toBe(true);
+  });
+});
