@@ -8,7 +8,7 @@
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readLabeled, readLabeledFile } from '../src/data/labeled.js';
-import { seededRandom, shuffleInPlace } from '../src/head/random.js';
+import { seededRandom, shuffleInPlace } from '../src/util/random.js';
 
 const arg = (name: string, dflt?: string) => {
   const i = process.argv.indexOf(`--${name}`);

@@ -12,7 +12,7 @@ import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } fro
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { readLabeledFile } from '../src/data/labeled.js';
-import { seededRandom, shuffleInPlace } from '../src/head/random.js';
+import { seededRandom, shuffleInPlace } from '../src/util/random.js';
 
 /** Provenance of each source file (from ../shared/data/README.md). */
 export const SOURCES: Record<string, { dataset: string; url: string; licence: string; licenceFiles: string[]; labels: string }> = {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { calibratedProbability, calibratorFor, fitCalibration, fitPlatt, fitTemperature } from '../src/head/calibration.js';
 import { expectedCalibrationError } from '../src/head/metrics.js';
 import { sigmoid } from '../src/head/logistic.js';
-import { seededRandom } from '../src/head/random.js';
+import { seededRandom } from '../src/util/random.js';
 import { gaussian } from './head-synthetic.js';
 
 /** Labels drawn from sigmoid(zTrue); the model reports distort(zTrue) instead. */

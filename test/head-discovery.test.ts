@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { chooseK, fitDiscoveryRule, rankFeatures } from '../src/head/discovery.js';
 import { plantedTexts, textFeatures } from './head-synthetic.js';
-import { seededRandom } from '../src/head/random.js';
+import { seededRandom } from '../src/util/random.js';
 
 const dSae = 512;
 const planted = (toxicFeatures: number[], lang: string, seed: number, n = 800) =>

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Head } from '../src/head/head.js';
 import { FeatureTransform } from '../src/head/features.js';
 import { sigmoid } from '../src/head/logistic.js';
-import { seededRandom } from '../src/head/random.js';
+import { seededRandom } from '../src/util/random.js';
 import { isToxScopeError } from '../src/errors.js';
 import { gaussian, plantedTexts, textFeatures } from './head-synthetic.js';
 

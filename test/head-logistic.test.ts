@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { fitLogistic, sigmoid } from '../src/head/logistic.js';
 import { addTransposeVec, matVec, type CsrMatrix } from '../src/head/sparse.js';
-import { seededRandom } from '../src/head/random.js';
+import { seededRandom } from '../src/util/random.js';
 import { cosine, gaussian, plantedLogistic } from './head-synthetic.js';
 
 function accuracy(z: Float64Array, y: Uint8Array): number {

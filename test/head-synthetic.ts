@@ -1,6 +1,6 @@
 /** Synthetic sparse data for the head's tests: planted weight vectors and SAE-like feature records. */
 import type { TextFeatures } from '../src/engine/types.js';
-import { seededRandom } from '../src/head/random.js';
+import { seededRandom } from '../src/util/random.js';
 import { stackRows, type CsrMatrix, type SparseRow } from '../src/head/sparse.js';
 import { sigmoid } from '../src/head/logistic.js';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { chooseThreshold, chooseThresholds, thresholdFor } from '../src/head/thresholds.js';
 import { binaryMetrics } from '../src/head/metrics.js';
-import { seededRandom } from '../src/head/random.js';
+import { seededRandom } from '../src/util/random.js';
 
 /** Calibrated-looking scores: label ~ Bernoulli(p), p uniform; rounded so that ties occur. */
 function scored(n: number, seed: number) {

@@ -1,6 +1,6 @@
 /** Seeded stratified splits: every (language, label) stratum is split in the same proportion. */
 import { validationError } from '../errors.js';
-import { seededRandom, shuffleInPlace } from './random.js';
+import { seededRandom, shuffleInPlace } from '../util/random.js';
 
 export interface Split {
   /** indices into the input, ascending */

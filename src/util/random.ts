@@ -1,18 +1,35 @@
-/** Seeded pseudo-random numbers (mulberry32 + Box-Muller): reproducible synthetic weights and data splits. */
-export class Rng {
-  private state: number;
-  private spare: number | null = null;
+/** Seeded pseudo-random numbers: reproducible splits, samples and synthetic weights on every machine. */
 
-  constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-
-  /** uniform in [0, 1) */
-  next(): number {
-    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
+/** mulberry32: a small 32-bit generator, uniform in [0, 1). */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Fisher-Yates shuffle in place, driven by `rand`. */
+export function shuffleInPlace<T>(items: T[], rand: () => number): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    const tmp = items[i];
+    items[i] = items[j];
+    items[j] = tmp;
+  }
+  return items;
+}
+
+/** mulberry32 with normal deviates (Box-Muller), for synthetic weights. */
+export class Rng {
+  readonly next: () => number;
+  private spare: number | null = null;
+
+  constructor(seed: number) {
+    this.next = seededRandom(seed);
   }
 
   /** standard normal */
@@ -28,20 +45,6 @@ export class Rng {
     const r = Math.sqrt(-2 * Math.log(u));
     this.spare = r * Math.sin(2 * Math.PI * v);
     return r * Math.cos(2 * Math.PI * v);
-  }
-
-  /** integer in [0, n) */
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-
-  /** Fisher-Yates shuffle in place */
-  shuffle<T>(xs: T[]): T[] {
-    for (let i = xs.length - 1; i > 0; i--) {
-      const j = this.int(i + 1);
-      [xs[i], xs[j]] = [xs[j], xs[i]];
-    }
-    return xs;
   }
 
   /** float32 array of N(mean, std^2) */
