@@ -41,3 +41,10 @@ export function parseChoice<T extends string>(raw: string, flag: string, choices
   if (!(choices as readonly string[]).includes(raw)) throw new UsageError(`--${flag} must be one of ${choices.join(', ')}, got '${raw}'`);
   return raw as T;
 }
+
+/** --provider and --threads, shared by every command that runs the engine. */
+export function parseEngineFlags(values: Record<string, unknown>): { provider: 'cpu' | 'cuda'; threads: number | undefined } {
+  const provider = parseChoice((values.provider as string | undefined) ?? 'cpu', 'provider', ['cpu', 'cuda'] as const);
+  const threads = values.threads === undefined ? undefined : parseIntFlag(values.threads as string, 'threads', 1);
+  return { provider, threads };
+}

@@ -17,7 +17,7 @@ import { pick } from '../head/groups.js';
 import { stratifiedSplit } from '../head/split.js';
 import { loadSae } from '../model/sae/load.js';
 import type { Provider } from '../runtime/session.js';
-import { UsageError, parseChoice, parseFlags, parseIntFlag, requireString } from './args.js';
+import { UsageError, parseChoice, parseFlags, parseIntFlag, requireString, parseEngineFlags } from './args.js';
 import { openBundleFlag } from './bundle-arg.js';
 import type { CliIO, Command } from './main.js';
 import { progressBar } from './progress.js';
@@ -60,8 +60,7 @@ export const discoverCommand: Command = {
   async run(argv: string[], io: CliIO): Promise<number> {
     const f = parseFlags(argv, FLAGS);
     const texts = readLabeled(requireString(f, 'data'));
-    const provider = parseChoice(f.provider as string, 'provider', ['cpu', 'cuda'] as const) as Provider;
-    const threads = f.threads === undefined ? undefined : parseIntFlag(f.threads as string, 'threads', 1);
+    const { provider, threads } = parseEngineFlags(f);
     const top = parseIntFlag(f.top as string, 'top', 1);
     const maxK = parseIntFlag(f['max-k'] as string, 'max-k', 1);
     const seed = parseIntFlag(f.seed as string, 'seed', 0);

@@ -7,7 +7,7 @@ import { readLabeled } from '../data/labeled.js';
 import { evaluateHead, evaluateRule } from '../head/evaluate.js';
 import type { BinaryMetrics, MetricsReport } from '../head/metrics.js';
 import type { Provider } from '../runtime/session.js';
-import { parseChoice, parseFlags, parseIntFlag, requireString } from './args.js';
+import { parseChoice, parseFlags, parseIntFlag, requireString, parseEngineFlags } from './args.js';
 import { openBundleFlag } from './bundle-arg.js';
 import type { CliIO, Command } from './main.js';
 import { progressBar } from './progress.js';
@@ -36,8 +36,7 @@ export const evalCommand: Command = {
   async run(argv: string[], io: CliIO): Promise<number> {
     const f = parseFlags(argv, FLAGS);
     const texts = readLabeled(requireString(f, 'data'));
-    const provider = parseChoice(f.provider as string, 'provider', ['cpu', 'cuda'] as const) as Provider;
-    const threads = f.threads === undefined ? undefined : parseIntFlag(f.threads as string, 'threads', 1);
+    const { provider, threads } = parseEngineFlags(f);
     const r = await openBundleFlag(f.bundle as string | undefined, f['data-dir'] as string, provider, threads, io);
     try {
       const progress = progressBar(io.stderr);

@@ -18,9 +18,9 @@ import { encodeTopK } from '../model/sae/encode.js';
 import { loadSae } from '../model/sae/load.js';
 import type { TopKSae } from '../model/sae/types.js';
 import type { Provider } from '../runtime/session.js';
-import { UsageError, parseChoice, parseFlags, parseIntFlag, requireString } from './args.js';
+import { UsageError, parseChoice, parseFlags, parseIntFlag, requireString, parseEngineFlags } from './args.js';
 import type { CliIO, Command } from './main.js';
-import { parseIdsFlag } from './residual.js';
+import { inputRows, parseIdsFlag } from './residual.js';
 
 const USAGE = `usage: toxscope features --model <checkpoint dir> --sae <file or dir> --layer <L> --out <file.safetensors>
                          [--k <k>] [--ids '<JSON list of token-id lists>'] [--text '<string>' ...]
@@ -75,19 +75,8 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   const k = f.k === undefined ? undefined : parseIntFlag(f.k as string, 'k', 1);
   const out = requireString(f, 'out');
   const padding = parseChoice(f.padding as string, 'padding', ['right', 'left'] as const satisfies readonly Padding[]);
-  const provider = parseChoice(f.provider as string, 'provider', ['cpu', 'cuda'] as const satisfies readonly Provider[]);
-  const threads = f.threads === undefined ? undefined : parseIntFlag(f.threads as string, 'threads', 1);
-  const texts = (f.text as string[] | undefined) ?? [];
-  if (f.ids === undefined && texts.length === 0) throw new UsageError('give token ids with --ids or texts with --text');
-  const rows = f.ids === undefined ? [] : parseIdsFlag(f.ids as string);
-  if (texts.length) {
-    const tok = await loadTokenizer(modelDir);
-    texts.forEach((t, i) => {
-      const ids = tok.encode(t);
-      if (ids.length === 0) throw new UsageError(`--text number ${i + 1} encodes to no tokens`);
-      rows.push(ids);
-    });
-  }
+  const { provider, threads } = parseEngineFlags(f);
+  const rows = await inputRows(f, modelDir);
 
   const sae = loadSae(saePath, { layer, k });
   const engine = await ForwardEngine.open({ modelDir, layer, sae, cacheDir: resolve(f['cache-dir'] as string), provider, threads, warn: (m) => io.stderr(`warning: ${m}\n`) });

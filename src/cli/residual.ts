@@ -10,7 +10,7 @@ import type { Padding } from '../engine/padding.js';
 import { loadTokenizer } from '../engine/tokenizer.js';
 import { writeSafetensors } from '../model/safetensors.js';
 import type { Provider } from '../runtime/session.js';
-import { UsageError, parseChoice, parseFlags, parseIntFlag, requireString } from './args.js';
+import { UsageError, parseChoice, parseFlags, parseIntFlag, requireString, parseEngineFlags } from './args.js';
 import type { CliIO, Command } from './main.js';
 
 const USAGE = `usage: toxscope residual --model <checkpoint dir> --layer <L> --out <file.safetensors>
@@ -58,14 +58,8 @@ export function parseIdsFlag(raw: string): number[][] {
   return v as number[][];
 }
 
-async function run(argv: string[], io: CliIO): Promise<number> {
-  const f = parseFlags(argv, FLAGS);
-  const modelDir = requireString(f, 'model');
-  const layer = parseIntFlag(requireString(f, 'layer'), 'layer');
-  const out = requireString(f, 'out');
-  const padding = parseChoice(f.padding as string, 'padding', ['right', 'left'] as const satisfies readonly Padding[]);
-  const provider = parseChoice(f.provider as string, 'provider', ['cpu', 'cuda'] as const satisfies readonly Provider[]);
-  const threads = f.threads === undefined ? undefined : parseIntFlag(f.threads as string, 'threads', 1);
+/** Token-id rows from --ids, then one row per --text (tokenized with the checkpoint's tokenizer). */
+export async function inputRows(f: Record<string, unknown>, modelDir: string): Promise<number[][]> {
   const texts = (f.text as string[] | undefined) ?? [];
   if (f.ids === undefined && texts.length === 0) throw new UsageError('give token ids with --ids or texts with --text');
   const rows = f.ids === undefined ? [] : parseIdsFlag(f.ids as string);
@@ -77,6 +71,17 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       rows.push(ids);
     });
   }
+  return rows;
+}
+
+async function run(argv: string[], io: CliIO): Promise<number> {
+  const f = parseFlags(argv, FLAGS);
+  const modelDir = requireString(f, 'model');
+  const layer = parseIntFlag(requireString(f, 'layer'), 'layer');
+  const out = requireString(f, 'out');
+  const padding = parseChoice(f.padding as string, 'padding', ['right', 'left'] as const satisfies readonly Padding[]);
+  const { provider, threads } = parseEngineFlags(f);
+  const rows = await inputRows(f, modelDir);
 
   const engine = await ForwardEngine.open({ modelDir, layer, cacheDir: resolve(f['cache-dir'] as string), provider, threads, warn: (m) => io.stderr(`warning: ${m}\n`) });
   try {

@@ -8,7 +8,7 @@ import { trainBundle } from '../bundle/train-bundle.js';
 import { DEMO_NOTICE, DEMO_RECIPE, ensureDemoBundle } from '../bundle/demo/demo-bundle.js';
 import { readBundle } from '../bundle/load.js';
 import type { Provider } from '../runtime/session.js';
-import { UsageError, parseChoice, parseFlags, parseIntFlag, requireString } from './args.js';
+import { UsageError, parseChoice, parseFlags, parseIntFlag, requireString, parseEngineFlags } from './args.js';
 import type { CliIO, Command } from './main.js';
 import { progressBar } from './progress.js';
 
@@ -59,8 +59,7 @@ export const trainCommand: Command = {
     const data = requireString(f, 'data');
     const out = requireString(f, 'out');
     const dataDir = resolve(f['data-dir'] as string);
-    const provider = parseChoice(f.provider as string, 'provider', ['cpu', 'cuda'] as const) as Provider;
-    const threads = f.threads === undefined ? undefined : parseIntFlag(f.threads as string, 'threads', 1);
+    const { provider, threads } = parseEngineFlags(f);
     const given = [f.model, f.sae, f.layer].filter((v) => v !== undefined).length;
     if (given !== 0 && given !== 3) throw new UsageError('--model, --sae and --layer go together (or leave all three out for the demo backbone)');
     const seed = parseIntFlag(f.seed as string, 'seed', 0);
