@@ -91,6 +91,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
     const loaded = await loadBundle(undefined);
     baselines = loaded.baselines;
     host.ready(loaded);
+    metrics.ready.set(1);
     monitor = restartMonitor(monitor, repo, baselines, config, metrics, log);
     log.info('ready', { bundle: loaded.info.name, version: loaded.info.version, provider: loaded.info.executionProvider, synthetic_backbone: loaded.info.syntheticBackbone });
   })();
@@ -99,6 +100,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
   const shutdown = (reason = 'shutdown') =>
     (stopping ??= (async () => {
       log.info('shutting down: finishing queued requests', { reason });
+      metrics.ready.set(0);
       const closed = new Promise<void>((r) => server.close(() => r()));
       await ready.catch(() => undefined);
       await host.drain();
@@ -194,8 +196,13 @@ function restartMonitor(previous: DriftMonitor | undefined, repo: Repository, ba
     intervalMs: config.drift.intervalMs,
     onUpdate: (s) => {
       for (const [language, d] of Object.entries(s.languages)) {
+        // an undefined F1 (no predicted or true positives in the window) drops the series instead of keeping a stale value
         if (d.f1 !== null) metrics.f1.set({ language }, d.f1);
+        else metrics.f1.remove({ language });
         if (d.drift !== null) metrics.f1Drift.set({ language }, d.drift);
+        else metrics.f1Drift.remove({ language });
+        metrics.labeledInWindow.set({ language }, d.n);
+        metrics.driftAlarm.set({ language }, d.alarm ? 1 : 0);
       }
       for (const [language, n] of Object.entries(s.feedbackTotals)) metrics.feedback.set({ language }, n);
       if (s.alarms.length > 0) log.warn('F1 drift alarm', { languages: s.alarms });

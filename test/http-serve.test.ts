@@ -67,6 +67,7 @@ describe('startService', () => {
     const metrics = await (await fetch(`${svc.url}/metrics`)).text();
     expect(metrics).toMatch(/toxscope_process_resident_memory_bytes \d+/);
     expect(metrics).toMatch(/toxscope_predictions_total\{language="en"/);
+    expect(metrics).toMatch(/^toxscope_ready 1$/m); // what /readyz says, for alerting without a prober
   });
 
   it('shuts down gracefully: answers what it accepted, then stops listening', async () => {

@@ -31,6 +31,9 @@ export interface Metrics {
   scores: Histogram<'language'>;
   f1: Gauge<'language'>;
   f1Drift: Gauge<'language'>;
+  labeledInWindow: Gauge<'language'>;
+  driftAlarm: Gauge<'language'>;
+  ready: Gauge;
   feedback: Gauge<'language'>;
   /** text form for GET /metrics */
   render(): Promise<string>;
@@ -64,7 +67,10 @@ export function createMetrics({ processDefaults = true }: MetricsOptions = {}): 
     scores: new Histogram({ name: `${p}score`, help: 'calibrated toxicity probability by language', labelNames: ['language'], buckets: SCORE_BUCKETS, registers }),
     f1: new Gauge({ name: `${p}f1`, help: 'F1 of the current drift window by language', labelNames: ['language'], registers }),
     f1Drift: new Gauge({ name: `${p}f1_drift`, help: 'F1 minus the calibration-time baseline by language', labelNames: ['language'], registers }),
-    feedback: new Gauge({ name: `${p}feedback_total`, help: 'labeled predictions in the current drift window by language', labelNames: ['language'], registers }),
+    feedback: new Gauge({ name: `${p}feedback_total`, help: 'labeled predictions (moderator feedback received), all time, by language', labelNames: ['language'], registers }),
+    labeledInWindow: new Gauge({ name: `${p}labeled_in_window`, help: 'labeled predictions in the current drift window by language (the drift alarm needs at least the configured minimum)', labelNames: ['language'], registers }),
+    driftAlarm: new Gauge({ name: `${p}drift_alarm`, help: '1 when |F1 - baseline| exceeds the tolerance with enough labeled predictions in the window, else 0', labelNames: ['language'], registers }),
+    ready: new Gauge({ name: `${p}ready`, help: '1 when a bundle is loaded and warm and the service is not draining (what /readyz answers), else 0', registers }),
     render: () => registry.metrics(),
     contentType: registry.contentType,
   };
