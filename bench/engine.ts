@@ -73,9 +73,10 @@ interface SaeSpec {
 
 interface WorkerResult {
   matmul: { seconds: number[]; gflops: number; gflopsBest: number };
-  forward: { loadSeconds: number; seconds: number[]; provider: string };
+  /** peakRssMb: process peak once this engine was open and warm (the plain engine is opened first) */
+  forward: { loadSeconds: number; seconds: number[]; provider: string; peakRssMb: number };
   /** the same batches through the graph with the SAE encoder fused (top-k out) */
-  forwardSae?: { loadSeconds: number; seconds: number[]; provider: string };
+  forwardSae?: { loadSeconds: number; seconds: number[]; provider: string; peakRssMb: number };
   peakRssMb: number;
 }
 
@@ -141,7 +142,9 @@ export async function run(argv: string[]): Promise<number> {
       prepacking: job.prepacking,
       provider: r.forward.provider,
       shape: { hidden: config.hiddenSize, intermediate: config.intermediateSize, heads: config.numHeads, kv_heads: config.numKvHeads, head_dim: config.headDim, vocab: config.vocabSize },
-      peak_rss_mb: round(r.peakRssMb, 0),
+      // the plain engine alone (opened first); the process peak also holds the SAE engine opened after it
+      peak_rss_mb: round(r.forward.peakRssMb, 0),
+      peak_rss_mb_both_engines: round(r.peakRssMb, 0),
       matmul_gflops: round(r.matmul.gflops, 1),
       matmul_shape: [job.matmul.m, job.matmul.k, job.matmul.n],
       forward_gflops: round(forwardGflops, 1),
@@ -157,6 +160,7 @@ export async function run(argv: string[]): Promise<number> {
             tokens_per_s_with_sae: round(tokens / median(r.forwardSae.seconds), 1),
             seconds_per_batch_with_sae: round(median(r.forwardSae.seconds), 3),
             // share of the fused graph's time spent in the encoder (Gemm + TopK + Relu), from the two medians
+            // of runs that alternated with the plain graph's
             sae_share: round(1 - sec / median(r.forwardSae.seconds), 3),
           }
         : {}),
@@ -207,8 +211,7 @@ async function worker(job: Job): Promise<number> {
   // MatMul samples before and after the forward runs, pooled: a burst of load from elsewhere hits both.
   const before = await measureMatMul(job);
   const base = { modelDir: job.modelDir, layer: job.layer, cacheDir: job.cacheDir, threads: job.threads, prepacking: job.prepacking };
-  const forward = await measureForward(base, job);
-  const forwardSae = job.sae ? await measureForward({ ...base, sae: randomSae(job.sae) }, job) : undefined;
+  const [forward, forwardSae] = await measureForward(job.sae ? [base, { ...base, sae: randomSae(job.sae) }] : [base], job);
   const after = await measureMatMul(job);
   const seconds = [...before, ...after];
   const { m, k, n } = job.matmul;
@@ -218,25 +221,39 @@ async function worker(job: Job): Promise<number> {
   return 0;
 }
 
-/** Open an engine (graph already cached) and time `iters` runs of a random batch after one warm-up. */
-export async function measureForward(opts: ForwardEngineOptions, job: Pick<Job, 'batch' | 'seq' | 'iters'>): Promise<WorkerResult['forward']> {
-  const engine = await ForwardEngine.open(opts);
+/**
+ * Open the engine(s) (graphs already cached) and time `iters` runs of a random batch after one warm-up each.
+ * With several option sets (plain, and with the SAE fused) the runs alternate, so load from elsewhere on a
+ * shared machine hits both alike and their ratio stays meaningful.
+ */
+export async function measureForward(optsList: ForwardEngineOptions[], job: Pick<Job, 'batch' | 'seq' | 'iters'>): Promise<WorkerResult['forward'][]> {
+  const engines: ForwardEngine[] = [];
   try {
     let s = 7;
     const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) % 150000);
     const ids = Array.from({ length: job.batch }, () => Array.from({ length: job.seq }, rnd));
     // with an SAE fused, time what the service runs: top-k codes out, no dense residual
-    const step = () => (opts.sae ? engine.runTopK(ids) : engine.runResidual(ids));
-    await step();
-    const seconds: number[] = [];
-    for (let i = 0; i < job.iters; i++) {
-      const t = performance.now();
-      await step();
-      seconds.push((performance.now() - t) / 1000);
+    const steps: (() => Promise<unknown>)[] = [];
+    const peakRssMb: number[] = [];
+    for (const opts of optsList) {
+      const e = await ForwardEngine.open(opts);
+      engines.push(e);
+      const step = () => (opts.sae ? e.runTopK(ids) : e.runResidual(ids));
+      await step(); // warm-up
+      steps.push(step);
+      peakRssMb.push(process.resourceUsage().maxRSS / 1024); // peak so far: this engine and the ones before it
     }
-    return { loadSeconds: engine.info.loadSeconds, seconds, provider: engine.info.provider };
+    const seconds: number[][] = steps.map(() => []);
+    for (let i = 0; i < job.iters; i++) {
+      for (let j = 0; j < steps.length; j++) {
+        const t = performance.now();
+        await steps[j]();
+        seconds[j].push((performance.now() - t) / 1000);
+      }
+    }
+    return engines.map((e, j) => ({ loadSeconds: e.info.loadSeconds, seconds: seconds[j], provider: e.info.provider, peakRssMb: peakRssMb[j] }));
   } finally {
-    await engine.close();
+    for (const e of engines) await e.close();
   }
 }
 
