@@ -42,7 +42,17 @@ export interface NewThresholdChangeInput {
   newThreshold: number;
   reason?: string | null;
   at?: Date;
+  /** the version of the bundle whose head the change applies to (replayed on that version only) */
+  bundleVersion?: string | null;
+  /** the language's own threshold was removed: it falls back to pooled (newThreshold = the pooled value) */
+  removed?: boolean;
 }
+
+/**
+ * The stored threshold overrides of one bundle version, the argument of Head.withThresholds: 'pooled' and
+ * language codes -> the threshold; null = the language's own threshold removed (it falls back to pooled).
+ */
+export type ThresholdOverrides = Record<string, number | null>;
 
 /** Confusion counts of the classifier's label against the moderators' label; positive = toxic. */
 export interface LanguageConfusion {
@@ -78,6 +88,10 @@ export interface Repository {
   /** One result per item, in order. Repeated ids (across calls or within one) resolve by latest `at`. */
   recordFeedback(items: readonly FeedbackItem[]): Promise<FeedbackResult[]>;
   recordThresholdChange(change: NewThresholdChangeInput): Promise<ThresholdChange>;
+  /** Several changes in one statement: all are recorded or none. */
+  recordThresholdChanges(changes: readonly NewThresholdChangeInput[]): Promise<ThresholdChange[]>;
+  /** The overrides recorded for one bundle version: the latest change (highest id) per language wins. */
+  thresholdOverrides(bundleVersion: string): Promise<ThresholdOverrides>;
   /** Newest first. */
   listThresholdChanges(options?: { language?: string; limit?: number }): Promise<ThresholdChange[]>;
   /** Labeled predictions made in [from, to), per language (sorted by language). */
@@ -102,6 +116,27 @@ export interface Repository {
 const INSERT_CHUNK = 1000;
 
 export function createRepository(db: Database): Repository {
+  async function recordThresholdChanges(changes: readonly NewThresholdChangeInput[]): Promise<ThresholdChange[]> {
+    if (changes.length === 0) return [];
+    const now = new Date();
+    return db
+      .insert(thresholdChanges)
+      .values(
+        changes.map((change) => ({
+          createdAt: change.at ?? now,
+          actor: change.actor,
+          language: change.language,
+          oldThreshold: change.oldThreshold,
+          newThreshold: change.newThreshold,
+          reason: change.reason ?? null,
+          bundleVersion: change.bundleVersion ?? null,
+          removed: change.removed ?? false,
+        })),
+      )
+      .returning()
+      .then((rows) => rows.sort((a, b) => a.id - b.id));
+  }
+
   return {
     async insertPredictions(rows) {
       let inserted = 0;
@@ -177,18 +212,22 @@ export function createRepository(db: Database): Repository {
     },
 
     async recordThresholdChange(change) {
-      const [row] = await db
-        .insert(thresholdChanges)
-        .values({
-          createdAt: change.at ?? new Date(),
-          actor: change.actor,
-          language: change.language,
-          oldThreshold: change.oldThreshold,
-          newThreshold: change.newThreshold,
-          reason: change.reason ?? null,
-        })
-        .returning();
+      const [row] = await recordThresholdChanges([change]);
       return row;
+    },
+
+    recordThresholdChanges,
+
+    async thresholdOverrides(bundleVersion) {
+      // identity order, not createdAt: replicas' clocks may disagree, the database's sequence does not
+      const rows = await db
+        .selectDistinctOn([thresholdChanges.language], { language: thresholdChanges.language, value: thresholdChanges.newThreshold, removed: thresholdChanges.removed })
+        .from(thresholdChanges)
+        .where(eq(thresholdChanges.bundleVersion, bundleVersion))
+        .orderBy(asc(thresholdChanges.language), desc(thresholdChanges.id));
+      const out: ThresholdOverrides = {};
+      for (const r of rows) out[r.language] = r.removed ? null : r.value;
+      return out;
     },
 
     async listThresholdChanges(options = {}) {

@@ -6,6 +6,7 @@ import { sql } from 'drizzle-orm';
 import {
   boolean,
   check,
+  doublePrecision,
   index,
   integer,
   pgTable,
@@ -54,7 +55,13 @@ export const feedback = pgTable('feedback', {
   updatedAt: at().notNull(), // latest feedback: the one whose label is stored
 });
 
-/** Admin audit of per-language threshold changes. `oldThreshold` is null when the language had none. */
+/**
+ * Admin audit of per-language threshold changes, and the overrides a service replays onto its bundle's head
+ * at load: per (bundleVersion, language) the latest row (highest id) wins. `language` is a language code or
+ * 'pooled'. `oldThreshold` is null when the language had none. `removed`: the language's own threshold was
+ * removed, so it falls back to pooled (`newThreshold` then holds the pooled value of that moment).
+ * Thresholds are double precision, so a replayed override is exactly the value the operator set.
+ */
 export const thresholdChanges = pgTable(
   'threshold_changes',
   {
@@ -62,13 +69,17 @@ export const thresholdChanges = pgTable(
     createdAt: at().notNull(),
     actor: text().notNull(),
     language: text().notNull(),
-    oldThreshold: real(),
-    newThreshold: real().notNull(),
+    oldThreshold: doublePrecision(),
+    newThreshold: doublePrecision().notNull(),
     reason: text(),
+    bundleVersion: text(), // null on rows recorded before versions were kept: never replayed
+    removed: boolean().notNull().default(false),
   },
   (t) => [
     index('threshold_changes_created_at_idx').on(t.createdAt),
     index('threshold_changes_language_created_at_idx').on(t.language, t.createdAt),
+    index('threshold_changes_bundle_language_idx').on(t.bundleVersion, t.language, t.id),
+    check('threshold_changes_pooled_not_removed_check', sql`not (${t.removed} and ${t.language} = 'pooled')`),
   ],
 );
 
