@@ -34,6 +34,8 @@ export interface Config {
   batching: BatchingConfig;
   limits: LimitsConfig;
   drift: DriftConfig;
+  /** how often stored threshold overrides are re-read (replicas converge within one period) */
+  thresholdSyncMs: number;
 }
 
 export interface BatchingConfig {
@@ -111,6 +113,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'TOXSCOPE_DRIFT_TOLERANCE', path: 'drift.tolerance', schema: num(0, 1), default: '0.05', help: 'drift alarm when |F1 - baseline| exceeds this' },
   { env: 'TOXSCOPE_DRIFT_MIN_LABELED', path: 'drift.minLabeled', schema: int(1), default: '50', help: 'labeled predictions needed in a window before drift can alarm' },
   { env: 'TOXSCOPE_DRIFT_INTERVAL_MS', path: 'drift.intervalMs', schema: int(1000), default: '60000', help: 'how often F1 windows are recomputed' },
+  { env: 'TOXSCOPE_THRESHOLD_SYNC_MS', path: 'thresholdSyncMs', schema: int(1000), default: '15000', help: 'how often threshold overrides are re-read from the database (replicas converge within one period)' },
 ];
 
 /** PORT -> --port, TOXSCOPE_MAX_WAIT_MS -> --max-wait-ms */

@@ -2,7 +2,8 @@
  * Composition root: the only place that builds the service from its parts.
  *
  *   config -> logger, metrics -> database (migrations) + write queue -> app -> bind the port
- *          -> bundle (the demo one is built on first use) -> engine -> warm-up -> ready -> drift monitor
+ *          -> bundle (the demo one is built on first use) -> engine -> warm-up -> stored threshold overrides
+ *          -> ready -> drift monitor, threshold sync
  *
  * The port is bound before the bundle loads so that /healthz answers and /readyz says 503 while the model
  * loads (the demo bundle takes about a minute to build on first start); no request reaches the model
@@ -25,6 +26,7 @@ import { WriteQueue } from './db/write-queue.js';
 import { createDriftMonitor, driftReport, type DriftMonitor } from './drift/monitor.js';
 import { Classifier } from './engine/classifier.js';
 import { WorkerEngine } from './engine/engine-worker.js';
+import { ThresholdSync, type SyncOutcome } from './engine/threshold-sync.js';
 import { loadTokenizer } from './engine/tokenizer.js';
 import { createLanguageIdentifier, type LanguageIdentifier } from './engine/language.js';
 import { formatError } from './errors.js';
@@ -39,6 +41,8 @@ export interface RunningService {
   host: ClassifierHost;
   /** resolves when the first bundle is warm (rejects when it cannot load) */
   ready: Promise<void>;
+  /** re-read the stored threshold overrides now (what the periodic sync does every TOXSCOPE_THRESHOLD_SYNC_MS) */
+  syncThresholds(): Promise<SyncOutcome>;
   /** graceful shutdown; idempotent */
   shutdown(reason?: string): Promise<void>;
 }
@@ -59,7 +63,18 @@ export async function startService(config: Config, log: Logger = createLogger(co
   let baselines: Record<string, number> = {};
   let monitor: DriftMonitor | undefined;
 
-  const loadBundle = (path: string | undefined) => loadServingBundle(path, config, { metrics, lid, log });
+  // overrides recorded by PUT /admin/thresholds, replayed onto every bundle of their version before it serves
+  const thresholds = new ThresholdSync({
+    source: repo,
+    current: () => host.peek()?.classifier ?? null,
+    intervalMs: config.thresholdSyncMs,
+    onOutcome: (o) => logThresholdSync(log, o, 'sync'),
+  });
+  const loadBundle = async (path: string | undefined) => {
+    const loaded = await loadServingBundle(path, config, { metrics, lid, log });
+    logThresholdSync(log, await thresholds.apply(loaded.classifier), 'load');
+    return loaded;
+  };
   const deps: AppDeps = {
     config,
     metrics,
@@ -93,6 +108,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
     host.ready(loaded);
     metrics.ready.set(1);
     monitor = restartMonitor(monitor, repo, baselines, config, metrics, log);
+    thresholds.start();
     log.info('ready', { bundle: loaded.info.name, version: loaded.info.version, provider: loaded.info.executionProvider, synthetic_backbone: loaded.info.syntheticBackbone });
   })();
 
@@ -105,6 +121,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
       await ready.catch(() => undefined);
       await host.drain();
       monitor?.stop();
+      thresholds.stop();
       if ('closeIdleConnections' in server) server.closeIdleConnections();
       await closed;
       await queue.close({ timeoutMs: 5000 });
@@ -112,7 +129,17 @@ export async function startService(config: Config, log: Logger = createLogger(co
       log.info('stopped', { spilled: queue.stats().spilled });
     })());
 
-  return { url, host, ready, shutdown };
+  return { url, host, ready, shutdown, syncThresholds: () => thresholds.sync() };
+}
+
+function logThresholdSync(log: Logger, o: SyncOutcome, when: 'load' | 'sync'): void {
+  if (o.status === 'changed') {
+    const msg = when === 'load' ? 'stored threshold overrides applied to the loaded bundle' : 'threshold overrides changed in the database: head swapped';
+    log.info(msg, { bundle_version: o.version, changed: o.changed, overrides: o.overrides });
+  } else if (o.status === 'failed') {
+    const msg = when === 'load' ? "threshold overrides could not be read: serving the bundle's thresholds, retrying at the next sync" : 'threshold sync failed: the current thresholds stay';
+    log.warn(msg, { bundle_version: o.version, error: (o.error as Error)?.message ?? String(o.error) });
+  } else if (o.status === 'raced') log.debug('threshold sync raced a threshold change: the next sync decides', { bundle_version: o.version });
 }
 
 export interface ServingBundle extends LoadedBundle {

@@ -138,6 +138,11 @@ export class Classifier {
     return this.currentHead;
   }
 
+  /** The head as the bundle shipped it (its trained thresholds), whatever setHead has swapped in since. */
+  get bundleHead(): Head {
+    return this.parts.head;
+  }
+
   /** Swap the head (new thresholds): requests that already started keep the one they read. */
   setHead(head: Head): void {
     this.currentHead = head;

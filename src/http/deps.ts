@@ -16,7 +16,7 @@ export interface PredictionSink {
 }
 
 /** The audit log of threshold changes (src/db/repository.ts). */
-export type AuditLog = Pick<Repository, 'recordThresholdChange' | 'listThresholdChanges'>;
+export type AuditLog = Pick<Repository, 'recordThresholdChange' | 'recordThresholdChanges' | 'listThresholdChanges'>;
 
 /** Facts about the loaded bundle, for GET /info. */
 export interface BundleInfo {

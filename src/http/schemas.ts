@@ -153,7 +153,15 @@ export const FeedbackResponse = z.object({
 });
 
 // ---------------------------------------------------------------- /admin
-export const ThresholdsResponse = z.object({ bundle_version: z.string(), pooled: z.number(), per_language: z.record(z.string(), z.number()) });
+export const ThresholdsResponse = z.object({
+  bundle_version: z.string(),
+  pooled: z.number(),
+  per_language: z.record(z.string(), z.number()),
+  sources: z
+    .record(z.string(), z.enum(['bundle', 'override', 'removed']))
+    .describe("'pooled' and every language of the bundle or the overrides: 'bundle' = the bundle's trained value, 'override' = set by an operator, 'removed' = the bundle's own threshold removed (falls back to pooled)"),
+  bundle: z.object({ pooled: z.number(), per_language: z.record(z.string(), z.number()) }).describe("the bundle's trained thresholds"),
+});
 
 const Probability = z.number().min(0, 'a threshold is a probability in [0, 1]').max(1, 'a threshold is a probability in [0, 1]');
 export const ThresholdsUpdate = z

@@ -1,13 +1,17 @@
 /**
  * /admin (bearer token, see adminAuth): thresholds, reload, audit, drift.
  *
- * PUT /admin/thresholds records every change (who, when, old, new) in the audit log BEFORE applying it,
- * then swaps the head in one assignment: requests already running keep the old thresholds, every request
- * after the answer sees the new ones. Changes are serialised.
+ * PUT /admin/thresholds records every change (who, when, old, new, the bundle version) in the audit log
+ * BEFORE applying it, all in one statement, then swaps the head in one assignment: requests already running
+ * keep the old thresholds, every request after the answer sees the new ones. Changes are serialised. The
+ * recorded changes are replayed onto the same bundle version after a restart or reload, and by the other
+ * replicas (src/engine/threshold-sync.ts). GET says, per threshold, whether it is the bundle's or an override.
  */
 import { Hono } from 'hono';
 import { ToxScopeError } from '../../errors.js';
 import { normalizeLanguageHint } from '../../engine/language.js';
+import { thresholdSources } from '../../engine/threshold-sync.js';
+import type { NewThresholdChangeInput } from '../../db/repository.js';
 import type { AppDeps } from '../deps.js';
 import { adminAuth, routeLabel } from '../middleware.js';
 import { ReloadRequest, ThresholdsUpdate } from '../schemas.js';
@@ -21,7 +25,14 @@ export function adminRoutes(deps: AppDeps): Hono {
   const thresholdsOf = () => {
     const { classifier, info } = deps.host.current();
     const t = classifier.head.thresholds;
-    return { bundle_version: info.version, pooled: t.pooled, per_language: { ...t.perLanguage } };
+    const b = classifier.bundleHead.thresholds;
+    return {
+      bundle_version: info.version,
+      pooled: t.pooled,
+      per_language: { ...t.perLanguage },
+      sources: thresholdSources(b, t),
+      bundle: { pooled: b.pooled, per_language: { ...b.perLanguage } },
+    };
   };
 
   app.get('/thresholds', routeLabel('/admin/thresholds'), (c) => c.json(thresholdsOf()));
@@ -35,21 +46,26 @@ export function adminRoutes(deps: AppDeps): Hono {
     const actor = body.actor ?? c.req.header('x-toxscope-actor') ?? 'admin';
 
     const run = thresholdLock.then(async () => {
-      const { classifier } = deps.host.current();
+      const { classifier, info } = deps.host.current();
       const before = classifier.head;
       const after = before.withThresholds(changes); // validates before anything is recorded
       const at = new Date();
+      const records: NewThresholdChangeInput[] = [];
       for (const [language, value] of Object.entries(changes)) {
         const old = language === 'pooled' ? before.thresholds.pooled : (before.thresholds.perLanguage[language] ?? null);
         const now = language === 'pooled' ? after.thresholds.pooled : (after.thresholds.perLanguage[language] ?? after.thresholds.pooled);
         if (value === null && old === null) continue;
-        try {
-          await audit.recordThresholdChange({ actor, language, oldThreshold: old, newThreshold: now, reason: body.reason ?? (value === null ? 'removed: falls back to pooled' : null), at });
-        } catch (e) {
-          throw new ToxScopeError('unavailable', 'the audit log (database) did not answer: the thresholds were not changed', {}, { cause: e });
-        }
+        const reason = body.reason ?? (value === null ? 'removed: falls back to pooled' : null);
+        records.push({ actor, language, oldThreshold: old, newThreshold: now, reason, at, bundleVersion: info.version, removed: value === null });
       }
-      classifier.setHead(after);
+      try {
+        await audit.recordThresholdChanges(records);
+      } catch (e) {
+        throw new ToxScopeError('unavailable', 'the audit log (database) did not answer: the thresholds were not changed', {}, { cause: e });
+      }
+      // a threshold sync may have swapped the head while we wrote: apply the changes on top of what serves now
+      const latest = classifier.head;
+      classifier.setHead(latest === before ? after : latest.withThresholds(changes));
       deps.log?.info('thresholds changed', { actor, changes });
     });
     thresholdLock = run.catch(() => undefined);

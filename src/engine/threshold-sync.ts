@@ -1,0 +1,138 @@
+/**
+ * Stored threshold overrides -> the serving head.
+ *
+ * PUT /admin/thresholds records every change with the version of the bundle it applies to. A bundle's head
+ * keeps the thresholds it was trained with; the head that serves is that head with the stored overrides of
+ * its version applied (the latest change per language wins, null = the language's own threshold removed):
+ *
+ *   serving = bundleHead.withThresholds(overrides(bundleVersion))
+ *
+ * `apply` does this once for a freshly loaded bundle, before it serves (start-up, POST /admin/reload);
+ * `sync` (every intervalMs once started) re-reads the overrides and swaps the head in one assignment when
+ * they changed, so replicas sharing one database converge within one interval. An unreachable database
+ * never stops serving: the head keeps the thresholds it has and the next sync retries.
+ *
+ * No HTTP, no database here: the overrides come through a one-method interface (src/db/repository.ts).
+ */
+import type { Head } from '../head/head.js';
+import type { ThresholdTable } from '../head/thresholds.js';
+
+/** 'pooled' and language codes -> threshold; null = the language's own threshold removed (falls back to pooled). */
+export type ThresholdOverrides = Record<string, number | null>;
+
+export interface ThresholdOverrideSource {
+  thresholdOverrides(bundleVersion: string): Promise<ThresholdOverrides>;
+}
+
+/** What the sync needs of a classifier (Classifier satisfies it). */
+export interface HeadHolder {
+  /** the bundle's version: the key of its overrides */
+  readonly version: string;
+  /** the head as the bundle shipped it */
+  readonly bundleHead: Head;
+  /** the head serving now */
+  readonly head: Head;
+  setHead(head: Head): void;
+}
+
+export type SyncOutcome =
+  /** the head was swapped; `changed` names 'pooled' and the languages whose threshold moved */
+  | { status: 'changed'; version: string; overrides: ThresholdOverrides; changed: string[] }
+  | { status: 'unchanged'; version: string }
+  /** the database did not answer, or a stored override was invalid: the head was left as it was */
+  | { status: 'failed'; version: string; error: unknown }
+  /** the head was changed (PUT /admin/thresholds) while the overrides were read: the next sync decides */
+  | { status: 'raced'; version: string }
+  /** no bundle is loaded yet */
+  | { status: 'idle' };
+
+export interface ThresholdSyncOptions {
+  source: ThresholdOverrideSource;
+  /** the classifier serving now; null before the first bundle is loaded */
+  current: () => HeadHolder | null;
+  /** period of the background sync (start) */
+  intervalMs: number;
+  /** every outcome other than 'unchanged' and 'idle' of the background sync (for logging) */
+  onOutcome?: (outcome: SyncOutcome) => void;
+}
+
+export class ThresholdSync {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<SyncOutcome> | undefined;
+
+  constructor(private readonly options: ThresholdSyncOptions) {}
+
+  /** Apply the stored overrides to a bundle that is not serving yet. Never throws: see the outcome. */
+  apply(holder: HeadHolder): Promise<SyncOutcome> {
+    return applyOverrides(holder, this.options.source);
+  }
+
+  /** Re-read the overrides of the serving bundle and swap its head when they changed. One at a time. */
+  sync(): Promise<SyncOutcome> {
+    if (this.running) return this.running;
+    const holder = this.options.current();
+    if (!holder) return Promise.resolve({ status: 'idle' });
+    const run = applyOverrides(holder, this.options.source);
+    this.running = run;
+    void run.finally(() => {
+      if (this.running === run) this.running = undefined;
+    });
+    return run;
+  }
+
+  /** Syncs every intervalMs (unref'd timer). Idempotent. */
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      void this.sync().then((o) => {
+        if (o.status !== 'unchanged' && o.status !== 'idle') this.options.onOutcome?.(o);
+      });
+    }, this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
+
+/** bundleHead + stored overrides -> the holder's head, unless it already holds those thresholds. */
+export async function applyOverrides(holder: HeadHolder, source: ThresholdOverrideSource): Promise<SyncOutcome> {
+  const version = holder.version;
+  const seen = holder.head;
+  let overrides: ThresholdOverrides;
+  let next: Head;
+  try {
+    overrides = await source.thresholdOverrides(version);
+    next = holder.bundleHead.withThresholds(overrides); // validates every stored value
+  } catch (error) {
+    return { status: 'failed', version, error };
+  }
+  // compare-and-set: a PUT that landed while we read is newer than what we read
+  if (holder.head !== seen) return { status: 'raced', version };
+  const changed = changedThresholds(seen.thresholds, next.thresholds);
+  if (changed.length === 0) return { status: 'unchanged', version };
+  holder.setHead(next);
+  return { status: 'changed', version, overrides, changed };
+}
+
+/** 'pooled' and the languages whose effective own threshold differs between a and b (sorted). */
+export function changedThresholds(a: Readonly<ThresholdTable>, b: Readonly<ThresholdTable>): string[] {
+  const out: string[] = [];
+  if (a.pooled !== b.pooled) out.push('pooled');
+  const languages = [...new Set([...Object.keys(a.perLanguage), ...Object.keys(b.perLanguage)])].sort();
+  for (const language of languages) if (a.perLanguage[language] !== b.perLanguage[language]) out.push(language);
+  return out;
+}
+
+/** Where each threshold of `serving` comes from, against the bundle's: 'removed' = the bundle's own was removed. */
+export function thresholdSources(bundle: Readonly<ThresholdTable>, serving: Readonly<ThresholdTable>): Record<string, 'bundle' | 'override' | 'removed'> {
+  const out: Record<string, 'bundle' | 'override' | 'removed'> = { pooled: bundle.pooled === serving.pooled ? 'bundle' : 'override' };
+  const languages = [...new Set([...Object.keys(bundle.perLanguage), ...Object.keys(serving.perLanguage)])].sort();
+  for (const language of languages) {
+    const own = serving.perLanguage[language];
+    out[language] = own === undefined ? 'removed' : own === bundle.perLanguage[language] ? 'bundle' : 'override';
+  }
+  return out;
+}

@@ -1,0 +1,150 @@
+/**
+ * ThresholdSync (src/engine/threshold-sync.ts) against the real repository: the serving head is the bundle's
+ * head with the overrides stored for its version; a failing database leaves the head alone; a change made
+ * while the overrides were being read wins over what was read.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb } from '../src/db/client.js';
+import { createRepository, type NewThresholdChangeInput, type Repository } from '../src/db/repository.js';
+import { applyOverrides, changedThresholds, thresholdSources, ThresholdSync, type HeadHolder } from '../src/engine/threshold-sync.js';
+import { FeatureTransform } from '../src/head/features.js';
+import { Head } from '../src/head/head.js';
+import { DATABASE_URL, DRIVERS, openTestDb, tcpProxy, type TestDb } from './helpers/db.js';
+
+const bundleHead = new Head({
+  transform: new FeatureTransform({ dSae: 4, parts: ['rate'], normalize: false, languages: [], idf: new Float32Array(4).fill(1) }),
+  weights: Float32Array.of(1, -1, 0.5, 0),
+  bias: 0,
+  calibration: { method: 'platt', pooled: { kind: 'platt', a: 1, b: 0 }, perLanguage: {} },
+  thresholds: { pooled: 0.5, perLanguage: { en: 0.6, de: 0.7 } },
+});
+
+/** What a Classifier exposes to the sync, over a real Head. */
+function holder(version: string): HeadHolder & { swaps: number } {
+  let head = bundleHead;
+  return {
+    version,
+    bundleHead,
+    swaps: 0,
+    get head() {
+      return head;
+    },
+    setHead(h) {
+      head = h;
+      this.swaps++;
+    },
+  };
+}
+
+const change = (bundleVersion: string, language: string, newThreshold: number, removed = false): NewThresholdChangeInput => ({
+  actor: 'ops',
+  language,
+  oldThreshold: null,
+  newThreshold,
+  bundleVersion,
+  removed,
+});
+
+describe('thresholdSources and changedThresholds', () => {
+  it("say which thresholds are the bundle's, set by an override, or removed", () => {
+    const serving = bundleHead.withThresholds({ pooled: 0.4, en: 0.6, de: null, fr: 0.3 }).thresholds;
+    expect(thresholdSources(bundleHead.thresholds, serving)).toEqual({ pooled: 'override', de: 'removed', en: 'bundle', fr: 'override' });
+    expect(thresholdSources(bundleHead.thresholds, bundleHead.thresholds)).toEqual({ pooled: 'bundle', de: 'bundle', en: 'bundle' });
+    expect(changedThresholds(bundleHead.thresholds, serving)).toEqual(['pooled', 'de', 'fr']);
+  });
+});
+
+describe.each(DRIVERS)('ThresholdSync on %s', (driver) => {
+  let t: TestDb;
+  let repo: Repository;
+  beforeAll(async () => {
+    t = await openTestDb(driver);
+    repo = createRepository(t.handle.db);
+  });
+  afterAll(() => t?.dispose());
+
+  it("applies the stored overrides of the holder's version on top of the bundle's thresholds", async () => {
+    await repo.recordThresholdChanges([change('v1', 'en', 0.9), change('v1', 'pooled', 0.45), change('v1', 'de', 0.45, true), change('v2', 'en', 0.1)]);
+    const h = holder('v1');
+    const sync = new ThresholdSync({ source: repo, current: () => h, intervalMs: 60_000 });
+    expect(await sync.apply(h)).toEqual({ status: 'changed', version: 'v1', overrides: { en: 0.9, pooled: 0.45, de: null }, changed: ['pooled', 'de', 'en'] });
+    expect(h.head.thresholds).toEqual({ pooled: 0.45, perLanguage: { en: 0.9 } });
+    expect(h.bundleHead.thresholds).toEqual({ pooled: 0.5, perLanguage: { en: 0.6, de: 0.7 } });
+    expect(await sync.sync()).toEqual({ status: 'unchanged', version: 'v1' });
+    expect(h.swaps).toBe(1);
+
+    // another replica restores a German threshold: the next sync swaps the head once more
+    await repo.recordThresholdChange(change('v1', 'de', 0.65));
+    const next = await sync.sync();
+    expect(next).toMatchObject({ status: 'changed', changed: ['de'] });
+    expect(h.head.thresholds).toEqual({ pooled: 0.45, perLanguage: { en: 0.9, de: 0.65 } });
+  });
+
+  it("leaves a bundle of a version with no overrides on the bundle's thresholds", async () => {
+    const h = holder('v-none');
+    expect(await applyOverrides(h, repo)).toEqual({ status: 'unchanged', version: 'v-none' });
+    expect(h.head).toBe(bundleHead);
+  });
+
+  it('keeps the thresholds it has when the database does not answer, and catches up once it does', async () => {
+    const h = holder('v1');
+    let down = true;
+    const flaky = { thresholdOverrides: (v: string) => (down ? Promise.reject(new Error('connection refused')) : repo.thresholdOverrides(v)) };
+    const sync = new ThresholdSync({ source: flaky, current: () => h, intervalMs: 60_000 });
+    const failed = await sync.apply(h);
+    expect(failed).toMatchObject({ status: 'failed', version: 'v1', error: expect.objectContaining({ message: 'connection refused' }) });
+    expect(h.head).toBe(bundleHead);
+    down = false;
+    expect(await sync.sync()).toMatchObject({ status: 'changed', version: 'v1' });
+    expect(h.head.thresholds.perLanguage.en).toBe(0.9);
+  });
+
+  it('fails without touching the head when the database cannot be reached', async () => {
+    let unreachable: Repository;
+    let release: () => Promise<unknown>;
+    if (driver === 'pglite') {
+      const closed = await createDb({ dataDir: 'memory://' });
+      await closed.close();
+      unreachable = createRepository(closed.db);
+      release = async () => undefined;
+    } else {
+      // the real server behind a proxy that refuses connections
+      const url = new URL(DATABASE_URL!);
+      const proxy = await tcpProxy(url.hostname, Number(url.port || 5432));
+      await proxy.cut();
+      url.port = String(proxy.port);
+      const h = await createDb({ url: url.toString(), migrate: false, connectTimeoutSeconds: 2, maxConnections: 1 });
+      unreachable = createRepository(h.db);
+      release = () => Promise.all([h.close(), proxy.close()]);
+    }
+    try {
+      const h = holder('v1');
+      expect((await applyOverrides(h, unreachable)).status).toBe('failed');
+      expect(h.head).toBe(bundleHead);
+    } finally {
+      await release();
+    }
+  });
+
+  it('does not undo a threshold change made while it was reading the overrides', async () => {
+    const h = holder('v1');
+    const put = bundleHead.withThresholds({ en: 0.2 });
+    const racing = { thresholdOverrides: async (v: string) => {
+      const o = await repo.thresholdOverrides(v);
+      h.setHead(put); // PUT /admin/thresholds lands while the sync reads
+      return o;
+    } };
+    expect(await applyOverrides(h, racing)).toEqual({ status: 'raced', version: 'v1' });
+    expect(h.head).toBe(put);
+  });
+
+  it('is idle before a bundle is loaded, and runs one sync at a time', async () => {
+    let current: HeadHolder | null = null;
+    const sync = new ThresholdSync({ source: repo, current: () => current, intervalMs: 60_000 });
+    expect(await sync.sync()).toEqual({ status: 'idle' });
+    current = holder('v1');
+    const [a, b] = [sync.sync(), sync.sync()];
+    expect(a).toBe(b);
+    expect((await a).status).toBe('changed');
+  });
+});
