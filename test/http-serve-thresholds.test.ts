@@ -103,6 +103,16 @@ describe.each(DRIVERS)('threshold overrides across restarts (%s)', (driver) => {
       expect(after).toMatchObject({ pooled: 0.42, per_language: { en: 0.123456789 }, sources: { pooled: 'override', en: 'override', de: 'removed' }, bundle });
       expect(after.per_language).not.toHaveProperty('de');
       expect(await classify(svc, 'Guten Morgen zusammen', 'de')).toMatchObject({ threshold: 0.42, language: { thresholds: 'pooled' } });
+      const audit = await getJson(`${svc.url}/admin/audit`, { headers: auth });
+      const row = (language: string, old: number | null, now: number, removed: boolean) => ({ language, old, new: now, removed, bundle_version: bundleVersion, actor: 'ops', reason: 'restart test' });
+      expect(audit.changes).toHaveLength(3);
+      expect(audit.changes).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining(row('en', null, 0.123456789, false)), // en had no own threshold
+          expect.objectContaining(row('pooled', bundle.pooled, 0.42, false)),
+          expect.objectContaining(row('de', GERMAN, 0.42, true)), // removed: it falls back to the (new) pooled value
+        ]),
+      );
     } finally {
       await svc.shutdown('test');
     }

@@ -96,7 +96,16 @@ export function adminRoutes(deps: AppDeps): Hono {
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new ToxScopeError('validation', `limit must be an integer in [1, 10000], got '${limitText}'`);
     const rows = await deps.audit.listThresholdChanges({ language: language ? normalizeLanguageHint(language) : undefined, limit });
     return c.json({
-      changes: rows.map((r) => ({ at: r.createdAt.toISOString(), actor: r.actor, language: r.language, old: r.oldThreshold, new: r.newThreshold, reason: r.reason })),
+      changes: rows.map((r) => ({
+        at: r.createdAt.toISOString(),
+        actor: r.actor,
+        language: r.language,
+        old: r.oldThreshold,
+        new: r.newThreshold,
+        reason: r.reason,
+        bundle_version: r.bundleVersion, // null: recorded before versions were kept
+        removed: r.removed,
+      })),
     });
   });
 
