@@ -147,6 +147,16 @@ export interface ServingBundle extends LoadedBundle {
 }
 
 /** Read, validate, open and warm one bundle. Any refusal throws before the running bundle is touched. */
+/** Progress of long work as log lines: one per 10%, so a first start shows it is moving. */
+function progressLogger(emit: (stage: string, done: number, total: number) => void): (stage: string, done: number, total: number) => void {
+  let last = '';
+  return (stage, done, total) => {
+    const key = `${stage}:${Math.floor((10 * done) / Math.max(total, 1))}`;
+    if (key !== last) emit(stage, done, total);
+    last = key;
+  };
+}
+
 export async function loadServingBundle(
   path: string | undefined,
   config: Config,
@@ -155,7 +165,11 @@ export async function loadServingBundle(
   const dir =
     path ??
     config.bundle ??
-    (await ensureDemoBundle({ dataDir: config.dataDir, provider: config.executionProvider, threads: config.threads || undefined, log: (line) => log.info(line) }));
+    (await ensureDemoBundle({
+      dataDir: config.dataDir, provider: config.executionProvider, threads: config.threads || undefined,
+      log: (line) => log.info(line),
+      onProgress: progressLogger((stage, done, total) => log.info(`building the demo bundle: ${stage}`, { done, total, percent: Math.floor((100 * done) / total) })),
+    }));
   const bundle = readBundle(dir);
   const limits = bundleLimits(config, bundle.manifest.metrics, dir);
   const m = bundle.manifest;
