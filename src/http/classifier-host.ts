@@ -52,16 +52,22 @@ export class ClassifierHost {
   /**
    * Replace the bundle: `load` builds and warms the new one while the old keeps serving; on success new
    * requests go to the new one and the old drains then closes; on failure nothing changes.
-   * One swap at a time ('conflict' otherwise).
+   * One swap at a time ('conflict' otherwise). A shutdown that begins while `load` runs wins: the new
+   * bundle is closed and the swap fails with 'unavailable'.
    */
   async swap(load: () => Promise<LoadedBundle>): Promise<{ previous: BundleInfo | null; current: BundleInfo }> {
     if (this.swapping) throw new ToxScopeError('conflict', 'a reload is already in progress');
     if (this.state === 'draining') throw new ToxScopeError('unavailable', 'the service is shutting down');
+    // ready() would overwrite (and leak) a bundle swapped in before the first one is warm
+    if (this.state === 'starting') throw new ToxScopeError('unavailable', 'the first bundle is still loading: reload once GET /readyz answers');
     const run = (async () => {
       const next = await load();
+      if (this.state === 'draining') {
+        await next.classifier.close().catch(() => undefined);
+        throw new ToxScopeError('unavailable', 'the service began shutting down during the reload: the new bundle was closed');
+      }
       const previous = this.loaded;
       this.loaded = next;
-      if (this.state === 'starting') this.state = 'ready';
       if (previous) void previous.classifier.close().catch(() => undefined);
       return { previous: previous?.info ?? null, current: next.info };
     })();
@@ -73,9 +79,10 @@ export class ClassifierHost {
     }
   }
 
-  /** Graceful shutdown: readiness goes 503, queued work finishes. */
+  /** Graceful shutdown: readiness goes 503, a reload in progress ends (its bundle closed), queued work finishes. */
   async drain(): Promise<void> {
     this.state = 'draining';
+    await this.swapping?.catch(() => undefined);
     if (this.loaded) await this.loaded.classifier.close();
   }
 }
