@@ -83,13 +83,6 @@ export class Head {
     this.meta = parts.meta ?? {};
   }
 
-  logit(f: TextFeatures, lang?: string): number {
-    const row = this.transform.row(f, lang);
-    let z = this.bias;
-    for (let k = 0; k < row.indices.length; k++) z += this.weights[row.indices[k]] * row.values[k];
-    return z;
-  }
-
   score(f: TextFeatures, lang?: string): HeadScore {
     const row = this.transform.row(f, lang);
     let logit = this.bias;
