@@ -146,7 +146,6 @@ export interface ServingBundle extends LoadedBundle {
   baselines: Record<string, number>;
 }
 
-/** Read, validate, open and warm one bundle. Any refusal throws before the running bundle is touched. */
 /** Progress of long work as log lines: one per 10%, so a first start shows it is moving. */
 function progressLogger(emit: (stage: string, done: number, total: number) => void): (stage: string, done: number, total: number) => void {
   let last = '';
@@ -157,6 +156,7 @@ function progressLogger(emit: (stage: string, done: number, total: number) => vo
   };
 }
 
+/** Read, validate, open and warm one bundle. Any refusal throws before the running bundle is touched. */
 export async function loadServingBundle(
   path: string | undefined,
   config: Config,
