@@ -158,4 +158,15 @@ describe('GET /admin/drift', () => {
     expect(body.languages.en.baseline).toBe(0.8);
     expect(await (await admin('/admin/drift?window=forever')).json()).toMatchObject({ error: { kind: 'validation' } });
   });
+
+  it('reads a language tag as the code predictions are stored under (EN-GB -> en), as classify does', async () => {
+    const r = await classify(['tagged drift'], 'EN-GB');
+    await post(t.app, '/v1/feedback', { items: [{ id: r.results[0].id, label: 1 }] });
+    await queue.flush();
+    const byCode = await (await admin('/admin/drift?language=en&window=1h')).json();
+    const byTag = await (await admin('/admin/drift?language=EN-GB&window=1h')).json();
+    expect(Object.keys(byTag.languages)).toEqual(['en']);
+    expect(byTag.languages.en).toEqual(byCode.languages.en);
+    expect(byTag.languages.en.n).toBeGreaterThanOrEqual(1);
+  });
 });

@@ -111,7 +111,9 @@ export function adminRoutes(deps: AppDeps): Hono {
 
   app.get('/drift', routeLabel('/admin/drift'), async (c) => {
     if (!deps.drift) throw new ToxScopeError('unavailable', 'drift needs the database, and none is configured');
-    return c.json(await deps.drift({ language: c.req.query('language'), window: c.req.query('window') }));
+    // predictions are stored under the primary subtag in lower case ('EN-GB' -> 'en'), as the classifier reads hints
+    const language = c.req.query('language');
+    return c.json(await deps.drift({ language: language ? normalizeLanguageHint(language) : undefined, window: c.req.query('window') }));
   });
   return app;
 }
