@@ -7,7 +7,7 @@
  * and a description. Flags override the environment. A bad value is a ToxScopeError('validation') that
  * names the variable or flag and what was expected.
  */
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { z } from 'zod';
 import { ToxScopeError } from './errors.js';
 
@@ -202,18 +202,4 @@ function setPath(obj: Record<string, unknown>, path: string, value: unknown): vo
 /** The options block of `toxscope serve --help`, and the README's table. */
 export function configHelp(): string {
   return SETTINGS.map((s) => `  ${flagOf(s.env).padEnd(22)} ${s.env.padEnd(30)} ${s.help}${s.default !== undefined ? ` [${s.default}]` : ''}`).join('\n');
-}
-
-/** The demo bundle's home when TOXSCOPE_BUNDLE is unset. */
-export function demoBundleDir(config: Config): string {
-  return join(config.dataDir, 'demo-bundle');
-}
-
-/** Admin token with secrets masked, for logs and /info. */
-export function redactConfig(c: Config): Record<string, unknown> {
-  return {
-    ...c,
-    adminToken: c.adminToken === null ? null : '<set>',
-    databaseUrl: c.databaseUrl === null ? null : c.databaseUrl.replace(/\/\/([^@/]*)@/, '//<credentials>@'),
-  };
 }

@@ -157,10 +157,6 @@ export class Classifier {
     this.batcher.assertRoom(texts);
   }
 
-  retryAfterSeconds(): number {
-    return this.batcher.retryAfterSeconds();
-  }
-
   async classify(input: ClassifyInput): Promise<ClassifyOutput> {
     const t0 = performance.now();
     const head = this.currentHead;
