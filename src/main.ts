@@ -102,8 +102,14 @@ export async function startService(config: Config, log: Logger = createLogger(co
   const url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
   log.info('listening; loading the bundle', { url });
 
+  let stopping: Promise<void> | undefined;
   const ready = (async () => {
     const loaded = await loadBundle(undefined);
+    if (stopping) {
+      // shut down while the first bundle was loading (a first start builds the demo bundle): never serve it
+      await loaded.classifier.close();
+      return;
+    }
     baselines = loaded.baselines;
     host.ready(loaded);
     metrics.ready.set(1);
@@ -112,13 +118,14 @@ export async function startService(config: Config, log: Logger = createLogger(co
     log.info('ready', { bundle: loaded.info.name, version: loaded.info.version, provider: loaded.info.executionProvider, synthetic_backbone: loaded.info.syntheticBackbone });
   })();
 
-  let stopping: Promise<void> | undefined;
   const shutdown = (reason = 'shutdown') =>
     (stopping ??= (async () => {
       log.info('shutting down: finishing queued requests', { reason });
       metrics.ready.set(0);
       const closed = new Promise<void>((r) => server.close(() => r()));
-      await ready.catch(() => undefined);
+      // Before the first bundle is ready nothing has been accepted, so there is nothing to finish: do not wait
+      // for the load (a first start builds the demo bundle, about a minute; Kubernetes allows 30 s by default).
+      if (host.readiness !== 'starting') await ready.catch(() => undefined);
       await host.drain();
       monitor?.stop();
       thresholds.stop();

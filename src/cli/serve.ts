@@ -20,7 +20,12 @@ export const serveCommand: Command = {
       const stop = (signal: NodeJS.Signals) => {
         process.off('SIGTERM', stop);
         process.off('SIGINT', stop);
-        service.shutdown(signal).then(() => resolve(0), (e) => {
+        service.shutdown(signal).then(() => {
+          // Graceful shutdown is done. A first-start bundle build still running (CPU-bound, not cancellable)
+          // would keep the process alive: exit shortly if anything does.
+          setTimeout(() => process.exit(0), 1000).unref();
+          resolve(0);
+        }, (e) => {
           log.error('shutdown failed', { error: String((e as Error)?.stack ?? e) });
           resolve(1);
         });
