@@ -55,6 +55,17 @@ describe('POST /v1alpha1/comments:analyze (Perspective API)', () => {
     expect(body.attributeScores.TOXICITY.summaryScore.value).toBeCloseTo((await classify(text, 'de')).score, 6);
   });
 
+  it('groups the sentences of a long comment so spanAnnotations never exceed the per-request text limit', async () => {
+    const text = Array.from({ length: 150 }, (_, i) => `Sentence number ${i} is here.`).join(' '); // 150 sentences, limit 64 texts
+    const res = await post(t.app, '/v1alpha1/comments:analyze', { comment: { text }, requestedAttributes: { TOXICITY: {} }, languages: ['en'], spanAnnotations: true, doNotStore: true });
+    expect(res.status).toBe(200);
+    const spans = (await res.json()).attributeScores.TOXICITY.spanScores as { begin: number; end: number }[];
+    expect(spans.length).toBe(63); // 1 + 63 texts = TOXSCOPE_MAX_TEXTS in the test config
+    expect(spans[0].begin).toBe(0);
+    expect(spans[spans.length - 1].end).toBe(text.length);
+    for (let i = 1; i < spans.length; i++) expect(spans[i].begin).toBeGreaterThanOrEqual(spans[i - 1].end);
+  });
+
   it('refuses attributes it does not support with 400, like Perspective, unless told to drop them', async () => {
     const res = await post(t.app, '/v1alpha1/comments:analyze', { comment: { text: 'hi' }, requestedAttributes: { TOXICITY: {}, SEVERE_TOXICITY: {} } });
     expect(res.status).toBe(400);

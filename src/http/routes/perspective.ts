@@ -29,6 +29,19 @@ function sentences(text: string): [number, number][] {
   return out;
 }
 
+/** Merge consecutive [begin, end) spans into at most `maxGroups` contiguous groups of about equal count. */
+export function groupSpans(spans: [number, number][], maxGroups: number): [number, number][] {
+  if (spans.length <= maxGroups) return spans;
+  if (maxGroups < 1) return [];
+  const out: [number, number][] = [];
+  for (let g = 0; g < maxGroups; g++) {
+    const from = Math.floor((g * spans.length) / maxGroups);
+    const to = Math.floor(((g + 1) * spans.length) / maxGroups);
+    out.push([spans[from][0], spans[to - 1][1]]);
+  }
+  return out;
+}
+
 export function perspectiveRoutes(deps: AppDeps): Hono {
   const app = new Hono();
   app.post('/comments:analyze', routeLabel('/v1alpha1/comments:analyze'), validationStatus(400), async (c) => {
@@ -46,7 +59,8 @@ export function perspectiveRoutes(deps: AppDeps): Hono {
       throw validationError(`requestedAttributes.TOXICITY.scoreType: only PROBABILITY is supported, got ${toxicity.scoreType}`);
 
     const { classifier } = deps.host.current();
-    const spans = body.spanAnnotations ? sentences(text) : [];
+    // one comment is 1 + (sentence groups) texts: group consecutive sentences so it never exceeds the per-request limit
+    const spans = body.spanAnnotations ? groupSpans(sentences(text), deps.config.limits.maxTextsPerRequest - 1) : [];
     const perSentence = spans.length > 1;
     const texts = perSentence ? [text, ...spans.map(([b, e]) => text.slice(b, e))] : [text];
     const language = body.languages?.[0];
