@@ -3,6 +3,7 @@
  * sharing one Postgres agree), on a schedule and on demand. The metrics module subscribes through onUpdate or
  * reads latest(); the admin route calls driftReport().
  */
+import { LANGUAGE_TAG } from '../util/language-tag.js';
 import type { NewF1Window } from '../db/schema.js';
 import type { Repository } from '../db/repository.js';
 import { ToxScopeError, validationError } from '../errors.js';
@@ -172,7 +173,6 @@ export interface DriftQuery {
   window?: string;
 }
 
-const LANGUAGE_CODE = /^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$/;
 
 /**
  * Computes the drift report for the trailing window ending now, straight from the database. Query values come
@@ -185,7 +185,7 @@ export async function driftReport(
   now: Date = new Date(),
 ): Promise<DriftReport> {
   const language = query.language === undefined || query.language === '' ? undefined : query.language;
-  if (language !== undefined && !LANGUAGE_CODE.test(language)) {
+  if (language !== undefined && !LANGUAGE_TAG.test(language)) {
     throw validationError(`language must be a language code such as 'en' or 'pt-BR'; got '${language}'`, {
       field: 'language',
       value: language,

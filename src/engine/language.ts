@@ -9,6 +9,7 @@
  * Whether a hinted or detected language has its own threshold is the head's answer (languageUsed), not
  * this module's.
  */
+import { LANGUAGE_TAG } from '../util/language-tag.js';
 import { createRequire } from 'node:module';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -69,11 +70,10 @@ export async function createLanguageIdentifier({ minConfidence = 0.5, maxChars =
   };
 }
 
-const TAG = /^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$/;
 
 /** 'pt-BR' -> 'pt', 'EN' -> 'en', 'zh_Hant' -> 'zh'; a malformed tag is a validation error. */
 export function normalizeLanguageHint(hint: string, where = 'language'): string {
-  if (typeof hint !== 'string' || !TAG.test(hint))
+  if (typeof hint !== 'string' || !LANGUAGE_TAG.test(hint))
     throw validationError(`${where}: ${JSON.stringify(hint)} is not a language code (expected an ISO 639-1/639-3 code such as "en" or "pt-BR")`);
   return hint.split(/[-_]/)[0].toLowerCase();
 }

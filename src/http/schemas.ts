@@ -5,10 +5,11 @@
  * Shapes only: size limits (texts per request, characters, tokens) are the classifier's, answered with 413.
  */
 import { z } from 'zod';
+import { LANGUAGE_TAG } from '../util/language-tag.js';
 
 export const LanguageCode = z
   .string()
-  .regex(/^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$/, 'expected an ISO 639 language code such as "en" or "pt-BR"')
+  .regex(LANGUAGE_TAG, 'expected an ISO 639 language code such as "en" or "pt-BR"')
   .describe('ISO 639-1/639-3 code or BCP-47 tag; only the primary subtag is used');
 
 // ---------------------------------------------------------------- POST /v1/classify
