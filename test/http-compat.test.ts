@@ -66,6 +66,23 @@ describe('POST /v1alpha1/comments:analyze (Perspective API)', () => {
     for (let i = 1; i < spans.length; i++) expect(spans[i].begin).toBeGreaterThanOrEqual(spans[i - 1].end);
   });
 
+  it('accepts the proto (snake_case) field names that Google JSON mapping allows, as Perspective clients send them', async () => {
+    const text = 'Du bist ein Idiot! Wir sehen uns morgen.';
+    const res = await post(t.app, '/v1alpha1/comments:analyze', {
+      comment: { text },
+      requested_attributes: { TOXICITY: { score_type: 'PROBABILITY' } },
+      languages: ['de'],
+      span_annotations: true,
+      do_not_store: true,
+      client_token: 'tok-1',
+    });
+    expect(res.status).toBe(200);
+    const body = await res.json();
+    expect(body.clientToken).toBe('tok-1');
+    expect(body.attributeScores.TOXICITY.spanScores).toHaveLength(2);
+    expect(body.attributeScores.TOXICITY.summaryScore.value).toBeCloseTo((await classify(text, 'de')).score, 6);
+  });
+
   it('refuses attributes it does not support with 400, like Perspective, unless told to drop them', async () => {
     const res = await post(t.app, '/v1alpha1/comments:analyze', { comment: { text: 'hi' }, requestedAttributes: { TOXICITY: {}, SEVERE_TOXICITY: {} } });
     expect(res.status).toBe(400);

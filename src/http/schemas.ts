@@ -59,7 +59,18 @@ export const ClassifyResponse = z.object({
 export const PERSPECTIVE_ATTRIBUTES = ['TOXICITY'] as const;
 const ScoreType = z.enum(['SCORE_TYPE_UNSPECIFIED', 'PROBABILITY', 'STD_DEV_SCORE', 'PERCENTILE', 'RAW']);
 
-export const AnalyzeCommentRequest = z
+/**
+ * Google's JSON mapping of protobuf accepts each field under its proto name (snake_case) as well as its JSON name
+ * (lowerCamelCase), and Perspective's own client examples send `requested_attributes`, `span_annotations`, ...
+ * Keys are camel-cased before validation; upper-case names such as SEVERE_TOXICITY are left alone.
+ */
+function camelizeKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(camelizeKeys);
+  if (v === null || typeof v !== 'object') return v;
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()), camelizeKeys(x)]));
+}
+
+export const AnalyzeCommentRequest = z.preprocess(camelizeKeys, z
   .object({
     comment: z.object({ text: z.string(), type: z.enum(['TEXT_TYPE_UNSPECIFIED', 'PLAIN_TEXT', 'HTML']).optional() }).loose(),
     requestedAttributes: z
@@ -74,7 +85,7 @@ export const AnalyzeCommentRequest = z
     context: z.unknown().optional(),
     dropUnsupportedAttributes: z.boolean().optional(),
   })
-  .loose();
+  .loose());
 
 const PerspectiveScore = z.object({ value: z.number(), type: z.literal('PROBABILITY') });
 export const AnalyzeCommentResponse = z.object({
