@@ -75,6 +75,7 @@ describe('login', () => {
 describe('the page', () => {
   it('shows each language with feedback, and for the selected one a histogram of every prediction', async () => {
     const html = await (await page('/admin/ui?lang=de')).text();
+    expect(html).toContain('scores measure the pipeline only'); // the test bundle's synthetic-backbone notice
     for (const lang of ['en', 'de']) expect(html).toContain(`<tr data-language="${lang}"`);
     const de = f.predictions.filter((p) => p.lang === 'de');
     expect(html).toMatch(new RegExp(`data-chart="histogram" data-language="de" data-total="${de.length}" data-labeled="${de.length}"`));

@@ -30,6 +30,18 @@ describe('POST /v1/classify', () => {
     expect(res.headers.get('x-request-id')).toBeTruthy();
   });
 
+  it('says, in the body and in a header of every scoring endpoint, when the bundle runs a synthetic backbone', async () => {
+    const res = await post(t.app, '/v1/classify', { texts: ['hello there'] });
+    const body = await res.json();
+    expect(body.synthetic_backbone).toBe(true);
+    expect(body.notice).toMatch(/pipeline/);
+    expect(res.headers.get('x-toxscope-synthetic-backbone')).toMatch(/^true/);
+    const moderation = await post(t.app, '/v1/moderations', { input: 'hello there' });
+    expect(moderation.headers.get('x-toxscope-synthetic-backbone')).toMatch(/^true/);
+    const perspective = await post(t.app, '/v1alpha1/comments:analyze', { comment: { text: 'hello there' }, requestedAttributes: { TOXICITY: {} } });
+    expect(perspective.headers.get('x-toxscope-synthetic-backbone')).toMatch(/^true/);
+  });
+
   it('gives the same score for a text alone or in a batch with others (padding does not leak)', async () => {
     const text = 'what a stupid thing to say';
     const alone = (await (await post(t.app, '/v1/classify', { texts: [text], language: 'en' })).json()).results[0].score;

@@ -60,6 +60,9 @@ describe('startService', () => {
     expect(res.status).toBe(200);
     const body = (await res.json()) as any;
     expect(body.results[1].language.code).toBe('de');
+    expect(info.synthetic_backbone).toBe(false); // trained by trainBundle without the demo flag
+    expect(body.synthetic_backbone).toBeUndefined();
+    expect(res.headers.get('x-toxscope-synthetic-backbone')).toBeNull();
     id = body.results[0].id;
     const fb = await postJson(`${svc.url}/v1/feedback`, { items: [{ id, label: 1 }] });
     expect(fb.status).toBe(202);

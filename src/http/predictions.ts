@@ -3,7 +3,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Context } from 'hono';
 import type { ClassifyOutput } from '../engine/classifier.js';
 import type { NewPrediction } from '../db/schema.js';
-import type { AppDeps } from './deps.js';
+import type { AppDeps, BundleInfo } from './deps.js';
 
 /**
  * One id per text. Rows go to the write queue (never awaited: the database may be away) unless `store`
@@ -35,10 +35,15 @@ export function recordPredictions(deps: AppDeps, c: Context, texts: readonly str
   return ids;
 }
 
-/** Timings as a standard Server-Timing header (milliseconds). */
-export function setTimingHeaders(c: Context, out: ClassifyOutput): void {
+/**
+ * Headers on every scored response: timings as a standard Server-Timing header (milliseconds), the bundle
+ * version, and, for a bundle on a synthetic backbone (the demo), a header saying its scores are not Qwen3's:
+ * it reaches clients of the compatible APIs too, whose bodies have no place for it.
+ */
+export function setScoreHeaders(c: Context, out: ClassifyOutput, info: Pick<BundleInfo, 'syntheticBackbone'>): void {
   const t = out.timings;
   const f = (x: number) => x.toFixed(2);
   c.header('Server-Timing', `tokenize;dur=${f(t.tokenizeMs)}, queue;dur=${f(t.queueMs)}, inference;dur=${f(t.inferenceMs)}, total;dur=${f(t.totalMs)}`);
   c.header('X-Toxscope-Bundle-Version', out.version);
+  if (info.syntheticBackbone) c.header('X-Toxscope-Synthetic-Backbone', 'true; scores measure the pipeline, not Qwen3 features');
 }

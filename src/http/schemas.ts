@@ -37,6 +37,8 @@ export const LanguageInfo = z.object({
 export const ClassifyResponse = z.object({
   request_id: z.string(),
   bundle_version: z.string(),
+  synthetic_backbone: z.literal(true).optional().describe('present when the bundle runs a synthetic backbone (the demo): its scores measure the pipeline, not Qwen3 features'),
+  notice: z.string().optional(),
   results: z.array(
     z.object({
       id: z.string().describe('prediction id, for POST /v1/feedback'),

@@ -18,6 +18,8 @@ const BAR_WIDTHS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.025, 0.05];
 
 export interface Thresholds {
   bundleVersion: string;
+  /** the bundle runs a synthetic backbone (the demo): say so beside its scores */
+  syntheticNotice?: string;
   pooled: number;
   perLanguage: Record<string, number>;
 }
@@ -196,6 +198,7 @@ export function renderDashboard(d: PageData): string {
   const parts: string[] = [];
   if (d.notice) parts.push(`<div class="notice ${d.notice.kind}" role="status">${esc(d.notice.text)}</div>`);
   if (!d.thresholds) parts.push('<div class="notice info">No bundle is loaded yet (see /readyz): thresholds cannot be shown or changed.</div>');
+  if (d.thresholds?.syntheticNotice) parts.push(`<div class="notice info" role="note">${esc(d.thresholds.syntheticNotice)}</div>`);
   if (d.labeled === null) parts.push('<div class="notice info">No database is configured: feedback statistics and drift history are unavailable.</div>');
   parts.push(overview(d, languages));
   const language = d.selected;

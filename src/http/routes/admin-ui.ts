@@ -94,7 +94,7 @@ export function adminUiRoutes(deps: AppDeps, forward: Forward): Hono {
     const start = new Date(end.getTime() - windowMs);
     const loaded = deps.host.peek();
     const thresholds = loaded
-      ? { bundleVersion: loaded.info.version, pooled: loaded.classifier.head.thresholds.pooled, perLanguage: { ...loaded.classifier.head.thresholds.perLanguage } }
+      ? { bundleVersion: loaded.info.version, ...(loaded.info.syntheticBackbone && { syntheticNotice: loaded.info.notice ?? 'Synthetic backbone: scores measure the pipeline, not Qwen3 features.' }), pooled: loaded.classifier.head.thresholds.pooled, perLanguage: { ...loaded.classifier.head.thresholds.perLanguage } }
       : null;
     const review = deps.review;
     const [labeled, bins, history] = review

@@ -2,7 +2,7 @@
 import { Hono } from 'hono';
 import type { AppDeps } from '../deps.js';
 import { routeLabel } from '../middleware.js';
-import { recordPredictions, setTimingHeaders } from '../predictions.js';
+import { recordPredictions, setScoreHeaders } from '../predictions.js';
 import { ClassifyRequest, type ClassifyResponse } from '../schemas.js';
 import { readJson } from '../validate.js';
 import type { z } from 'zod';
@@ -12,7 +12,7 @@ const ms = (x: number) => Math.round(x * 1000) / 1000;
 export function classifyRoutes(deps: AppDeps): Hono {
   const app = new Hono();
   app.post('/classify', routeLabel('/v1/classify'), async (c) => {
-    const { classifier } = deps.host.current();
+    const { classifier, info } = deps.host.current();
     classifier.assertRoom(1); // a full queue answers 429 before the body is read
     const body = await readJson(c, ClassifyRequest);
     const out = await classifier.classify({
@@ -23,10 +23,11 @@ export function classifyRoutes(deps: AppDeps): Hono {
       signal: c.req.raw.signal,
     });
     const ids = recordPredictions(deps, c, body.texts, out);
-    setTimingHeaders(c, out);
+    setScoreHeaders(c, out, info);
     const response: z.infer<typeof ClassifyResponse> = {
       request_id: c.get('requestId'),
       bundle_version: out.version,
+      ...(info.syntheticBackbone && { synthetic_backbone: true, notice: info.notice ?? 'synthetic backbone: scores measure the pipeline, not Qwen3 features' }),
       results: out.results.map((r, i) => ({
         id: ids[i],
         score: r.score,

@@ -11,7 +11,7 @@ import type { z } from 'zod';
 import { validationError } from '../../errors.js';
 import type { AppDeps } from '../deps.js';
 import { routeLabel, validationStatus } from '../middleware.js';
-import { recordPredictions, setTimingHeaders } from '../predictions.js';
+import { recordPredictions, setScoreHeaders } from '../predictions.js';
 import { ModerationRequest, type ModerationResponse, OPENAI_CATEGORIES, TOXICITY_CATEGORIES } from '../schemas.js';
 import { readJson } from '../validate.js';
 
@@ -33,10 +33,10 @@ export function moderationRoutes(deps: AppDeps): Hono {
     const body = await readJson(c, ModerationRequest);
     const texts = inputTexts(body.input);
     if (texts.length === 0) throw validationError('input must hold at least one text');
-    const { classifier } = deps.host.current();
+    const { classifier, info } = deps.host.current();
     const out = await classifier.classify({ texts, signal: c.req.raw.signal });
     recordPredictions(deps, c, texts, out);
-    setTimingHeaders(c, out);
+    setScoreHeaders(c, out, info);
     const response: z.infer<typeof ModerationResponse> = {
       id: `modr-${randomUUID().replace(/-/g, '')}`,
       model: body.model ?? MODERATION_MODEL,

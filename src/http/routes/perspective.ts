@@ -12,7 +12,7 @@ import type { z } from 'zod';
 import { validationError } from '../../errors.js';
 import type { AppDeps } from '../deps.js';
 import { routeLabel, validationStatus } from '../middleware.js';
-import { recordPredictions, setTimingHeaders } from '../predictions.js';
+import { recordPredictions, setScoreHeaders } from '../predictions.js';
 import { AnalyzeCommentRequest, type AnalyzeCommentResponse, PERSPECTIVE_ATTRIBUTES } from '../schemas.js';
 import { readJson } from '../validate.js';
 
@@ -58,7 +58,7 @@ export function perspectiveRoutes(deps: AppDeps): Hono {
     if (toxicity?.scoreType && !['PROBABILITY', 'SCORE_TYPE_UNSPECIFIED'].includes(toxicity.scoreType))
       throw validationError(`requestedAttributes.TOXICITY.scoreType: only PROBABILITY is supported, got ${toxicity.scoreType}`);
 
-    const { classifier } = deps.host.current();
+    const { classifier, info } = deps.host.current();
     // one comment is 1 + (sentence groups) texts: group consecutive sentences so it never exceeds the per-request limit
     const spans = body.spanAnnotations ? groupSpans(sentences(text), deps.config.limits.maxTextsPerRequest - 1) : [];
     const perSentence = spans.length > 1;
@@ -66,7 +66,7 @@ export function perspectiveRoutes(deps: AppDeps): Hono {
     const language = body.languages?.[0];
     const out = await classifier.classify({ texts, language, signal: c.req.raw.signal });
     recordPredictions(deps, c, [text], { ...out, results: out.results.slice(0, 1) }, !body.doNotStore);
-    setTimingHeaders(c, out);
+    setScoreHeaders(c, out, info);
 
     const whole = out.results[0];
     const score = (value: number) => ({ value, type: 'PROBABILITY' as const });
