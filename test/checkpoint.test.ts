@@ -192,6 +192,16 @@ describe('checkpoint failures each get their own message', () => {
     });
   }
 
+  it('refuses sliding-window attention, and accepts the full-attention settings real Qwen3 configs carry', () => {
+    const t = tiny();
+    editConfig(t.dir, (c) => Object.assign(c, { use_sliding_window: false, sliding_window: null, max_window_layers: 28, layer_types: ['full_attention', 'full_attention'] }));
+    Checkpoint.open(t.dir).close();
+    editConfig(t.dir, (c) => (c.use_sliding_window = true));
+    expect(() => Checkpoint.open(t.dir)).toThrow(/sliding-window attention .* is not supported/);
+    editConfig(t.dir, (c) => Object.assign(c, { use_sliding_window: false, layer_types: ['full_attention', 'sliding_attention'] }));
+    expect(() => Checkpoint.open(t.dir)).toThrow(/sliding-window attention .* is not supported/);
+  });
+
   it('a sharded index pointing at a missing file', () => {
     const t = tiny({ shards: 2 });
     const missing = join(t.dir, 'model-00002-of-00002.safetensors');

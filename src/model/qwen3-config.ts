@@ -28,6 +28,8 @@ export const Qwen3ConfigSchema = z.object({
   hidden_act: z.literal('silu').default('silu'),
   attention_bias: z.boolean().default(false),
   rope_scaling: z.unknown().optional(),
+  use_sliding_window: z.boolean().optional(),
+  layer_types: z.array(z.string()).optional(),
   torch_dtype: z.string().optional(),
 }).loose();
 
@@ -57,6 +59,10 @@ export function parseQwen3Config(raw: unknown, where = 'config.json'): Qwen3Conf
   if (c.attention_bias) throw formatError(`${where}: attention_bias=true is not supported (Qwen3 has no attention biases)`);
   if (c.rope_scaling !== undefined && c.rope_scaling !== null)
     throw formatError(`${where}: rope_scaling ${JSON.stringify(c.rope_scaling)} is not supported (plain RoPE only)`);
+  // Qwen3 checkpoints ship use_sliding_window: false; with it on, layers past max_window_layers attend to a
+  // window only, which this graph does not build: refuse rather than compute something else.
+  if (c.use_sliding_window === true || c.layer_types?.some((t) => t !== 'full_attention'))
+    throw formatError(`${where}: sliding-window attention (use_sliding_window / layer_types) is not supported: only full attention`);
   if (c.num_attention_heads % c.num_key_value_heads !== 0)
     throw formatError(`${where}: num_attention_heads ${c.num_attention_heads} is not a multiple of num_key_value_heads ${c.num_key_value_heads}`);
   const headDim = c.head_dim ?? c.hidden_size / c.num_attention_heads;
