@@ -58,6 +58,8 @@ export async function startService(config: Config, log: Logger = createLogger(co
   const queue = new WriteQueue({
     repo,
     spillPath: join(config.dataDir, 'spill', 'writes.jsonl'),
+    // embedded PGlite runs on this thread: fewer, larger inserts cost it less per row
+    flushDelayMs: db.driver === 'pglite' ? 250 : 20,
     onError: (e, info) => log.warn('database write failed', { error: (e as Error)?.message ?? String(e), retrying: info.retrying, dropped: info.dropped !== undefined }),
   });
   let baselines: Record<string, number> = {};
