@@ -217,6 +217,7 @@ export async function loadServingBundle(
       layer: m.layer,
       head: { path: join(dir, m.head.path), version: m.head.sha256.slice(0, 12) },
       executionProvider: e.provider,
+      weightDtype: e.weightDtype,
       ...(e.fallbackReason && { executionProviderFallback: e.fallbackReason }),
     },
   };

@@ -55,7 +55,7 @@ describe('startService', () => {
     const ready = await fetch(`${svc.url}/readyz`);
     expect(ready.status).toBe(200);
     const info = (await (await fetch(`${svc.url}/info`)).json()) as any;
-    expect(info).toMatchObject({ bundle: { name: 'serve-test' }, layer: 2, k: 16, limits: { window_tokens: 64, window_overlap: 8 } });
+    expect(info).toMatchObject({ bundle: { name: 'serve-test' }, layer: 2, k: 16, limits: { window_tokens: 64, window_overlap: 8 }, execution_provider: 'cpu', weight_dtype: 'f32' });
     const res = await postJson(`${svc.url}/v1/classify`, { texts: ['you are an idiot', 'Guten Morgen zusammen'] });
     expect(res.status).toBe(200);
     const body = (await res.json()) as any;

@@ -5,6 +5,7 @@
 import { ToxScopeError, formatError, validationError } from '../errors.js';
 import { Checkpoint, assertRunnableTo } from '../model/checkpoint.js';
 import { ensureGraph } from '../model/graph-cache.js';
+import type { WeightDtype } from '../model/qwen3-graph.js';
 import type { TopKSae } from '../model/sae/types.js';
 import { HostTensor, OrtSession, Provider } from '../runtime/session.js';
 import { Padding, QWEN3_PAD_ID, padBatch } from './padding.js';
@@ -29,6 +30,8 @@ export interface ForwardEngineOptions {
 
 export interface EngineInfo {
   provider: Provider;
+  /** weights of the graph in use: float16 on CUDA, float32 on CPU */
+  weightDtype: WeightDtype;
   requestedProvider: Provider;
   fallbackReason?: string;
   layer: number;
@@ -69,19 +72,36 @@ export class ForwardEngine {
   static async open(opts: ForwardEngineOptions): Promise<ForwardEngine> {
     const ckpt = Checkpoint.open(opts.modelDir);
     let graph;
+    let session: OrtSession;
+    let weightDtype: WeightDtype;
+    let t0 = 0; // the session's load time, not the graph build's
     try {
       assertRunnableTo(ckpt, ckpt.config, opts.layer);
       if (opts.sae && opts.sae.dModel !== ckpt.config.hiddenSize)
         throw formatError(`${opts.sae.source}: SAE d_model ${opts.sae.dModel} does not match ${opts.modelDir} hidden_size ${ckpt.config.hiddenSize}`);
-      graph = ensureGraph(opts.cacheDir, ckpt, opts.layer, opts.sae);
+      // CUDA gets float16 weights (half the memory, tensor cores); the CPU float32. When CUDA cannot be loaded the
+      // session falls back to CPU, and then the float32 graph is used instead of running float16 on the CPU.
+      weightDtype = opts.provider === 'cuda' ? 'f16' : 'f32';
+      graph = ensureGraph(opts.cacheDir, ckpt, opts.layer, opts.sae, weightDtype);
+      t0 = performance.now();
+      session = await OrtSession.create(graph.modelPath, { provider: opts.provider, threads: opts.threads, prepacking: opts.prepacking, warn: opts.warn });
+      if (weightDtype === 'f16' && session.info.provider !== 'cuda') {
+        const fellBack = session.info;
+        await session.close();
+        weightDtype = 'f32';
+        graph = ensureGraph(opts.cacheDir, ckpt, opts.layer, opts.sae, weightDtype);
+        t0 = performance.now();
+        session = await OrtSession.create(graph.modelPath, { provider: 'cpu', threads: opts.threads, prepacking: opts.prepacking });
+        session.info.requestedProvider = fellBack.requestedProvider;
+        session.info.fallbackReason = fellBack.fallbackReason;
+      }
     } finally {
       ckpt.close();
     }
-    const t0 = performance.now();
-    const session = await OrtSession.create(graph.modelPath, { provider: opts.provider, threads: opts.threads, prepacking: opts.prepacking, warn: opts.warn });
     const c = ckpt.config;
     const info: EngineInfo = {
       provider: session.info.provider,
+      weightDtype,
       requestedProvider: session.info.requestedProvider,
       fallbackReason: session.info.fallbackReason,
       layer: opts.layer,

@@ -29,6 +29,8 @@ export interface BundleInfo {
   layer: number;
   head: { path?: string; version?: string | number };
   executionProvider: string;
+  /** the graph's weights: float16 on CUDA, float32 on CPU */
+  weightDtype?: string;
   executionProviderFallback?: string;
 }
 

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writ
 import { join, resolve } from 'node:path';
 import { formatError } from '../errors.js';
 import type { Checkpoint } from './checkpoint.js';
-import { GRAPH_BUILDER_VERSION, MODEL_FILE, buildQwen3Graph } from './qwen3-graph.js';
+import { GRAPH_BUILDER_VERSION, MODEL_FILE, buildQwen3Graph, type WeightDtype } from './qwen3-graph.js';
 import type { TopKSae } from './sae/types.js';
 
 export interface CachedGraph {
@@ -28,21 +28,21 @@ interface Meta {
   describe: unknown;
 }
 
-export function graphCacheKey(ckpt: Checkpoint, layer: number, sae: TopKSae | null | undefined): { key: string; describe: unknown } {
+export function graphCacheKey(ckpt: Checkpoint, layer: number, sae: TopKSae | null | undefined, weightDtype: WeightDtype = 'f32'): { key: string; describe: unknown } {
   const files = [join(ckpt.dir, 'config.json'), ...ckpt.fileNames()].map((f) => {
     const st = statSync(f);
     return { path: resolve(f), size: st.size, mtimeMs: st.mtimeMs };
   });
   const describe = {
     builder: GRAPH_BUILDER_VERSION,
-    dtype: 'f32',
+    dtype: weightDtype,
     config: ckpt.config,
     layer,
     files,
     sae: sae ? saeIdentity(sae) : null,
   };
   const key = createHash('sha256').update(JSON.stringify(describe)).digest('hex').slice(0, 32);
-  return { key: `L${layer}${sae ? '-sae' : ''}-${key}`, describe };
+  return { key: `L${layer}${sae ? '-sae' : ''}${weightDtype === 'f32' ? '' : `-${weightDtype}`}-${key}`, describe };
 }
 
 /** Content hash of the SAE's encoder (what the fused graph embeds). */
@@ -56,8 +56,8 @@ function saeIdentity(sae: TopKSae): Record<string, unknown> {
 }
 
 /** The cached graph for (checkpoint, layer, sae), building it first when absent. */
-export function ensureGraph(cacheDir: string, ckpt: Checkpoint, layer: number, sae?: TopKSae | null): CachedGraph {
-  const { key, describe } = graphCacheKey(ckpt, layer, sae);
+export function ensureGraph(cacheDir: string, ckpt: Checkpoint, layer: number, sae?: TopKSae | null, weightDtype: WeightDtype = 'f32'): CachedGraph {
+  const { key, describe } = graphCacheKey(ckpt, layer, sae, weightDtype);
   const dir = join(cacheDir, key);
   const cached = readMeta(dir);
   if (cached) return { key, dir, modelPath: join(dir, MODEL_FILE), outputs: cached.outputs, built: false, buildSeconds: 0 };
@@ -71,7 +71,7 @@ export function ensureGraph(cacheDir: string, ckpt: Checkpoint, layer: number, s
   mkdirSync(tmp);
   const t0 = performance.now();
   try {
-    const built = buildQwen3Graph({ config: ckpt.config, layer, weights: ckpt, sae }, tmp);
+    const built = buildQwen3Graph({ config: ckpt.config, layer, weights: ckpt, sae, weightDtype }, tmp);
     const meta: Meta = { key, outputs: built.outputs, describe };
     writeFileSync(join(tmp, 'meta.json'), JSON.stringify(meta, null, 1));
     try {

