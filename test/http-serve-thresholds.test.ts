@@ -10,14 +10,12 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { trainBundle } from '../src/bundle/train-bundle.js';
 import { loadConfig } from '../src/config.js';
-import { readLabeled } from '../src/data/labeled.js';
 import { createLogger } from '../src/http/logger.js';
 import { startService, type RunningService } from '../src/main.js';
 import type { Logger } from '../src/http/deps.js';
 import { DATABASE_URL, DRIVERS, freshPostgresDatabase, tcpProxy, type FreshDatabase } from './helpers/db.js';
-import { goldenCheckpointDir, goldensDir, repoRoot } from './helpers/goldens.js';
+import { trainServeBundle } from './helpers/serve-bundle.js';
 
 const root = mkdtempSync(join(tmpdir(), 'toxscope-serve-thresholds-'));
 const bundleDir = join(root, 'bundle');
@@ -28,21 +26,7 @@ let bundleVersion: string;
 const GERMAN = 0.6; // the bundle's own German threshold
 
 beforeAll(async () => {
-  const texts = readLabeled(join(repoRoot, 'fixtures', 'data', 'train')).filter((t) => t.lang === 'en' || t.lang === 'de');
-  const sample = [0, 1].flatMap((label) => ['en', 'de'].flatMap((lang) => texts.filter((t) => t.label === label && t.lang === lang).slice(0, 60)));
-  await trainBundle({
-    data: sample,
-    modelDir: goldenCheckpointDir,
-    saePath: join(goldensDir, 'sae-saelens-L2'),
-    layer: 2,
-    out: bundleDir,
-    name: 'thresholds-test',
-    seed: 3,
-    cacheDir: join(root, 'cache'),
-    threads: 1,
-    windowTokens: 64,
-    windowOverlap: 8,
-  });
+  await trainServeBundle(bundleDir, 'thresholds-test', join(root, 'cache'));
   // 120 texts per language are too few to give a language its own threshold (200 on the calibration split):
   // release the head with a German one, as a larger training set would, under a new version and sha256
   const headPath = join(bundleDir, 'head.json');

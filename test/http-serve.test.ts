@@ -7,12 +7,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { trainBundle } from '../src/bundle/train-bundle.js';
 import { loadConfig } from '../src/config.js';
-import { readLabeled } from '../src/data/labeled.js';
 import { createLogger } from '../src/http/logger.js';
 import { startService, type RunningService } from '../src/main.js';
-import { goldenCheckpointDir, goldensDir, repoRoot } from './helpers/goldens.js';
+import { trainServeBundle } from './helpers/serve-bundle.js';
 
 const root = mkdtempSync(join(tmpdir(), 'toxscope-serve-'));
 const bundleDir = join(root, 'bundle');
@@ -24,21 +22,7 @@ const config = () =>
 const quiet = createLogger('silent');
 
 beforeAll(async () => {
-  const texts = readLabeled(join(repoRoot, 'fixtures', 'data', 'train')).filter((t) => t.lang === 'en' || t.lang === 'de');
-  const sample = [0, 1].flatMap((label) => ['en', 'de'].flatMap((lang) => texts.filter((t) => t.label === label && t.lang === lang).slice(0, 60)));
-  await trainBundle({
-    data: sample,
-    modelDir: goldenCheckpointDir,
-    saePath: join(goldensDir, 'sae-saelens-L2'),
-    layer: 2,
-    out: bundleDir,
-    name: 'serve-test',
-    seed: 3,
-    cacheDir: join(root, 'cache'),
-    threads: 1,
-    windowTokens: 64,
-    windowOverlap: 8,
-  });
+  await trainServeBundle(bundleDir, 'serve-test', join(root, 'cache'));
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
