@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FeatureAccumulator, denseRates, textFeatures, tokenFeatures } from '../src/engine/features.js';
+import { FeatureAccumulator, denseRates, textFeatures } from '../src/engine/features.js';
 import { TopKBatch } from '../src/engine/types.js';
 
 /** A batch from per-token lists of [feature, value] (k = 2; a null token is a pad). */
@@ -86,16 +86,5 @@ describe('FeatureAccumulator over overlapping windows', () => {
     const b = batchOf([tokens]);
     expect(() => new FeatureAccumulator().addRow(b, 1)).toThrow(/row 1 is outside the batch of 1/);
     expect(() => new FeatureAccumulator().addRow({ ...b, mask: new Uint8Array(3) }, 0)).toThrow(/mismatched arrays/);
-  });
-});
-
-describe('per-token fired features (explanations)', () => {
-  it('lists fired features of each real token, strongest first, pads skipped', () => {
-    const b = batchOf([[null, [[4, 0.5], [8, 2]], [[1, 0], [3, 0]], [[6, 1], [2, 1]]]]);
-    expect(tokenFeatures(b, 0)).toEqual([
-      [{ feature: 8, value: 2 }, { feature: 4, value: 0.5 }],
-      [],
-      [{ feature: 2, value: 1 }, { feature: 6, value: 1 }],
-    ]);
   });
 });

@@ -74,31 +74,6 @@ export function denseRates(f: TextFeatures, dSae: number): Float32Array {
   return out;
 }
 
-/** A fired feature on one token. */
-export interface FiredFeature {
-  feature: number;
-  value: number;
-}
-
-/**
- * The features that fired on each real token of row `b`, strongest first: element i is the i-th real
- * token (pads skipped), for explanations.
- */
-export function tokenFeatures(batch: TopKBatch, b: number): FiredFeature[][] {
-  checkRow(batch, b);
-  const { seqLen: T, k, values, indices, mask } = batch;
-  const out: FiredFeature[][] = [];
-  for (let t = 0; t < T; t++) {
-    if (!mask[b * T + t]) continue;
-    const fired: FiredFeature[] = [];
-    const base = (b * T + t) * k;
-    for (let j = 0; j < k; j++) if (values[base + j] > 0) fired.push({ feature: indices[base + j], value: values[base + j] });
-    fired.sort((p, q) => q.value - p.value || p.feature - q.feature);
-    out.push(fired);
-  }
-  return out;
-}
-
 function checkRow(batch: TopKBatch, b: number): void {
   if (!Number.isInteger(b) || b < 0 || b >= batch.batch) throw validationError(`row ${b} is outside the batch of ${batch.batch}`);
   const n = batch.batch * batch.seqLen;
