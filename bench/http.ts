@@ -23,7 +23,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { loadConfig } from '../src/config.js';
 import { readLabeled } from '../src/data/labeled.js';
 import { createLanguageIdentifier } from '../src/engine/language.js';
-import { createLogger } from '../src/http/logger.js';
+import { createLogger } from '../src/util/logger.js';
 import { loadServingBundle } from '../src/main.js';
 import { createMetrics } from '../src/metrics/metrics.js';
 

@@ -9,7 +9,7 @@
  */
 import { readLabeled, splitLabeled, type LabeledText } from '../src/data/labeled.js';
 import { loadTokenizer } from '../src/engine/tokenizer.js';
-import type { TextFeatures } from '../src/engine/types.js';
+import type { TextFeatures } from '../src/head/text-features.js';
 import { evaluateHead, evaluateRule, type LabeledSet } from '../src/head/evaluate.js';
 import type { MetricsReport } from '../src/head/metrics.js';
 import { trainHead } from '../src/head/train.js';

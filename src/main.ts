@@ -26,14 +26,14 @@ import { WriteQueue } from './db/write-queue.js';
 import { createDriftMonitor, driftReport, type DriftMonitor } from './drift/monitor.js';
 import { Classifier } from './engine/classifier.js';
 import { WorkerEngine } from './engine/engine-worker.js';
-import { ThresholdSync, type SyncOutcome } from './engine/threshold-sync.js';
+import { ThresholdSync, type SyncOutcome } from './service/threshold-sync.js';
 import { loadTokenizer } from './engine/tokenizer.js';
 import { createLanguageIdentifier, type LanguageIdentifier } from './engine/language.js';
 import { formatError } from './errors.js';
 import { createApp } from './http/app.js';
-import { ClassifierHost, type LoadedBundle } from './http/classifier-host.js';
-import type { AppDeps, Logger } from './http/deps.js';
-import { createLogger } from './http/logger.js';
+import { ClassifierHost, type LoadedBundle } from './service/classifier-host.js';
+import type { ServiceDeps } from './service/deps.js';
+import { createLogger, type Logger } from './util/logger.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 
 export interface RunningService {
@@ -77,7 +77,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
     logThresholdSync(log, await thresholds.apply(loaded.classifier), 'load');
     return loaded;
   };
-  const deps: AppDeps = {
+  const deps: ServiceDeps = {
     config,
     metrics,
     host,

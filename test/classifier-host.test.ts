@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { LoadedBundle } from '../src/http/classifier-host.js';
+import type { LoadedBundle } from '../src/service/classifier-host.js';
 import { buildTestApp, loadTinyBundle, writeTinyBundle } from './helpers/app.js';
 
 describe('ClassifierHost', () => {

@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { loadConfig, SETTINGS } from '../src/config.js';
 import { createApp } from '../src/http/app.js';
-import { ClassifierHost } from '../src/http/classifier-host.js';
+import { ClassifierHost } from '../src/service/classifier-host.js';
 import { createMetrics } from '../src/metrics/metrics.js';
 
 const ROOT = resolve(import.meta.dirname, '..');

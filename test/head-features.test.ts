@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FeatureTransform } from '../src/head/features.js';
-import type { TextFeatures } from '../src/engine/types.js';
+import type { TextFeatures } from '../src/head/text-features.js';
 
 const text = (ids: number[], counts: number[], maxActs: number[], nTokens = 10): TextFeatures => ({
   nTokens, ids: Int32Array.from(ids), counts: Int32Array.from(counts),

@@ -1,5 +1,5 @@
 /** Synthetic sparse data for the head's tests: planted weight vectors and SAE-like feature records. */
-import type { TextFeatures } from '../src/engine/types.js';
+import type { TextFeatures } from '../src/head/text-features.js';
 import { seededRandom } from '../src/util/random.js';
 import { stackRows, type CsrMatrix, type SparseRow } from '../src/head/sparse.js';
 import { sigmoid } from '../src/head/logistic.js';

@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/http/logger.js';
+import { createLogger } from '../src/util/logger.js';
 import { startService, type RunningService } from '../src/main.js';
-import type { Logger } from '../src/http/deps.js';
+import type { Logger } from '../src/util/logger.js';
 import { DATABASE_URL, DRIVERS, freshPostgresDatabase, tcpProxy, type FreshDatabase } from './helpers/db.js';
 import { trainServeBundle } from './helpers/serve-bundle.js';
 

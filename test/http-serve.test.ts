@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/http/logger.js';
+import { createLogger } from '../src/util/logger.js';
 import { startService, type RunningService } from '../src/main.js';
 import { trainServeBundle } from './helpers/serve-bundle.js';
 

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRepository } from '../src/db/repository.js';
-import { ThresholdSync } from '../src/engine/threshold-sync.js';
+import { ThresholdSync } from '../src/service/threshold-sync.js';
 import { ADMIN_TOKEN, buildTestApp, post, request, type TestApp } from './helpers/app.js';
 import { DRIVERS, openTestDb, type TestDb } from './helpers/db.js';
 

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from '../src/db/client.js';
 import { createRepository, type NewThresholdChangeInput, type Repository } from '../src/db/repository.js';
-import { applyOverrides, changedThresholds, thresholdSources, ThresholdSync, type HeadHolder } from '../src/engine/threshold-sync.js';
+import { applyOverrides, changedThresholds, thresholdSources, ThresholdSync, type HeadHolder } from '../src/service/threshold-sync.js';
 import { FeatureTransform } from '../src/head/features.js';
 import { Head } from '../src/head/head.js';
 import { DATABASE_URL, DRIVERS, openTestDb, tcpProxy, type TestDb } from './helpers/db.js';

@@ -10,7 +10,7 @@
 import type { ForwardEngine } from '../engine/forward-engine.js';
 import { textFeatures } from '../engine/features.js';
 import type { Tokenizer } from '../engine/tokenizer.js';
-import type { TextFeatures } from '../engine/types.js';
+import type { TextFeatures } from '../head/text-features.js';
 import { planWindows, sliceRow, stitch, type TokenCodes } from '../engine/windows.js';
 
 /**

@@ -1,7 +1,7 @@
 /** A bundle made runnable: its fused engine (model to layer L + SAE TopK) and its tokenizer. */
 import { ForwardEngine } from '../engine/forward-engine.js';
 import { loadTokenizer, type Tokenizer } from '../engine/tokenizer.js';
-import type { TextFeatures } from '../engine/types.js';
+import type { TextFeatures } from '../head/text-features.js';
 import type { Provider } from '../runtime/session.js';
 import { FEATURIZE_BATCH_TOKENS, featurizeTexts } from './featurize.js';
 import type { Bundle } from './load.js';

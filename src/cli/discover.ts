@@ -10,7 +10,7 @@ import { featurizeForBundle, type RunnableBundle } from '../bundle/open.js';
 import { readLabeled } from '../data/labeled.js';
 import { ForwardEngine } from '../engine/forward-engine.js';
 import { loadTokenizer } from '../engine/tokenizer.js';
-import type { TextFeatures } from '../engine/types.js';
+import type { TextFeatures } from '../head/text-features.js';
 import { fitDiscoveryRule, type FeatureBias } from '../head/discovery.js';
 import { evaluateRule } from '../head/evaluate.js';
 import { pick } from '../head/groups.js';

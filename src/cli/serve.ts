@@ -3,7 +3,7 @@
  * flags win. Runs until SIGTERM or SIGINT, then shuts down gracefully (exit code 0).
  */
 import { configHelp, loadConfig } from '../config.js';
-import { createLogger } from '../http/logger.js';
+import { createLogger } from '../util/logger.js';
 import { startService } from '../main.js';
 import type { CliIO, Command } from './main.js';
 

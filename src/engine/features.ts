@@ -7,7 +7,8 @@
  * of one text, each with the range of its real tokens to count, so overlapped tokens count once.
  */
 import { validationError } from '../errors.js';
-import { TextFeatures, TopKBatch } from './types.js';
+import type { TextFeatures } from '../head/text-features.js';
+import type { TopKBatch } from './types.js';
 
 /** Which of a row's real tokens to count: [from, to) in real-token order (pads skipped). */
 export interface TokenRange {

@@ -12,17 +12,3 @@ export interface TopKBatch {
   /** uint8 [B, T]: 1 for real tokens, 0 for padding */
   mask: Uint8Array;
 }
-
-/** Per-text sparse SAE feature statistics: what the head reads. */
-export interface TextFeatures {
-  /** real tokens counted (pads excluded; all windows of a long text together) */
-  nTokens: number;
-  /** features that fired on at least one token, ascending */
-  ids: Int32Array;
-  /** number of tokens on which each feature fired */
-  counts: Int32Array;
-  /** counts / nTokens */
-  rates: Float32Array;
-  /** maximum code value of each feature over the text's tokens */
-  maxActs: Float32Array;
-}

@@ -13,7 +13,7 @@
  */
 import { z } from 'zod';
 import { formatError, validationError } from '../errors.js';
-import type { TextFeatures } from '../engine/types.js';
+import type { TextFeatures } from './text-features.js';
 import { describeZodError } from './encoding.js';
 import { groupByLanguage, hasEnoughData, pick, type GroupPolicy } from './groups.js';
 

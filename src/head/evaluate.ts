@@ -1,5 +1,5 @@
 /** Scoring a labeled set with a head or a discovery rule, and the metrics report for each. */
-import type { TextFeatures } from '../engine/types.js';
+import type { TextFeatures } from './text-features.js';
 import type { DiscoveryRule } from './discovery.js';
 import type { Head } from './head.js';
 import { metricsByLanguage, type MetricsReport } from './metrics.js';

@@ -19,7 +19,7 @@
  * ROC-AUC and maxAct adds about 0.015, hence the defaults.
  */
 import { validationError } from '../errors.js';
-import type { TextFeatures } from '../engine/types.js';
+import type { TextFeatures } from './text-features.js';
 import { stackRows, type CsrMatrix, type SparseRow } from './sparse.js';
 
 export const FEATURE_PARTS = ['rate', 'logCountIdf', 'maxAct'] as const;

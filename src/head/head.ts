@@ -13,7 +13,7 @@
  */
 import { z } from 'zod';
 import { formatError, validationError } from '../errors.js';
-import type { TextFeatures } from '../engine/types.js';
+import type { TextFeatures } from './text-features.js';
 import { calibratedProbability, calibratorFor, type CalibrationTable } from './calibration.js';
 import { FEATURE_PARTS, FeatureTransform, type FeaturePart } from './features.js';
 import { decodeF32, describeZodError, encodeF32, f32ArraySchema } from './encoding.js';

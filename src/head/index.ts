@@ -10,3 +10,4 @@ export { trainHead, type TrainInput, type TrainOptions, type TrainReport, type T
 export { evaluateHead, evaluateRule, evaluateHeadAndRule, predictHead, type LabeledSet, type EvalReport } from './evaluate.js';
 export { stratifiedSplit, type Split } from './split.js';
 export type { GroupPolicy } from './groups.js';
+export type { TextFeatures } from './text-features.js';

@@ -4,7 +4,7 @@
  */
 import { Hono } from 'hono';
 import { ToxScopeError } from '../errors.js';
-import type { AppDeps } from './deps.js';
+import type { ServiceDeps } from '../service/deps.js';
 import { errorHandler } from './errors.js';
 import { closeWhenDraining, limitBody, requestId, requestMetrics } from './middleware.js';
 import { adminRoutes } from './routes/admin.js';
@@ -17,7 +17,7 @@ import { perspectiveRoutes } from './routes/perspective.js';
 
 export const SERVICE_VERSION = '0.1.0';
 
-export function createApp(deps: AppDeps): Hono {
+export function createApp(deps: ServiceDeps): Hono {
   const app = new Hono();
   app.use('*', requestId());
   app.use('*', requestMetrics({ metrics: deps.metrics, log: deps.log }));

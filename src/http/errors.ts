@@ -7,7 +7,7 @@ import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { type ErrorKind, ToxScopeError } from '../errors.js';
-import type { Logger } from './deps.js';
+import type { Logger } from '../util/logger.js';
 
 const STATUS: Record<ErrorKind, ContentfulStatusCode> = {
   validation: 422,

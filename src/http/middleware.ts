@@ -4,7 +4,7 @@ import type { Context, MiddlewareHandler, Next } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { ToxScopeError } from '../errors.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { Logger } from './deps.js';
+import type { Logger } from '../util/logger.js';
 import './context.js';
 
 const SANE_ID = /^[A-Za-z0-9._:-]{1,128}$/;

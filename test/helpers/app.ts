@@ -22,8 +22,8 @@ import { formatError } from '../../src/errors.js';
 import { Head } from '../../src/head/head.js';
 import { trainHead } from '../../src/head/train.js';
 import { createApp } from '../../src/http/app.js';
-import { ClassifierHost, type LoadedBundle } from '../../src/http/classifier-host.js';
-import type { AppDeps } from '../../src/http/deps.js';
+import { ClassifierHost, type LoadedBundle } from '../../src/service/classifier-host.js';
+import type { ServiceDeps } from '../../src/service/deps.js';
 import { createMetrics, type Metrics } from '../../src/metrics/metrics.js';
 import { loadSae } from '../../src/model/sae/load.js';
 import type { TopKSae } from '../../src/model/sae/types.js';
@@ -141,7 +141,7 @@ export async function loadTinyBundle(dir: string, config: Config, metrics?: Metr
 
 export interface TestApp {
   app: ReturnType<typeof createApp>;
-  deps: AppDeps;
+  deps: ServiceDeps;
   host: ClassifierHost;
   metrics: Metrics;
   config: Config;
@@ -153,7 +153,7 @@ export interface TestApp {
 
 export interface TestAppOptions {
   env?: Record<string, string>;
-  deps?: Partial<Omit<AppDeps, 'config' | 'metrics' | 'host'>>;
+  deps?: Partial<Omit<ServiceDeps, 'config' | 'metrics' | 'host'>>;
   /** leave the host in 'starting' (readiness tests) */
   notReady?: boolean;
 }
@@ -166,7 +166,7 @@ export async function buildTestApp(options: TestAppOptions = {}): Promise<TestAp
   const dir = mkdtempSync(join(tmpdir(), 'toxscope-http-bundles-'));
   const first = writeTinyBundle(join(dir, 'v1'), 'tiny-v1', s.headJson);
   if (!options.notReady) host.ready(await loadTinyBundle(first, config, metrics));
-  const deps: AppDeps = {
+  const deps: ServiceDeps = {
     config,
     metrics,
     host,

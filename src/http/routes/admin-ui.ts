@@ -14,7 +14,7 @@ import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { parseWindow } from '../../drift/f1.js';
 import { ToxScopeError } from '../../errors.js';
 import { normalizeLanguageHint } from '../../engine/language.js';
-import type { AppDeps } from '../deps.js';
+import type { ServiceDeps } from '../../service/deps.js';
 import { routeLabel } from '../middleware.js';
 import { HISTOGRAM_BINS, languagesOf, renderDashboard, renderLogin, UI_BASE, type PageData } from '../admin-ui/view.js';
 
@@ -27,7 +27,7 @@ export type Forward = (request: Request) => Response | Promise<Response>;
 
 const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 
-export function adminUiRoutes(deps: AppDeps, forward: Forward): Hono {
+export function adminUiRoutes(deps: ServiceDeps, forward: Forward): Hono {
   const app = new Hono();
   const expected = deps.config.adminToken === null ? null : sha256(deps.config.adminToken);
   const matches = (token: string | undefined) => token !== undefined && expected !== null && timingSafeEqual(sha256(token), expected);

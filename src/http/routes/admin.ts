@@ -10,14 +10,14 @@
 import { Hono } from 'hono';
 import { ToxScopeError } from '../../errors.js';
 import { normalizeLanguageHint } from '../../engine/language.js';
-import { thresholdSources } from '../../engine/threshold-sync.js';
+import { thresholdSources } from '../../service/threshold-sync.js';
 import type { NewThresholdChangeInput } from '../../db/repository.js';
-import type { AppDeps } from '../deps.js';
+import type { ServiceDeps } from '../../service/deps.js';
 import { adminAuth, routeLabel } from '../middleware.js';
 import { ReloadRequest, ThresholdsUpdate } from '../schemas.js';
 import { readJson } from '../validate.js';
 
-export function adminRoutes(deps: AppDeps): Hono {
+export function adminRoutes(deps: ServiceDeps): Hono {
   const app = new Hono();
   app.use('*', adminAuth({ token: deps.config.adminToken }));
   let thresholdLock: Promise<unknown> = Promise.resolve();

@@ -1,15 +1,16 @@
 /** POST /v1/classify: ToxScope's own API. */
 import { Hono } from 'hono';
-import type { AppDeps } from '../deps.js';
+import type { ServiceDeps } from '../../service/deps.js';
 import { routeLabel } from '../middleware.js';
-import { recordPredictions, setScoreHeaders } from '../predictions.js';
+import { recordPredictions } from '../../service/predictions.js';
+import { setScoreHeaders } from '../score-headers.js';
 import { ClassifyRequest, type ClassifyResponse } from '../schemas.js';
 import { readJson } from '../validate.js';
 import type { z } from 'zod';
 
 const ms = (x: number) => Math.round(x * 1000) / 1000;
 
-export function classifyRoutes(deps: AppDeps): Hono {
+export function classifyRoutes(deps: ServiceDeps): Hono {
   const app = new Hono();
   app.post('/classify', routeLabel('/v1/classify'), async (c) => {
     const { classifier, info } = deps.host.current();
@@ -22,7 +23,7 @@ export function classifyRoutes(deps: AppDeps): Hono {
       topFeatures: body.top_features,
       signal: c.req.raw.signal,
     });
-    const ids = recordPredictions(deps, c, body.texts, out);
+    const ids = recordPredictions(deps, c.get('requestId'), body.texts, out);
     setScoreHeaders(c, out, info);
     const response: z.infer<typeof ClassifyResponse> = {
       request_id: c.get('requestId'),

@@ -1,7 +1,7 @@
 /** POST /v1/feedback: moderators' labels for earlier predictions, through the write queue (src/db). */
 import { Hono } from 'hono';
 import { ToxScopeError } from '../../errors.js';
-import type { AppDeps } from '../deps.js';
+import type { ServiceDeps } from '../../service/deps.js';
 import { routeLabel } from '../middleware.js';
 import { FeedbackRequest, MAX_FEEDBACK_ITEMS } from '../schemas.js';
 import { readJson } from '../validate.js';
@@ -12,7 +12,7 @@ const NOTES = {
   unknown_id: 'no prediction with this id',
 } as const;
 
-export function feedbackRoutes(deps: AppDeps): Hono {
+export function feedbackRoutes(deps: ServiceDeps): Hono {
   const app = new Hono();
   app.post('/feedback', routeLabel('/v1/feedback'), async (c) => {
     const body = await readJson(c, FeedbackRequest);

@@ -1,11 +1,11 @@
 /** GET /healthz, /readyz, /info, /metrics, /openapi.json. */
 import { Hono } from 'hono';
 import { ToxScopeError } from '../../errors.js';
-import type { AppDeps } from '../deps.js';
+import type { ServiceDeps } from '../../service/deps.js';
 import { routeLabel } from '../middleware.js';
 import { openApiDocument } from '../openapi.js';
 
-export function healthRoutes(deps: AppDeps, serviceVersion: string): Hono {
+export function healthRoutes(deps: ServiceDeps, serviceVersion: string): Hono {
   const app = new Hono();
   const openapi = openApiDocument(serviceVersion);
 

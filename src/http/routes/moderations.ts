@@ -9,9 +9,10 @@ import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
 import type { z } from 'zod';
 import { validationError } from '../../errors.js';
-import type { AppDeps } from '../deps.js';
+import type { ServiceDeps } from '../../service/deps.js';
 import { routeLabel, validationStatus } from '../middleware.js';
-import { recordPredictions, setScoreHeaders } from '../predictions.js';
+import { recordPredictions } from '../../service/predictions.js';
+import { setScoreHeaders } from '../score-headers.js';
 import { ModerationRequest, type ModerationResponse, OPENAI_CATEGORIES, TOXICITY_CATEGORIES } from '../schemas.js';
 import { readJson } from '../validate.js';
 
@@ -26,7 +27,7 @@ function inputTexts(input: z.infer<typeof ModerationRequest>['input']): string[]
   });
 }
 
-export function moderationRoutes(deps: AppDeps): Hono {
+export function moderationRoutes(deps: ServiceDeps): Hono {
   const app = new Hono();
   app.post('/moderations', routeLabel('/v1/moderations'), validationStatus(400), async (c) => {
     deps.host.current().classifier.assertRoom(1); // a full queue answers 429 before the body is read
@@ -35,7 +36,7 @@ export function moderationRoutes(deps: AppDeps): Hono {
     if (texts.length === 0) throw validationError('input must hold at least one text');
     const { classifier, info } = deps.host.current();
     const out = await classifier.classify({ texts, signal: c.req.raw.signal });
-    recordPredictions(deps, c, texts, out);
+    recordPredictions(deps, c.get('requestId'), texts, out);
     setScoreHeaders(c, out, info);
     const response: z.infer<typeof ModerationResponse> = {
       id: `modr-${randomUUID().replace(/-/g, '')}`,

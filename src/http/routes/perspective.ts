@@ -10,9 +10,10 @@
 import { Hono } from 'hono';
 import type { z } from 'zod';
 import { validationError } from '../../errors.js';
-import type { AppDeps } from '../deps.js';
+import type { ServiceDeps } from '../../service/deps.js';
 import { routeLabel, validationStatus } from '../middleware.js';
-import { recordPredictions, setScoreHeaders } from '../predictions.js';
+import { recordPredictions } from '../../service/predictions.js';
+import { setScoreHeaders } from '../score-headers.js';
 import { AnalyzeCommentRequest, type AnalyzeCommentResponse, PERSPECTIVE_ATTRIBUTES } from '../schemas.js';
 import { readJson } from '../validate.js';
 
@@ -42,7 +43,7 @@ export function groupSpans(spans: [number, number][], maxGroups: number): [numbe
   return out;
 }
 
-export function perspectiveRoutes(deps: AppDeps): Hono {
+export function perspectiveRoutes(deps: ServiceDeps): Hono {
   const app = new Hono();
   app.post('/comments:analyze', routeLabel('/v1alpha1/comments:analyze'), validationStatus(400), async (c) => {
     deps.host.current().classifier.assertRoom(1); // a full queue answers 429 before the body is read
@@ -65,7 +66,7 @@ export function perspectiveRoutes(deps: AppDeps): Hono {
     const texts = perSentence ? [text, ...spans.map(([b, e]) => text.slice(b, e))] : [text];
     const language = body.languages?.[0];
     const out = await classifier.classify({ texts, language, signal: c.req.raw.signal });
-    recordPredictions(deps, c, [text], { ...out, results: out.results.slice(0, 1) }, !body.doNotStore);
+    recordPredictions(deps, c.get('requestId'), [text], { ...out, results: out.results.slice(0, 1) }, !body.doNotStore);
     setScoreHeaders(c, out, info);
 
     const whole = out.results[0];

@@ -1,6 +1,12 @@
-/** JSON-lines logger on stderr, one object per line: {"t", "level", "msg", ...fields}. */
+/** JSON-lines logger on stderr, one object per line: {"t", "level", "msg", ...fields}. Used by every entry point. */
 import type { LogLevel } from '../config.js';
-import type { Logger } from './deps.js';
+
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
 
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 

@@ -1,13 +1,15 @@
 /**
- * What the HTTP app is built from: everything is injected by the composition root (src/main.ts) or by
- * tests (test/helpers/app.ts); nothing here opens files, databases or models itself.
+ * What the service core is built from, whatever the entry point (the HTTP app, a queue consumer): everything
+ * is injected by the composition root (src/main.ts) or by tests (test/helpers/app.ts); nothing here opens
+ * files, databases or models itself.
  */
 import type { Config } from '../config.js';
 import type { Repository, FeedbackItem, FeedbackResult } from '../db/repository.js';
 import type { NewPrediction } from '../db/schema.js';
 import type { DriftReport, DriftQuery } from '../drift/monitor.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { ClassifierHost } from './classifier-host.js';
+import type { Logger } from '../util/logger.js';
+import type { ClassifierHost, LoadedBundle } from './classifier-host.js';
 
 /** Where predictions and feedback go: the write queue (src/db/write-queue.ts) in production. */
 export interface PredictionSink {
@@ -34,7 +36,7 @@ export interface BundleInfo {
   executionProviderFallback?: string;
 }
 
-export interface AppDeps {
+export interface ServiceDeps {
   config: Config;
   metrics: Metrics;
   /** the live classifier, readiness and bundle swaps */
@@ -48,13 +50,6 @@ export interface AppDeps {
   /** absent: /admin/drift answers 503 */
   drift?: (query: DriftQuery) => Promise<DriftReport>;
   /** loads, validates and warms a bundle from disk (the configured one when path is absent) */
-  loadBundle?: (path: string | undefined) => Promise<import('./classifier-host.js').LoadedBundle>;
+  loadBundle?: (path: string | undefined) => Promise<LoadedBundle>;
   log?: Logger;
-}
-
-export interface Logger {
-  debug(msg: string, fields?: Record<string, unknown>): void;
-  info(msg: string, fields?: Record<string, unknown>): void;
-  warn(msg: string, fields?: Record<string, unknown>): void;
-  error(msg: string, fields?: Record<string, unknown>): void;
 }
