@@ -23,7 +23,7 @@ import { f32ToBf16 } from '../src/model/dtypes.js';
 import { Checkpoint } from '../src/model/checkpoint.js';
 import { ensureGraph } from '../src/model/graph-cache.js';
 import { ExternalDataFile, GraphBuilder, TensorDataType } from '../src/model/onnx/graph-builder.js';
-import { Qwen3Config, toHfConfigJson } from '../src/model/qwen3-config.js';
+import { Qwen3Config, toHfConfigJson } from '../src/model/families/qwen3.js';
 import { SafetensorsFile, TensorToWrite, writeSafetensors } from '../src/model/safetensors.js';
 import type { TopKSae } from '../src/model/sae/types.js';
 import { OrtSession } from '../src/runtime/session.js';

@@ -1,8 +1,9 @@
 import { readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { assertRunnableTo, Checkpoint, requiredTensors } from '../src/model/checkpoint.js';
-import { parseQwen3Config, readQwen3Config } from '../src/model/qwen3-config.js';
+import { assertRunnableTo, Checkpoint } from '../src/model/checkpoint.js';
+import { Qwen3Config, parseQwen3Config } from '../src/model/families/qwen3.js';
+import { readModelConfig } from '../src/model/families/registry.js';
 import { SafetensorsFile, TensorToWrite, writeSafetensors } from '../src/model/safetensors.js';
 import { goldenCheckpointDir, goldenShardedCheckpointDir } from './helpers/goldens.js';
 import { TinyCheckpointOptions, tinyCheckpoint } from './helpers/tiny-checkpoint.js';
@@ -47,8 +48,8 @@ describe('Checkpoint.open', () => {
       expect(single.names()).toHaveLength(2 + 4 * 11); // embed + norm + 11 per layer
       expect(sharded.fileNames()).toHaveLength(3);
       for (const name of single.names()) expect(sameBits(sharded.readF32(name), single.readF32(name)), name).toBe(true);
-      assertRunnableTo(single, single.config, 3);
-      assertRunnableTo(sharded, sharded.config, 3);
+      assertRunnableTo(single, single.arch, 3);
+      assertRunnableTo(sharded, sharded.arch, 3);
     } finally {
       single.close();
       sharded.close();
@@ -75,9 +76,9 @@ describe('Checkpoint.open', () => {
     const t = tiny({ hiddenSize: 24, numHeads: 4, numKvHeads: 1, headDim: 10 });
     const c = Checkpoint.open(t.dir);
     try {
-      expect(c.config.headDim).toBe(10);
+      expect((c.config as Qwen3Config).headDim).toBe(10);
       expect(c.info('model.layers.0.self_attn.q_proj.weight').shape).toEqual([40, 24]);
-      assertRunnableTo(c, c.config, 1);
+      assertRunnableTo(c, c.arch, 1);
     } finally {
       c.close();
     }
@@ -86,7 +87,7 @@ describe('Checkpoint.open', () => {
   it('derives head_dim = hidden_size / heads when config.json has none', () => {
     const t = tiny({ hiddenSize: 32, numHeads: 4, headDim: 8 });
     editConfig(t.dir, (c) => delete c.head_dim);
-    expect(readQwen3Config(t.dir).headDim).toBe(8);
+    expect((readModelConfig(t.dir).config as Qwen3Config).headDim).toBe(8);
   });
 
   it('ignores lm_head.weight of an untied checkpoint', () => {
@@ -94,8 +95,8 @@ describe('Checkpoint.open', () => {
     const c = Checkpoint.open(t.dir);
     try {
       expect(c.has('lm_head.weight')).toBe(true);
-      expect([...requiredTensors(c.config, 1).keys()]).not.toContain('lm_head.weight');
-      assertRunnableTo(c, c.config, 1);
+      expect([...c.arch.requiredTensors(1).keys()]).not.toContain('lm_head.weight');
+      assertRunnableTo(c, c.arch, 1);
     } finally {
       c.close();
     }
@@ -132,8 +133,8 @@ describe('checkpoint failures each get their own message', () => {
     rewrite(join(t.dir, 'model.safetensors'), (ts) => delete ts['model.layers.1.mlp.up_proj.weight']);
     const c = Checkpoint.open(t.dir);
     try {
-      assertRunnableTo(c, c.config, 0); // layers past the target are not needed
-      expect(() => assertRunnableTo(c, c.config, 1)).toThrow(`${t.dir}: checkpoint is missing 1 tensor(s) needed up to layer 1: model.layers.1.mlp.up_proj.weight`);
+      assertRunnableTo(c, c.arch, 0); // layers past the target are not needed
+      expect(() => assertRunnableTo(c, c.arch, 1)).toThrow(`${t.dir}: checkpoint is missing 1 tensor(s) needed up to layer 1: model.layers.1.mlp.up_proj.weight`);
       expect(() => c.readF32('model.layers.1.mlp.up_proj.weight')).toThrow(`${t.dir}: checkpoint has no tensor 'model.layers.1.mlp.up_proj.weight'`);
     } finally {
       c.close();
@@ -149,7 +150,7 @@ describe('checkpoint failures each get their own message', () => {
     });
     const c = Checkpoint.open(t.dir);
     try {
-      expect(() => assertRunnableTo(c, c.config, 0)).toThrow(`${path}: tensor 'model.layers.0.self_attn.k_proj.weight' has shape [32,16] but config.json implies [16,32]`);
+      expect(() => assertRunnableTo(c, c.arch, 0)).toThrow(`${path}: tensor 'model.layers.0.self_attn.k_proj.weight' has shape [32,16] but config.json implies [16,32]`);
     } finally {
       c.close();
     }
@@ -163,7 +164,7 @@ describe('checkpoint failures each get their own message', () => {
     });
     const c = Checkpoint.open(t.dir);
     try {
-      expect(() => assertRunnableTo(c, c.config, 0)).toThrow(`${path}: tensor 'model.layers.0.input_layernorm.weight' has dtype I32, expected a float type`);
+      expect(() => assertRunnableTo(c, c.arch, 0)).toThrow(`${path}: tensor 'model.layers.0.input_layernorm.weight' has dtype I32, expected a float type`);
     } finally {
       c.close();
     }
@@ -173,8 +174,8 @@ describe('checkpoint failures each get their own message', () => {
     const t = tiny({ numLayers: 2 });
     const c = Checkpoint.open(t.dir);
     try {
-      expect(() => assertRunnableTo(c, c.config, 2)).toThrow(`${t.dir}: layer 2 is out of range: the model has 2 decoder layers (0..1)`);
-      expect(() => assertRunnableTo(c, c.config, -1)).toThrow(/layer -1 is out of range/);
+      expect(() => assertRunnableTo(c, c.arch, 2)).toThrow(`${t.dir}: layer 2 is out of range: the model has 2 decoder layers (0..1)`);
+      expect(() => assertRunnableTo(c, c.arch, -1)).toThrow(/layer -1 is out of range/);
     } finally {
       c.close();
     }
@@ -191,6 +192,14 @@ describe('checkpoint failures each get their own message', () => {
       expect(() => Checkpoint.open(t.dir)).toThrow(`${join(t.dir, 'config.json')}: ${message}`);
     });
   }
+
+  it('refuses an unknown model_type, or none, naming the supported families', () => {
+    const t = tiny();
+    editConfig(t.dir, (c) => (c.model_type = 'llama'));
+    expect(() => Checkpoint.open(t.dir)).toThrow(`${join(t.dir, 'config.json')}: unknown model_type 'llama' (supported: qwen3`);
+    editConfig(t.dir, (c) => delete c.model_type);
+    expect(() => Checkpoint.open(t.dir)).toThrow(`${join(t.dir, 'config.json')}: has no model_type string: cannot tell the model family`);
+  });
 
   it('refuses sliding-window attention, and accepts the full-attention settings real Qwen3 configs carry', () => {
     const t = tiny();
@@ -253,6 +262,6 @@ describe('Qwen3 config.json', () => {
   it('reports config.json that is not JSON', () => {
     const t = tiny();
     writeFileSync(join(t.dir, 'config.json'), '{"model_type": "qwen3",');
-    expect(() => readQwen3Config(t.dir)).toThrow(new RegExp(`${join(t.dir, 'config.json')}: not valid JSON`));
+    expect(() => readModelConfig(t.dir)).toThrow(new RegExp(`${join(t.dir, 'config.json')}: not valid JSON`));
   });
 });

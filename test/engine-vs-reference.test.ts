@@ -35,7 +35,7 @@ async function compare(opts: TinyCheckpointOptions, layer: number | 'last', rows
     const got = await engine.runResidual(rows, padding);
     const ckpt = Checkpoint.open(tiny.dir);
     const batch = padBatch(rows, padding, 0);
-    const want = referenceForward(ckpt, ckpt.config, batch, L);
+    const want = referenceForward(ckpt, ckpt.arch, batch, L);
     ckpt.close();
     const { batch: B, seqLen: T, dModel: D } = want;
     expect([got.batch, got.seqLen, got.dModel]).toEqual([B, T, D]);

@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ForwardEngine } from '../src/engine/forward-engine.js';
 import { isToxScopeError } from '../src/errors.js';
+import { Checkpoint } from '../src/model/checkpoint.js';
+import { graphCacheKey } from '../src/model/graph-cache.js';
 import { SafetensorsFile, TensorToWrite, writeSafetensors } from '../src/model/safetensors.js';
 import { tinyCheckpoint } from './helpers/tiny-checkpoint.js';
 
@@ -37,6 +39,19 @@ describe('graph cache', () => {
     expect(second.info.modelPath).toBe(first.info.modelPath);
     expect(b.resid).toEqual(a.resid);
     expect(entries(cacheDir)).toHaveLength(1);
+  });
+
+  it('keys entries by model family and its graph version', () => {
+    const ckpt = Checkpoint.open(tiny.dir);
+    try {
+      const { key, describe: d } = graphCacheKey(ckpt, 1, null);
+      expect(key).toMatch(/^qwen3-L1-[0-9a-f]{32}$/);
+      expect(d).toMatchObject({ family: 'qwen3', familyVersion: ckpt.arch.familyVersion, layer: 1 });
+      const bumped = Object.assign(Object.create(ckpt), { arch: { ...ckpt.arch, familyVersion: ckpt.arch.familyVersion + 1 } }) as Checkpoint;
+      expect(graphCacheKey(bumped, 1, null).key).not.toBe(key);
+    } finally {
+      ckpt.close();
+    }
   });
 
   it('keys entries by layer and by the checkpoint files (a rewritten file rebuilds)', async () => {

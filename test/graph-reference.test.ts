@@ -53,7 +53,7 @@ describe('engine vs the TypeScript reference forward pass', () => {
         const D = tiny.config.hiddenSize;
         for (const padding of ['right', 'left'] as const) {
           const ours = await engine.runResidual(seqs, padding);
-          const ref = referenceForward(ckpt, tiny.config, padBatch(seqs, padding, 0), c.layer).residPost[c.layer]; // [B, T, D]
+          const ref = referenceForward(ckpt, ckpt.arch, padBatch(seqs, padding, 0), c.layer).residPost[c.layer]; // [B, T, D]
           expect(ref).toHaveLength(ours.resid.length);
           let worst = 0, real = 0;
           for (let bt = 0; bt < ours.batch * ours.seqLen; bt++) {

@@ -40,7 +40,7 @@ describe('reference forward pass vs the Hugging Face goldens', () => {
       const built = padBatch(manifest.sequences, padding, PAD);
       expect(built.ids).toEqual(ids);
       expect(built.mask).toEqual(mask);
-      const out = referenceForward(ckpt, ckpt.config, built);
+      const out = referenceForward(ckpt, ckpt.arch, built);
       expect(out.residPost).toHaveLength(L);
       const golden = goldens.f32(`${padding}.resid_post`);
       expect(golden.shape).toEqual([L, out.batch, out.seqLen, D]);
@@ -62,7 +62,7 @@ describe('reference forward pass vs the Hugging Face goldens', () => {
       manifest.sequences.forEach((seq, i) => {
         const golden = goldens.f32(`unbatched.${i}.resid_post`); // [L, T, D]
         for (const source of [ckpt, sharded]) {
-          const out = referenceForward(source, ckpt.config, { ids: [seq] });
+          const out = referenceForward(source, ckpt.arch, { ids: [seq] });
           const ones = [seq.map(() => 1)];
           for (let l = 0; l < L; l++) expect(maxErrOnRealTokens(out.residPost[l], golden.data, l, ones, D), `sequence ${i} layer ${l}`).toBeLessThan(1e-4);
         }
@@ -73,13 +73,13 @@ describe('reference forward pass vs the Hugging Face goldens', () => {
   });
 
   it('stops at the requested layer', () => {
-    const out = referenceForward(ckpt, ckpt.config, { ids: [[1, 2, 3]] }, 1);
+    const out = referenceForward(ckpt, ckpt.arch, { ids: [[1, 2, 3]] }, 1);
     expect(out.residPost).toHaveLength(2);
-    expect(() => referenceForward(ckpt, ckpt.config, { ids: [[1]] }, L)).toThrow(/layer 4 is out of range 0\.\.3/);
+    expect(() => referenceForward(ckpt, ckpt.arch, { ids: [[1]] }, L)).toThrow(/layer 4 is out of range 0\.\.3/);
   });
 
   it('refuses token ids outside the vocabulary', () => {
-    expect(() => referenceForward(ckpt, ckpt.config, { ids: [[151936]] })).toThrow(/token id 151936 is outside the vocabulary/);
+    expect(() => referenceForward(ckpt, ckpt.arch, { ids: [[151936]] })).toThrow(/token id 151936 is outside the vocabulary/);
   });
 });
 
@@ -97,12 +97,12 @@ describe('reference forward pass: properties on tiny random checkpoints', () => 
   });
 
   const rows = [[5, 17, 300, 2, 9, 41, 0], [7, 7, 7], [250]];
-  const alone = (): ReferenceOutput[] => rows.map((r) => referenceForward(ckpt, ckpt.config, { ids: [r] }));
+  const alone = (): ReferenceOutput[] => rows.map((r) => referenceForward(ckpt, ckpt.arch, { ids: [r] }));
 
   /** |batched row b - alone| over its real tokens, every layer. */
   function batchedVsAlone(padding: 'right' | 'left'): number {
     const batch = padBatch(rows, padding, 0);
-    const out = referenceForward(ckpt, ckpt.config, batch);
+    const out = referenceForward(ckpt, ckpt.arch, batch);
     const single = alone();
     const { seqLen: T, dModel: D } = out;
     let worst = 0;
@@ -125,15 +125,15 @@ describe('reference forward pass: properties on tiny random checkpoints', () => 
   });
 
   it('is causal: appending tokens leaves earlier positions unchanged', () => {
-    const short = referenceForward(ckpt, ckpt.config, { ids: [[3, 1, 4]] });
-    const long = referenceForward(ckpt, ckpt.config, { ids: [[3, 1, 4, 1, 5, 9]] });
+    const short = referenceForward(ckpt, ckpt.arch, { ids: [[3, 1, 4]] });
+    const long = referenceForward(ckpt, ckpt.arch, { ids: [[3, 1, 4, 1, 5, 9]] });
     const D = ckpt.config.hiddenSize;
     for (let l = 0; l < ckpt.config.numLayers; l++) expect(Array.from(long.residPost[l].subarray(0, 3 * D))).toEqual(Array.from(short.residPost[l]));
   });
 
   it('depends on relative position only (RoPE)', () => {
     const D = ckpt.config.hiddenSize;
-    const run = (positions: number[]) => referenceForward(ckpt, ckpt.config, { ids: [[8, 9]], positions: [positions] }).residPost[2].subarray(D);
+    const run = (positions: number[]) => referenceForward(ckpt, ckpt.arch, { ids: [[8, 9]], positions: [positions] }).residPost[2].subarray(D);
     const maxDiff = (a: Float32Array, b: Float32Array) => Math.max(...Array.from(a, (v, i) => Math.abs(v - b[i])));
     // A wider gap between the two tokens changes the second token's residual...
     expect(maxDiff(run([0, 1]), run([0, 5]))).toBeGreaterThan(1e-4);

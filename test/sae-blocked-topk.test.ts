@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ForwardEngine } from '../src/engine/forward-engine.js';
 import { GraphBuilder, TensorDataType, attr } from '../src/model/onnx/graph-builder.js';
-import { blockedTopK, topKBlockSize } from '../src/model/qwen3-graph.js';
+import { blockedTopK, topKBlockSize } from '../src/model/blocks/sae.js';
 import type { TopKSae } from '../src/model/sae/types.js';
 import { OrtSession } from '../src/runtime/session.js';
 import { Rng } from '../src/util/random.js';

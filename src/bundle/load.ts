@@ -10,7 +10,7 @@ import { formatError } from '../errors.js';
 import { DiscoveryRule } from '../head/discovery.js';
 import { describeZodError } from '../head/encoding.js';
 import { Head } from '../head/head.js';
-import { readQwen3Config } from '../model/qwen3-config.js';
+import { readModelConfig } from '../model/families/registry.js';
 import { loadSae } from '../model/sae/load.js';
 import type { TopKSae } from '../model/sae/types.js';
 import { modelDigest, saeDigest } from './artifacts.js';
@@ -59,7 +59,7 @@ export function readBundle(dir: string, opts: ReadBundleOptions = {}): Bundle {
     throw formatError(`${bundleDir}: the head was trained for layer ${trained.layer}, k ${trained.k} but the bundle says layer ${manifest.layer}, k ${manifest.k}`);
 
   const modelDir = inBundle(bundleDir, manifest.model.path);
-  const config = readQwen3Config(modelDir);
+  const { config } = readModelConfig(modelDir);
   if (manifest.layer >= config.numLayers)
     throw formatError(`${bundleDir}: layer ${manifest.layer} is past the model's depth (${config.numLayers} layers)`);
   const modelSha = modelDigest(modelDir, opts.hashCache);

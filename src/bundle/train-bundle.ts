@@ -13,7 +13,7 @@ import { ForwardEngine } from '../engine/forward-engine.js';
 import { loadTokenizer } from '../engine/tokenizer.js';
 import type { ThresholdObjective } from '../head/thresholds.js';
 import { trainHead, type TrainReport } from '../head/train.js';
-import { readQwen3Config } from '../model/qwen3-config.js';
+import { readModelConfig } from '../model/families/registry.js';
 import { loadSae } from '../model/sae/load.js';
 import type { Provider } from '../runtime/session.js';
 import { modelDigest, saeDigest } from './artifacts.js';
@@ -61,7 +61,7 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
   const texts = typeof o.data === 'string' ? readLabeled(o.data) : o.data;
   if (texts.length < 20) throw validationError(`train: ${texts.length} labeled texts is too few to train and calibrate a head`);
   const out = resolve(o.out);
-  const config = readQwen3Config(o.modelDir);
+  const { config } = readModelConfig(o.modelDir);
   const sae = loadSae(o.saePath, { layer: o.layer, k: o.k });
   const k = sae.k;
   log(`data: ${texts.length} texts; model ${o.modelDir} (${config.numLayers} layers, hidden ${config.hiddenSize}); SAE ${sae.format} d_sae ${sae.dSae}, k ${k}, layer ${o.layer}`);

@@ -1,18 +1,18 @@
 /**
- * The Qwen3 forward pass to a target layer (optionally with a fused TopK SAE), as one cached ONNX graph
+ * A model's forward pass (any registered family) to a target layer (optionally with a fused TopK SAE), as one cached ONNX graph
  * run by onnxruntime. Opening validates the checkpoint before any build; later opens load the cached graph.
  */
 import { ToxScopeError, formatError, validationError } from '../errors.js';
 import { Checkpoint, assertRunnableTo } from '../model/checkpoint.js';
 import { ensureGraph } from '../model/graph-cache.js';
-import type { WeightDtype } from '../model/qwen3-graph.js';
+import type { WeightDtype } from '../model/graph.js';
 import type { TopKSae } from '../model/sae/types.js';
 import { HostTensor, OrtSession, Provider } from '../runtime/session.js';
 import { Padding, QWEN3_PAD_ID, padBatch } from './padding.js';
 import type { TopKBatch } from './types.js';
 
 export interface ForwardEngineOptions {
-  /** Hugging Face Qwen3 checkpoint directory */
+  /** Hugging Face checkpoint directory (any registered family: see src/model/families/registry.ts) */
   modelDir: string;
   /** 0-based decoder layer whose output residual is returned */
   layer: number;
@@ -29,6 +29,8 @@ export interface ForwardEngineOptions {
 }
 
 export interface EngineInfo {
+  /** the checkpoint's model family (config.json model_type), e.g. 'qwen3' */
+  family: string;
   provider: Provider;
   /** weights of the graph in use: float16 on CUDA, float32 on CPU */
   weightDtype: WeightDtype;
@@ -76,7 +78,7 @@ export class ForwardEngine {
     let weightDtype: WeightDtype;
     let t0 = 0; // the session's load time, not the graph build's
     try {
-      assertRunnableTo(ckpt, ckpt.config, opts.layer);
+      assertRunnableTo(ckpt, ckpt.arch, opts.layer);
       if (opts.sae && opts.sae.dModel !== ckpt.config.hiddenSize)
         throw formatError(`${opts.sae.source}: SAE d_model ${opts.sae.dModel} does not match ${opts.modelDir} hidden_size ${ckpt.config.hiddenSize}`);
       // CUDA gets float16 weights (half the memory, tensor cores); the CPU float32. When CUDA cannot be loaded the
@@ -100,6 +102,7 @@ export class ForwardEngine {
     }
     const c = ckpt.config;
     const info: EngineInfo = {
+      family: ckpt.arch.family,
       provider: session.info.provider,
       weightDtype,
       requestedProvider: session.info.requestedProvider,

@@ -1,12 +1,14 @@
 /**
- * A Hugging Face Qwen3 checkpoint directory: config.json plus either model.safetensors or
- * sharded model-*.safetensors with model.safetensors.index.json (weight_map: tensor -> file).
- * Tensors are read lazily, one at a time, as float32.
+ * A Hugging Face checkpoint directory: config.json plus either model.safetensors or sharded
+ * model-*.safetensors with model.safetensors.index.json (weight_map: tensor -> file). config.json is parsed by
+ * the family its model_type names (./families/registry.ts); this file knows no family. Tensors are read lazily,
+ * one at a time: as float32, or as their raw stored bytes.
  */
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatError } from '../errors.js';
-import { Qwen3Config, readQwen3Config } from './qwen3-config.js';
+import type { BaseConfig, ModelArch } from './families/family.js';
+import { readModelConfig } from './families/registry.js';
 import { SafetensorsFile, TensorInfo } from './safetensors.js';
 
 /** Where weights come from: the engine, the reference forward pass and the graph builder all read through this. */
@@ -15,25 +17,28 @@ export interface WeightSource {
   info(name: string): TensorInfo;
   /** the tensor as float32, row-major in its stored shape */
   readF32(name: string): Float32Array;
+  /** the tensor's stored little-endian bytes, in its stored dtype (info(name).dtype); the caller owns the buffer */
+  readRaw(name: string): Uint8Array;
   close(): void;
 }
 
 export class Checkpoint implements WeightSource {
   readonly dir: string;
-  readonly config: Qwen3Config;
+  /** the family and its parsed config */
+  readonly arch: ModelArch;
   private readonly files: Map<string, SafetensorsFile>;
   private readonly where: Map<string, SafetensorsFile>;
 
-  private constructor(dir: string, config: Qwen3Config, files: Map<string, SafetensorsFile>, where: Map<string, SafetensorsFile>) {
+  private constructor(dir: string, arch: ModelArch, files: Map<string, SafetensorsFile>, where: Map<string, SafetensorsFile>) {
     this.dir = dir;
-    this.config = config;
+    this.arch = arch;
     this.files = files;
     this.where = where;
   }
 
   static open(dir: string): Checkpoint {
     if (!existsSync(dir)) throw formatError(`${dir}: model directory does not exist`);
-    const config = readQwen3Config(dir);
+    const arch = readModelConfig(dir);
     const files = new Map<string, SafetensorsFile>();
     const where = new Map<string, SafetensorsFile>();
     const index = join(dir, 'model.safetensors.index.json');
@@ -68,7 +73,12 @@ export class Checkpoint implements WeightSource {
       for (const f of files.values()) f.close();
       throw e;
     }
-    return new Checkpoint(dir, config, files, where);
+    return new Checkpoint(dir, arch, files, where);
+  }
+
+  /** The family-independent part of the config (sizes every family has). */
+  get config(): BaseConfig {
+    return this.arch.config;
   }
 
   has(name: string): boolean {
@@ -87,6 +97,12 @@ export class Checkpoint implements WeightSource {
     return st.readF32(name);
   }
 
+  readRaw(name: string): Uint8Array {
+    const st = this.where.get(name);
+    if (!st) throw formatError(`${this.dir}: checkpoint has no tensor '${name}'`);
+    return st.readBytes(name);
+  }
+
   /** Every tensor name the checkpoint holds. */
   names(): string[] {
     return [...this.where.keys()];
@@ -102,35 +118,17 @@ export class Checkpoint implements WeightSource {
   }
 }
 
-/** Names and shapes of every tensor the forward pass to `layer` (0-based, inclusive) needs. */
-export function requiredTensors(c: Qwen3Config, layer: number): Map<string, number[]> {
-  const D = c.hiddenSize, H = c.numHeads, KV = c.numKvHeads, hd = c.headDim, F = c.intermediateSize;
-  const req = new Map<string, number[]>();
-  req.set('model.embed_tokens.weight', [c.vocabSize, D]);
-  for (let l = 0; l <= layer; l++) {
-    const p = `model.layers.${l}.`;
-    req.set(p + 'input_layernorm.weight', [D]);
-    req.set(p + 'self_attn.q_proj.weight', [H * hd, D]);
-    req.set(p + 'self_attn.k_proj.weight', [KV * hd, D]);
-    req.set(p + 'self_attn.v_proj.weight', [KV * hd, D]);
-    req.set(p + 'self_attn.o_proj.weight', [D, H * hd]);
-    req.set(p + 'self_attn.q_norm.weight', [hd]);
-    req.set(p + 'self_attn.k_norm.weight', [hd]);
-    req.set(p + 'post_attention_layernorm.weight', [D]);
-    req.set(p + 'mlp.gate_proj.weight', [F, D]);
-    req.set(p + 'mlp.up_proj.weight', [F, D]);
-    req.set(p + 'mlp.down_proj.weight', [D, F]);
-  }
-  return req;
-}
-
-/** Assert the checkpoint can run to `layer`: the layer exists, every tensor is present with its shape and a float dtype. */
-export function assertRunnableTo(ckpt: WeightSource & { dir?: string }, c: Qwen3Config, layer: number): void {
+/**
+ * Assert the checkpoint can run to `layer`: the layer exists, and every tensor the family needs up to it is
+ * present with its shape and a float dtype (all checked before anything is read or built).
+ */
+export function assertRunnableTo(ckpt: WeightSource & { dir?: string }, arch: ModelArch, layer: number): void {
   const where = ckpt.dir ?? 'checkpoint';
-  if (!Number.isInteger(layer) || layer < 0 || layer >= c.numLayers)
-    throw formatError(`${where}: layer ${layer} is out of range: the model has ${c.numLayers} decoder layers (0..${c.numLayers - 1})`, { layer, numLayers: c.numLayers });
+  const n = arch.config.numLayers;
+  if (!Number.isInteger(layer) || layer < 0 || layer >= n)
+    throw formatError(`${where}: layer ${layer} is out of range: the model has ${n} decoder layers (0..${n - 1})`, { layer, numLayers: n });
   const missing: string[] = [];
-  for (const [name, shape] of requiredTensors(c, layer)) {
+  for (const [name, shape] of arch.requiredTensors(layer)) {
     if (!ckpt.has(name)) { missing.push(name); continue; }
     const info = ckpt.info(name);
     if (!['F32', 'BF16', 'F16'].includes(info.dtype)) throw formatError(`${info.file}: tensor '${name}' has dtype ${info.dtype}, expected a float type`);

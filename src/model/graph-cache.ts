@@ -1,6 +1,6 @@
 /**
  * Built graphs cached on disk: `<cacheDir>/<key>/{model.onnx, weights.bin, meta.json}`, where the key hashes
- * everything the graph depends on: builder version, parsed config, layer, the checkpoint files' identity
+ * everything the graph depends on: builder version, the family and its graph version, parsed config, layer, the checkpoint files' identity
  * (path, size, mtime), the SAE's contents when fused, and the weight dtype. A build goes to a temporary
  * directory renamed into place at the end, so a crashed or concurrent build never leaves a half entry.
  */
@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writ
 import { join, resolve } from 'node:path';
 import { formatError } from '../errors.js';
 import type { Checkpoint } from './checkpoint.js';
-import { GRAPH_BUILDER_VERSION, MODEL_FILE, buildQwen3Graph, type WeightDtype } from './qwen3-graph.js';
+import { GRAPH_BUILDER_VERSION, MODEL_FILE, buildModelGraph, type WeightDtype } from './graph.js';
 import type { TopKSae } from './sae/types.js';
 
 export interface CachedGraph {
@@ -35,6 +35,8 @@ export function graphCacheKey(ckpt: Checkpoint, layer: number, sae: TopKSae | nu
   });
   const describe = {
     builder: GRAPH_BUILDER_VERSION,
+    family: ckpt.arch.family,
+    familyVersion: ckpt.arch.familyVersion,
     dtype: weightDtype,
     config: ckpt.config,
     layer,
@@ -42,7 +44,7 @@ export function graphCacheKey(ckpt: Checkpoint, layer: number, sae: TopKSae | nu
     sae: sae ? saeIdentity(sae) : null,
   };
   const key = createHash('sha256').update(JSON.stringify(describe)).digest('hex').slice(0, 32);
-  return { key: `L${layer}${sae ? '-sae' : ''}${weightDtype === 'f32' ? '' : `-${weightDtype}`}-${key}`, describe };
+  return { key: `${ckpt.arch.family}-L${layer}${sae ? '-sae' : ''}${weightDtype === 'f32' ? '' : `-${weightDtype}`}-${key}`, describe };
 }
 
 /** Content hash of the SAE's encoder (what the fused graph embeds). */
@@ -71,7 +73,7 @@ export function ensureGraph(cacheDir: string, ckpt: Checkpoint, layer: number, s
   mkdirSync(tmp);
   const t0 = performance.now();
   try {
-    const built = buildQwen3Graph({ config: ckpt.config, layer, weights: ckpt, sae, weightDtype }, tmp);
+    const built = buildModelGraph({ arch: ckpt.arch, layer, weights: ckpt, sae, weightDtype }, tmp);
     const meta: Meta = { key, outputs: built.outputs, describe };
     writeFileSync(join(tmp, 'meta.json'), JSON.stringify(meta, null, 1));
     try {

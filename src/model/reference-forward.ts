@@ -7,9 +7,10 @@
  * Notation: B batch, T sequence length, D hidden size, H query heads, KV key/value heads, hd head_dim,
  * F intermediate size. Tensors are flat row-major arrays; shapes are given in comments.
  */
-import { validationError } from '../errors.js';
-import { WeightSource } from './checkpoint.js';
-import { Qwen3Config } from './qwen3-config.js';
+import { formatError, validationError } from '../errors.js';
+import type { WeightSource } from './checkpoint.js';
+import type { ModelArch } from './families/family.js';
+import type { Qwen3Config } from './families/qwen3.js';
 
 export type Padding = 'right' | 'left';
 
@@ -54,8 +55,10 @@ export function positionsFor(mask: number[][], padding: Padding): number[][] {
   });
 }
 
-/** Run decoder layers 0..lastLayer and return every layer's residual stream. */
-export function referenceForward(weights: WeightSource, c: Qwen3Config, input: ReferenceInput, lastLayer = c.numLayers - 1): ReferenceOutput {
+/** Run decoder layers 0..lastLayer of `arch`'s family and return every layer's residual stream. */
+export function referenceForward(weights: WeightSource, arch: ModelArch, input: ReferenceInput, lastLayer = arch.config.numLayers - 1): ReferenceOutput {
+  if (arch.family !== 'qwen3') throw formatError(`reference forward: no reference implementation for the ${arch.family} family`);
+  const c = arch.config as Qwen3Config;
   const B = input.ids.length;
   const T = B ? input.ids[0].length : 0;
   const D = c.hiddenSize;

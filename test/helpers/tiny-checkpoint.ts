@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { f32ToBf16 } from '../../src/model/dtypes.js';
-import { Qwen3Config, toHfConfigJson } from '../../src/model/qwen3-config.js';
+import { Qwen3Config, toHfConfigJson } from '../../src/model/families/qwen3.js';
 import { TensorToWrite, writeSafetensors } from '../../src/model/safetensors.js';
 
 export interface TinyCheckpointOptions {

@@ -12,7 +12,7 @@
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Qwen3Config } from '../../model/qwen3-config.js';
+import type { Qwen3Config } from '../../model/families/qwen3.js';
 import type { Provider } from '../../runtime/session.js';
 import { jsonHashCache } from '../file-hash.js';
 import { MANIFEST_FILE } from '../load.js';

@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { f32ToBf16 } from '../../model/dtypes.js';
-import { Qwen3Config, toHfConfigJson } from '../../model/qwen3-config.js';
+import { Qwen3Config, toHfConfigJson } from '../../model/families/qwen3.js';
 import { TensorToWrite, writeSafetensors } from '../../model/safetensors.js';
 import { Rng } from '../../util/random.js';
 

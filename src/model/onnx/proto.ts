@@ -10,7 +10,10 @@
  */
 
 /** TensorProto.DataType values. */
-export const TensorDataType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10, BFLOAT16: 16 } as const;
+export const TensorDataType = {
+  FLOAT: 1, UINT8: 2, INT8: 3, UINT16: 4, INT16: 5, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10, DOUBLE: 11, UINT32: 12, UINT64: 13,
+  BFLOAT16: 16, UINT4: 21, INT4: 22,
+} as const;
 export type TensorDataType = (typeof TensorDataType)[keyof typeof TensorDataType];
 
 /** Bytes of one protobuf message under construction. */
@@ -90,7 +93,9 @@ export type AttrValue =
   | { kind: 'string'; value: string }
   | { kind: 'ints'; value: number[] }
   | { kind: 'floats'; value: number[] }
-  | { kind: 'tensor'; value: TensorSpec };
+  | { kind: 'tensor'; value: TensorSpec }
+  /** a subgraph (the body of Loop / Scan, the branches of If) */
+  | { kind: 'graph'; value: GraphSpec };
 
 export interface TensorSpec {
   name: string;
@@ -114,27 +119,29 @@ export interface NodeSpec {
 export interface ValueInfoSpec {
   name: string;
   elemType: TensorDataType;
-  /** a number for a fixed dimension, a string for a symbolic one */
-  dims: (number | string)[];
+  /** a number for a fixed dimension, a string for a symbolic one; null: rank unknown (subgraph values) */
+  dims: (number | string)[] | null;
+}
+
+export interface GraphSpec {
+  name: string;
+  nodes: NodeSpec[];
+  initializers: TensorSpec[];
+  inputs: ValueInfoSpec[];
+  outputs: ValueInfoSpec[];
 }
 
 export interface ModelSpec {
   irVersion: number;
   opsets: { domain: string; version: number }[];
   producer: string;
-  graph: {
-    name: string;
-    nodes: NodeSpec[];
-    initializers: TensorSpec[];
-    inputs: ValueInfoSpec[];
-    outputs: ValueInfoSpec[];
-  };
+  graph: GraphSpec;
   metadata?: Record<string, string>;
 }
 
 // ---------------------------------------------------------------- encoders (field numbers from onnx.proto)
 
-const ATTR_TYPE = { float: 1, int: 2, string: 3, tensor: 4, floats: 6, ints: 7 } as const;
+const ATTR_TYPE = { float: 1, int: 2, string: 3, tensor: 4, graph: 5, floats: 6, ints: 7 } as const;
 
 function encodeTensor(t: TensorSpec): Writer {
   const w = new Writer();
@@ -159,6 +166,7 @@ function encodeAttribute(name: string, a: AttrValue): Writer {
     case 'int': w.int(3, a.value); break;
     case 'string': w.string(4, a.value); break;
     case 'tensor': w.message(5, encodeTensor(a.value)); break;
+    case 'graph': w.message(6, encodeGraph(a.value)); break;
     case 'floats': for (const v of a.value) w.float(7, v); break;
     case 'ints': for (const v of a.value) w.int(8, v); break;
   }
@@ -176,23 +184,29 @@ function encodeNode(n: NodeSpec): Writer {
 }
 
 function encodeValueInfo(v: ValueInfoSpec): Writer {
-  const shape = new Writer();
-  for (const d of v.dims) shape.message(1, typeof d === 'number' ? new Writer().int(1, d) : new Writer().string(2, d));
-  const tensorType = new Writer().int(1, v.elemType).message(2, shape);
+  const tensorType = new Writer().int(1, v.elemType);
+  if (v.dims) {
+    const shape = new Writer();
+    for (const d of v.dims) shape.message(1, typeof d === 'number' ? new Writer().int(1, d) : new Writer().string(2, d));
+    tensorType.message(2, shape);
+  }
   const type = new Writer().message(1, tensorType);
   return new Writer().string(1, v.name).message(2, type);
 }
 
+function encodeGraph(graph: GraphSpec): Writer {
+  const g = new Writer();
+  for (const n of graph.nodes) g.message(1, encodeNode(n));
+  g.string(2, graph.name);
+  for (const t of graph.initializers) g.message(5, encodeTensor(t));
+  for (const i of graph.inputs) g.message(11, encodeValueInfo(i));
+  for (const o of graph.outputs) g.message(12, encodeValueInfo(o));
+  return g;
+}
+
 /** Serialise a ModelProto. */
 export function encodeModel(m: ModelSpec): Uint8Array {
-  const g = new Writer();
-  for (const n of m.graph.nodes) g.message(1, encodeNode(n));
-  g.string(2, m.graph.name);
-  for (const t of m.graph.initializers) g.message(5, encodeTensor(t));
-  for (const i of m.graph.inputs) g.message(11, encodeValueInfo(i));
-  for (const o of m.graph.outputs) g.message(12, encodeValueInfo(o));
-
-  const w = new Writer().int(1, m.irVersion).string(2, m.producer).message(7, g);
+  const w = new Writer().int(1, m.irVersion).string(2, m.producer).message(7, encodeGraph(m.graph));
   for (const o of m.opsets) w.message(8, new Writer().string(1, o.domain).int(2, o.version));
   for (const [k, v] of Object.entries(m.metadata ?? {})) w.message(14, new Writer().string(1, k).string(2, v));
   return w.finish();

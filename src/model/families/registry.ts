@@ -1,0 +1,64 @@
+/**
+ * The model families, keyed by config.json `model_type` (as text-embeddings-inference's candle backend keys its
+ * one Config enum). Reading a checkpoint's config goes through here and nowhere else.
+ *
+ * Adding a family: write `families/<name>.ts` exporting a `Family` (its zod schema, its tensor names with shapes
+ * up to layer L, its decoder layer over ../blocks/), add it to FAMILIES below, and drop its entry from
+ * NOT_SUPPORTED. A vision-language checkpoint (Qwen3.5: top-level `model_type: qwen3_5` with the text model in a
+ * nested `text_config` and its weights under `model.language_model.`) is keyed by the TOP-LEVEL model_type: its
+ * Family.parse receives the whole config.json object and reads `text_config` itself, and its ModelArch names its
+ * own tensors (`embeddingName`, `requiredTensors`) with whatever prefix its files use.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { formatError } from '../../errors.js';
+import type { Family, ModelArch } from './family.js';
+import { qwen3Family } from './qwen3.js';
+
+const FAMILIES: readonly Family[] = [qwen3Family];
+
+/** model_types we know and refuse, with the reason (a family added above must leave this list). */
+const NOT_SUPPORTED: Record<string, string> = {
+  qwen3_moe: 'Qwen3 mixture-of-experts checkpoints (qwen3_moe) are not supported yet',
+  qwen3_5: 'Qwen3.5 checkpoints (qwen3_5, hybrid linear attention) are not supported yet',
+  qwen3_5_moe: 'Qwen3.5 mixture-of-experts checkpoints (qwen3_5_moe) are not supported yet',
+  qwen2: 'Qwen2 checkpoints have no q_norm/k_norm and are not supported: use a Qwen3 checkpoint',
+};
+
+/** Every registered family, in registration order. */
+export function families(): readonly Family[] {
+  return FAMILIES;
+}
+
+export function familyFor(modelType: string): Family | undefined {
+  return FAMILIES.find((f) => f.modelType === modelType);
+}
+
+/** Parse a config.json object with the family its `model_type` names. */
+export function parseModelConfig(raw: unknown, where = 'config.json'): ModelArch {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw formatError(`${where}: not a JSON object`);
+  const type = (raw as { model_type?: unknown }).model_type;
+  if (typeof type !== 'string') throw formatError(`${where}: has no model_type string: cannot tell the model family (supported: ${FAMILIES.map((f) => f.modelType).join(', ')})`);
+  const family = familyFor(type);
+  if (family) return family.parse(raw as Record<string, unknown>, where);
+  if (Object.hasOwn(NOT_SUPPORTED, type)) throw formatError(`${where}: ${NOT_SUPPORTED[type]}`);
+  throw formatError(`${where}: unknown model_type '${type}' (supported: ${FAMILIES.map((f) => f.modelType).join(', ')})`, { modelType: type });
+}
+
+/** `<dir>/config.json`, parsed by its family. */
+export function readModelConfig(dir: string): ModelArch {
+  const path = join(dir, 'config.json');
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw formatError(`${path}: cannot read the model config (${(e as Error).message})`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw formatError(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+  return parseModelConfig(raw, path);
+}
