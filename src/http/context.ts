@@ -7,7 +7,5 @@ declare module 'hono' {
     requestId: string;
     /** status for validation errors: 422 by default, 400 on the compatibility routes */
     validationStatus: 400 | 422;
-    /** route pattern for metrics, set once the route matched */
-    routeLabel: string;
   }
 }

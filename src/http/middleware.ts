@@ -2,8 +2,11 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Context, MiddlewareHandler, Next } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { matchedRoutes } from 'hono/route';
 import { ToxScopeError } from '../errors.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { admitClassification } from '../service/classify.js';
+import type { ServiceDeps } from '../service/deps.js';
 import type { Logger } from '../util/logger.js';
 import './context.js';
 
@@ -20,12 +23,23 @@ export function requestId(): MiddlewareHandler {
   };
 }
 
+/**
+ * The route pattern a request matched, as registered (hono/route): '/v1/classify', never the raw path, so the
+ * metric label set is bounded. Middleware registered with use() is not a route: a request that matched only
+ * middleware (no route for its method and path) is 'unmatched'.
+ */
+export function routeLabelOf(c: Context): string {
+  const routes = matchedRoutes(c);
+  for (let i = routes.length - 1; i >= 0; i--) if (routes[i].method !== 'ALL') return routes[i].path;
+  return 'unmatched';
+}
+
 /** Requests by route pattern (never the raw path: bounded label sets) and status, with durations. */
 export function requestMetrics({ metrics, log }: { metrics: Metrics; log?: Logger }): MiddlewareHandler {
   return async function requestMetricsMiddleware(c: Context, next: Next) {
     const start = performance.now();
     await next();
-    const route = c.get('routeLabel') ?? 'unmatched';
+    const route = routeLabelOf(c);
     const seconds = (performance.now() - start) / 1000;
     metrics.requests.inc({ route, method: c.req.method, status: String(c.res.status) });
     metrics.requestDuration.observe({ route, method: c.req.method }, seconds);
@@ -33,10 +47,10 @@ export function requestMetrics({ metrics, log }: { metrics: Metrics; log?: Logge
   };
 }
 
-/** Labels the request with its route pattern for metrics; used as the first handler of each route. */
-export function routeLabel(label: string): MiddlewareHandler {
-  return async function routeLabelMiddleware(c: Context, next: Next) {
-    c.set('routeLabel', label);
+/** Classification routes: a full queue answers 429 (not ready: 503) before the body is read. */
+export function admitted(deps: ServiceDeps): MiddlewareHandler {
+  return async function admittedMiddleware(_c: Context, next: Next) {
+    admitClassification(deps);
     await next();
   };
 }

@@ -145,7 +145,6 @@ export const ModerationResponse = z.object({
 });
 
 // ---------------------------------------------------------------- POST /v1/feedback
-export const MAX_FEEDBACK_ITEMS = 1000;
 export const FeedbackRequest = z
   .object({
     items: z

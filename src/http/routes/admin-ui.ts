@@ -15,7 +15,6 @@ import { parseWindow } from '../../drift/f1.js';
 import { ToxScopeError } from '../../errors.js';
 import { normalizeLanguageHint } from '../../engine/language.js';
 import type { ServiceDeps } from '../../service/deps.js';
-import { routeLabel } from '../middleware.js';
 import { HISTOGRAM_BINS, languagesOf, renderDashboard, renderLogin, UI_BASE, type PageData } from '../admin-ui/view.js';
 
 export const ADMIN_COOKIE = 'toxscope_admin';
@@ -53,9 +52,9 @@ export function adminUiRoutes(deps: ServiceDeps, forward: Forward): Hono {
     await next();
   });
 
-  app.get('/login', routeLabel('/admin/ui/login'), (c) => html(c, renderLogin()));
+  app.get('/login', (c) => html(c, renderLogin()));
 
-  app.post('/login', routeLabel('/admin/ui/login'), async (c) => {
+  app.post('/login', async (c) => {
     const form = await c.req.parseBody();
     const token = typeof form.token === 'string' ? form.token.trim() : undefined;
     if (!matches(token)) return html(c, renderLogin('That is not the admin token.'), 401);
@@ -63,7 +62,7 @@ export function adminUiRoutes(deps: ServiceDeps, forward: Forward): Hono {
     return c.redirect(UI_BASE, 303);
   });
 
-  app.post('/logout', routeLabel('/admin/ui/logout'), (c) => {
+  app.post('/logout', (c) => {
     deleteCookie(c, ADMIN_COOKIE, { path: UI_BASE, secure: isHttps(c) });
     return c.redirect(`${UI_BASE}/login`, 303);
   });
@@ -112,9 +111,9 @@ export function adminUiRoutes(deps: ServiceDeps, forward: Forward): Hono {
     }
     return html(c, renderDashboard(data), given?.status ?? 200);
   };
-  app.get('/', routeLabel('/admin/ui'), (c) => dashboard(c));
+  app.get('/', (c) => dashboard(c));
 
-  app.post('/thresholds', routeLabel('/admin/ui/thresholds'), async (c) => {
+  app.post('/thresholds', async (c) => {
     const token = tokenOf(c);
     if (!token) return c.redirect(`${UI_BASE}/login`, 303);
     const form = await c.req.parseBody();

@@ -1,29 +1,27 @@
 /** POST /v1/classify: ToxScope's own API. */
 import { Hono } from 'hono';
+import { admitted } from '../middleware.js';
 import type { ServiceDeps } from '../../service/deps.js';
-import { routeLabel } from '../middleware.js';
-import { recordPredictions } from '../../service/predictions.js';
+import type { z } from 'zod';
+import { classifyTexts } from '../../service/classify.js';
 import { setScoreHeaders } from '../score-headers.js';
 import { ClassifyRequest, type ClassifyResponse } from '../schemas.js';
-import { readJson } from '../validate.js';
-import type { z } from 'zod';
+import { jsonBody, valid } from '../validate.js';
 
 const ms = (x: number) => Math.round(x * 1000) / 1000;
 
 export function classifyRoutes(deps: ServiceDeps): Hono {
   const app = new Hono();
-  app.post('/classify', routeLabel('/v1/classify'), async (c) => {
-    const { classifier, info } = deps.host.current();
-    classifier.assertRoom(1); // a full queue answers 429 before the body is read
-    const body = await readJson(c, ClassifyRequest);
-    const out = await classifier.classify({
+  app.post('/classify', admitted(deps), jsonBody(), valid(ClassifyRequest), async (c) => {
+    const body = c.req.valid('json');
+    const { out, ids, info } = await classifyTexts(deps, {
       texts: body.texts,
       language: body.language,
       explain: body.explain,
       topFeatures: body.top_features,
       signal: c.req.raw.signal,
+      requestId: c.get('requestId'),
     });
-    const ids = recordPredictions(deps, c.get('requestId'), body.texts, out);
     setScoreHeaders(c, out, info);
     const response: z.infer<typeof ClassifyResponse> = {
       request_id: c.get('requestId'),

@@ -2,23 +2,22 @@
 import { Hono } from 'hono';
 import { ToxScopeError } from '../../errors.js';
 import type { ServiceDeps } from '../../service/deps.js';
-import { routeLabel } from '../middleware.js';
 import { openApiDocument } from '../openapi.js';
 
 export function healthRoutes(deps: ServiceDeps, serviceVersion: string): Hono {
   const app = new Hono();
   const openapi = openApiDocument(serviceVersion);
 
-  app.get('/healthz', routeLabel('/healthz'), (c) => c.json({ status: 'ok' }));
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
   /** 503 before warm-up and while draining; ?deep=1 also runs one text through the whole pipeline. */
-  app.get('/readyz', routeLabel('/readyz'), async (c) => {
+  app.get('/readyz', async (c) => {
     const { classifier, info } = deps.host.current();
     if (c.req.query('deep') === '1') await classifier.warmUp();
     return c.json({ status: 'ready', bundle_version: info.version, queue_depth: classifier.queueDepth });
   });
 
-  app.get('/info', routeLabel('/info'), (c) => {
+  app.get('/info', (c) => {
     const loaded = deps.host.peek();
     if (!loaded) throw new ToxScopeError('unavailable', deps.host.notReadyReason() ?? 'no bundle is loaded');
     const { info, classifier } = loaded;
@@ -56,11 +55,11 @@ export function healthRoutes(deps: ServiceDeps, serviceVersion: string): Hono {
     });
   });
 
-  app.get('/metrics', routeLabel('/metrics'), async (c) => {
+  app.get('/metrics', async (c) => {
     c.header('Content-Type', deps.metrics.contentType);
     return c.body(await deps.metrics.render());
   });
 
-  app.get('/openapi.json', routeLabel('/openapi.json'), (c) => c.json(openapi));
+  app.get('/openapi.json', (c) => c.json(openapi));
   return app;
 }

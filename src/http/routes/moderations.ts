@@ -10,11 +10,11 @@ import { Hono } from 'hono';
 import type { z } from 'zod';
 import { validationError } from '../../errors.js';
 import type { ServiceDeps } from '../../service/deps.js';
-import { routeLabel, validationStatus } from '../middleware.js';
-import { recordPredictions } from '../../service/predictions.js';
+import { classifyTexts } from '../../service/classify.js';
+import { admitted, validationStatus } from '../middleware.js';
 import { setScoreHeaders } from '../score-headers.js';
 import { ModerationRequest, type ModerationResponse, OPENAI_CATEGORIES, TOXICITY_CATEGORIES } from '../schemas.js';
-import { readJson } from '../validate.js';
+import { jsonBody, valid } from '../validate.js';
 
 export const MODERATION_MODEL = 'toxscope-toxicity';
 
@@ -29,14 +29,11 @@ function inputTexts(input: z.infer<typeof ModerationRequest>['input']): string[]
 
 export function moderationRoutes(deps: ServiceDeps): Hono {
   const app = new Hono();
-  app.post('/moderations', routeLabel('/v1/moderations'), validationStatus(400), async (c) => {
-    deps.host.current().classifier.assertRoom(1); // a full queue answers 429 before the body is read
-    const body = await readJson(c, ModerationRequest);
+  app.post('/moderations', validationStatus(400), admitted(deps), jsonBody(), valid(ModerationRequest), async (c) => {
+    const body = c.req.valid('json');
     const texts = inputTexts(body.input);
     if (texts.length === 0) throw validationError('input must hold at least one text');
-    const { classifier, info } = deps.host.current();
-    const out = await classifier.classify({ texts, signal: c.req.raw.signal });
-    recordPredictions(deps, c.get('requestId'), texts, out);
+    const { out, info } = await classifyTexts(deps, { texts, signal: c.req.raw.signal, requestId: c.get('requestId') });
     setScoreHeaders(c, out, info);
     const response: z.infer<typeof ModerationResponse> = {
       id: `modr-${randomUUID().replace(/-/g, '')}`,

@@ -11,11 +11,11 @@ import { Hono } from 'hono';
 import type { z } from 'zod';
 import { validationError } from '../../errors.js';
 import type { ServiceDeps } from '../../service/deps.js';
-import { routeLabel, validationStatus } from '../middleware.js';
-import { recordPredictions } from '../../service/predictions.js';
+import { classifyTexts } from '../../service/classify.js';
+import { admitted, validationStatus } from '../middleware.js';
 import { setScoreHeaders } from '../score-headers.js';
 import { AnalyzeCommentRequest, type AnalyzeCommentResponse, PERSPECTIVE_ATTRIBUTES } from '../schemas.js';
-import { readJson } from '../validate.js';
+import { jsonBody, valid } from '../validate.js';
 
 const segmenter = new Intl.Segmenter('und', { granularity: 'sentence' });
 
@@ -45,9 +45,8 @@ export function groupSpans(spans: [number, number][], maxGroups: number): [numbe
 
 export function perspectiveRoutes(deps: ServiceDeps): Hono {
   const app = new Hono();
-  app.post('/comments:analyze', routeLabel('/v1alpha1/comments:analyze'), validationStatus(400), async (c) => {
-    deps.host.current().classifier.assertRoom(1); // a full queue answers 429 before the body is read
-    const body = await readJson(c, AnalyzeCommentRequest);
+  app.post('/comments:analyze', validationStatus(400), admitted(deps), jsonBody(), valid(AnalyzeCommentRequest), async (c) => {
+    const body = c.req.valid('json');
     const text = body.comment.text;
     if (text.trim() === '') throw validationError('comment.text must be non-empty');
 
@@ -59,14 +58,13 @@ export function perspectiveRoutes(deps: ServiceDeps): Hono {
     if (toxicity?.scoreType && !['PROBABILITY', 'SCORE_TYPE_UNSPECIFIED'].includes(toxicity.scoreType))
       throw validationError(`requestedAttributes.TOXICITY.scoreType: only PROBABILITY is supported, got ${toxicity.scoreType}`);
 
-    const { classifier, info } = deps.host.current();
     // one comment is 1 + (sentence groups) texts: group consecutive sentences so it never exceeds the per-request limit
     const spans = body.spanAnnotations ? groupSpans(sentences(text), deps.config.limits.maxTextsPerRequest - 1) : [];
     const perSentence = spans.length > 1;
     const texts = perSentence ? [text, ...spans.map(([b, e]) => text.slice(b, e))] : [text];
     const language = body.languages?.[0];
-    const out = await classifier.classify({ texts, language, signal: c.req.raw.signal });
-    recordPredictions(deps, c.get('requestId'), [text], { ...out, results: out.results.slice(0, 1) }, !body.doNotStore);
+    // only the comment is a prediction; its sentence groups are scored for spanScores
+    const { out, info } = await classifyTexts(deps, { texts, language, signal: c.req.raw.signal, requestId: c.get('requestId'), recorded: 1, store: !body.doNotStore });
     setScoreHeaders(c, out, info);
 
     const whole = out.results[0];

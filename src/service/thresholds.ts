@@ -1,0 +1,78 @@
+/**
+ * Changing thresholds, for every entry point (PUT /admin/thresholds, the admin page through it).
+ *
+ * Every change (who, when, old, new, the bundle version) is recorded in the audit log BEFORE it applies, all in
+ * one statement; then the head is swapped in one assignment: requests already running keep the old thresholds,
+ * every request after the answer sees the new ones. Changes to one host are serialised. The recorded changes
+ * are replayed onto the same bundle version after a restart or reload, and by the other replicas
+ * (src/service/threshold-sync.ts).
+ */
+import { ToxScopeError } from '../errors.js';
+import type { NewThresholdChangeInput } from '../db/repository.js';
+import type { ClassifierHost } from './classifier-host.js';
+import type { ServiceDeps } from './deps.js';
+import { thresholdSources } from './threshold-sync.js';
+
+export interface ThresholdsView {
+  bundle_version: string;
+  pooled: number;
+  per_language: Record<string, number>;
+  /** per threshold: the bundle's, an operator's override, or removed (falls back to pooled) */
+  sources: ReturnType<typeof thresholdSources>;
+  bundle: { pooled: number; per_language: Record<string, number> };
+}
+
+export interface ThresholdChangeCall {
+  /** 'pooled' or a normalised language code -> a probability; null removes a language's own threshold */
+  changes: Record<string, number | null>;
+  actor: string;
+  reason?: string;
+}
+
+export function thresholdsView(host: ClassifierHost): ThresholdsView {
+  const { classifier, info } = host.current();
+  const t = classifier.head.thresholds;
+  const b = classifier.bundleHead.thresholds;
+  return {
+    bundle_version: info.version,
+    pooled: t.pooled,
+    per_language: { ...t.perLanguage },
+    sources: thresholdSources(b, t),
+    bundle: { pooled: b.pooled, per_language: { ...b.perLanguage } },
+  };
+}
+
+/** One chain of changes per host: a change starts once the one before it has been recorded and applied. */
+const locks = new WeakMap<ClassifierHost, Promise<unknown>>();
+
+export async function changeThresholds(deps: Pick<ServiceDeps, 'host' | 'audit' | 'log'>, call: ThresholdChangeCall): Promise<ThresholdsView> {
+  const { host, audit } = deps;
+  if (!audit) throw new ToxScopeError('unavailable', 'threshold changes must be recorded in the audit log, and no database is configured');
+  const { changes, actor } = call;
+  const run = (locks.get(host) ?? Promise.resolve()).then(async () => {
+    const { classifier, info } = host.current();
+    const before = classifier.head;
+    const after = before.withThresholds(changes); // validates before anything is recorded
+    const at = new Date();
+    const records: NewThresholdChangeInput[] = [];
+    for (const [language, value] of Object.entries(changes)) {
+      const old = language === 'pooled' ? before.thresholds.pooled : (before.thresholds.perLanguage[language] ?? null);
+      const now = language === 'pooled' ? after.thresholds.pooled : (after.thresholds.perLanguage[language] ?? after.thresholds.pooled);
+      if (value === null && old === null) continue;
+      const reason = call.reason ?? (value === null ? 'removed: falls back to pooled' : null);
+      records.push({ actor, language, oldThreshold: old, newThreshold: now, reason, at, bundleVersion: info.version, removed: value === null });
+    }
+    try {
+      await audit.recordThresholdChanges(records);
+    } catch (e) {
+      throw new ToxScopeError('unavailable', 'the audit log (database) did not answer: the thresholds were not changed', {}, { cause: e });
+    }
+    // a threshold sync may have swapped the head while we wrote: apply the changes on top of what serves now
+    const latest = classifier.head;
+    classifier.setHead(latest === before ? after : latest.withThresholds(changes));
+    deps.log?.info('thresholds changed', { actor, changes });
+  });
+  locks.set(host, run.catch(() => undefined));
+  await run;
+  return thresholdsView(host);
+}
