@@ -7,7 +7,7 @@
  * and a description. Flags override the environment. A bad value is a ToxScopeError('validation') that
  * names the variable or flag and what was expected.
  */
-import { resolve } from 'node:path';
+import { delimiter, resolve } from 'node:path';
 import { z } from 'zod';
 import { ToxScopeError } from './errors.js';
 
@@ -21,6 +21,8 @@ export interface Config {
   bundle: string | null;
   /** absolute: embedded database, built graphs, demo bundle */
   dataDir: string;
+  /** absolute: directories searched for a bundle's model and SAE by name (content hash verified) */
+  modelDirs: string[];
   /** null = admin endpoints disabled */
   adminToken: string | null;
   /** null = embedded PGlite under dataDir */
@@ -72,10 +74,13 @@ export interface DriftConfig {
   intervalMs: number;
 }
 
-const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number<string>().int().min(min).max(max);
-const num = (min: number, max: number) => z.coerce.number<string>().min(min).max(max);
-const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off']).transform((v) => ['true', '1', 'yes', 'on'].includes(v));
-const str = z.string().min(1);
+// Each schema describes what it accepts: `--help` and the README's "accepts" column print that description.
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number<string>().int().min(min).max(max).describe(max === Number.MAX_SAFE_INTEGER ? `integer >= ${min}` : `integer ${min} to ${max}`);
+const num = (min: number, max: number) => z.coerce.number<string>().min(min).max(max).describe(`number ${min} to ${max}`);
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off']).transform((v) => ['true', '1', 'yes', 'on'].includes(v)).describe('true, false, 1, 0, yes, no, on, off');
+const str = z.string().min(1).describe('non-empty string');
+const oneOf = <T extends string>(values: readonly [T, ...T[]]) => z.enum(values).describe(`one of ${values.join(', ')}`);
 
 interface Setting {
   env: string;
@@ -93,11 +98,12 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'HOST', path: 'host', schema: str, default: '0.0.0.0', help: 'interface to bind' },
   { env: 'TOXSCOPE_BUNDLE', path: 'bundle', schema: str, help: 'bundle directory (default: the demo bundle, built on first use)' },
   { env: 'TOXSCOPE_DATA_DIR', path: 'dataDir', schema: str, default: '.toxscope', help: 'embedded database, built graphs and demo bundle (relative to the working directory)' },
-  { env: 'TOXSCOPE_ADMIN_TOKEN', path: 'adminToken', schema: z.string().min(16, 'must be at least 16 characters'), help: 'bearer token for /admin (unset: admin disabled)' },
-  { env: 'DATABASE_URL', path: 'databaseUrl', schema: z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://'), help: 'PostgreSQL URL (unset: embedded PGlite in the data directory)' },
-  { env: 'TOXSCOPE_EXECUTION_PROVIDER', path: 'executionProvider', schema: z.enum(['cpu', 'cuda']), default: 'cpu', help: 'onnxruntime execution provider: cpu | cuda' },
+  { env: 'TOXSCOPE_MODEL_DIR', path: 'modelDirs', schema: z.string().transform((v) => v.split(delimiter).filter((d) => d !== '')).describe(`directories separated by '${delimiter}'`), help: "directories searched for a bundle's model and SAE by name when its recorded location does not hold them (matched by content hash)" },
+  { env: 'TOXSCOPE_ADMIN_TOKEN', path: 'adminToken', schema: z.string().min(16, 'must be at least 16 characters').describe('at least 16 characters'), help: 'bearer token for /admin (unset: admin disabled)' },
+  { env: 'DATABASE_URL', path: 'databaseUrl', schema: z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://').describe('a postgres:// or postgresql:// URL'), help: 'PostgreSQL URL (unset: embedded PGlite in the data directory)' },
+  { env: 'TOXSCOPE_EXECUTION_PROVIDER', path: 'executionProvider', schema: oneOf(['cpu', 'cuda']), default: 'cpu', help: 'onnxruntime execution provider (cuda falls back to cpu, logged, when it cannot load)' },
   { env: 'TOXSCOPE_THREADS', path: 'threads', schema: int(0, 1024), default: '0', help: 'intra-op threads for the forward pass (0: runtime default)' },
-  { env: 'TOXSCOPE_LOG_LEVEL', path: 'logLevel', schema: z.enum(['debug', 'info', 'warn', 'error', 'silent']), default: 'info', help: 'debug | info | warn | error | silent' },
+  { env: 'TOXSCOPE_LOG_LEVEL', path: 'logLevel', schema: oneOf(['debug', 'info', 'warn', 'error', 'silent']), default: 'info', help: 'log verbosity (JSON lines on stderr)' },
   { env: 'TOXSCOPE_STORE_TEXT', path: 'storeText', schema: bool, default: 'false', bare: 'true', help: 'store raw texts with predictions (default: only a hash)' },
   { env: 'TOXSCOPE_MAX_BATCH_TEXTS', path: 'batching.maxBatchTexts', schema: int(1, 4096), default: '32', help: 'most windows in one forward pass' },
   { env: 'TOXSCOPE_MAX_BATCH_TOKENS', path: 'batching.maxBatchTokens', schema: int(1), default: '1024', help: 'most tokens in one forward pass, padding included (windows x longest); bounds the SAE activation memory' },
@@ -158,9 +164,31 @@ export function loadConfig({ env = {}, argv = [], cwd = process.cwd() }: ConfigS
   }
   const config = out as unknown as Config;
   config.dataDir = resolve(cwd, config.dataDir);
+  config.modelDirs = (config.modelDirs ?? []).map((d) => resolve(cwd, d));
   if (config.bundle !== null) config.bundle = resolve(cwd, config.bundle);
   checkConsistency(config);
   return config;
+}
+
+/** What the offline commands (train, eval, discover, features, residual) take from the environment, as serve does. */
+export interface CliEnvironment {
+  dataDir: string;
+  modelDirs: string[];
+}
+
+export function loadCliEnvironment(env: Record<string, string | undefined> = {}, cwd = process.cwd()): CliEnvironment {
+  const pick = (name: string) => SETTINGS.find((s) => s.env === name)!;
+  const parse = (s: Setting): unknown => {
+    const text = env[s.env] !== undefined && env[s.env] !== '' ? env[s.env] : s.default;
+    if (text === undefined) return null;
+    const r = s.schema.safeParse(text);
+    if (!r.success)
+      throw new ToxScopeError('validation', `environment variable ${s.env}: invalid value ${JSON.stringify(text)}: ${r.error.issues.map((i) => i.message).join('; ')}`, { variable: s.env });
+    return r.data;
+  };
+  const dataDir = parse(pick('TOXSCOPE_DATA_DIR')) as string;
+  const modelDirs = (parse(pick('TOXSCOPE_MODEL_DIR')) as string[] | null) ?? [];
+  return { dataDir: resolve(cwd, dataDir), modelDirs: modelDirs.map((d) => resolve(cwd, d)) };
 }
 
 function parseFlags(argv: readonly string[]): Map<Setting, string> {
@@ -199,7 +227,28 @@ function setPath(obj: Record<string, unknown>, path: string, value: unknown): vo
   o[keys[keys.length - 1]] = value;
 }
 
+/** What a setting's value must be ("integer >= 1", "at least 16 characters"), from its schema. */
+export function acceptsOf(s: Setting): string {
+  return s.schema.description ?? 'any string';
+}
+
+/** Rules between settings, checked after each is parsed (checkConsistency); `--help` and the README list them. */
+export const CROSS_SETTING_RULES: readonly string[] = [
+  'TOXSCOPE_WINDOW_OVERLAP must be smaller than TOXSCOPE_WINDOW_TOKENS',
+  "TOXSCOPE_MAX_BATCH_TOKENS must hold one full window: at least TOXSCOPE_WINDOW_TOKENS (and at least a bundle's recorded window length)",
+];
+
 /** The options block of `toxscope serve --help`, and the README's table. */
 export function configHelp(): string {
-  return SETTINGS.map((s) => `  ${flagOf(s.env).padEnd(22)} ${s.env.padEnd(30)} ${s.help}${s.default !== undefined ? ` [${s.default}]` : ''}`).join('\n');
+  return [
+    ...SETTINGS.map((s) => `  ${flagOf(s.env).padEnd(22)} ${s.env.padEnd(30)} ${s.help} (${acceptsOf(s)})${s.default !== undefined ? ` [${s.default}]` : ''}`),
+    '',
+    ...CROSS_SETTING_RULES.map((r) => `  ${r}`),
+  ].join('\n');
+}
+
+/** The README's configuration table (test/config.test.ts checks the README holds exactly this). */
+export function configTable(): string {
+  const rows = SETTINGS.map((s) => `| \`${s.env}\` | \`${flagOf(s.env)}\` | ${s.default ?? ''} | ${acceptsOf(s)} | ${s.help.replace(/\|/g, '\\|')} |`);
+  return ['| variable | flag | default | accepts | meaning |', '|---|---|---|---|---|', ...rows].join('\n');
 }

@@ -74,12 +74,12 @@ describe('a trained bundle', () => {
 
   it('is refused with another SAE than the one its head was trained on', () => {
     const dir = variant('other-sae', (m) => { m.sae.path = SAELENS_SAE; m.sae.format = 'saelens'; });
-    expect(() => readBundle(dir)).toThrow(/trained for SAE .* retrain the head for this SAE/);
+    expect(() => readBundle(dir)).toThrow(/expected sha256 [0-9a-f]{64} .*sae-saelens-L2 \(a different SAE: sha256 [0-9a-f]{12}\).*retrain the head for this SAE/);
   });
 
   it('is refused with other model files, even holding the same weights (sharded copy)', () => {
     const dir = variant('other-model', (m) => { m.model.path = goldenShardedCheckpointDir; });
-    expect(() => readBundle(dir)).toThrow(/trained for model .* retrain the head for this model/);
+    expect(() => readBundle(dir)).toThrow(/expected sha256 [0-9a-f]{64} .*qwen3-tiny-bf16-sharded \(a different model: sha256 [0-9a-f]{12}\).*retrain the head for this model/);
   });
 
   it('is refused when its layer or k disagree with the head', () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { configHelp, flagOf, loadConfig, SETTINGS } from '../src/config.js';
+import { readFileSync } from 'node:fs';
+import { acceptsOf, configHelp, configTable, CROSS_SETTING_RULES, flagOf, loadConfig, SETTINGS } from '../src/config.js';
 import { ToxScopeError } from '../src/errors.js';
 
 const errorOf = (f: () => unknown): ToxScopeError => {
@@ -86,5 +87,30 @@ describe('loadConfig', () => {
     const help = configHelp();
     for (const s of SETTINGS) expect(help).toContain(flagOf(s.env));
     expect(new Set(SETTINGS.map((s) => flagOf(s.env))).size).toBe(SETTINGS.length);
+  });
+
+  it('the README documents every setting with what it accepts, and the rules between settings', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    expect(readme).toContain(configTable());
+    for (const rule of CROSS_SETTING_RULES) expect(readme).toContain(rule);
+    expect(configHelp()).toContain('at least 16 characters');
+  });
+
+  it('refuses values just outside what each setting says it accepts, naming the setting', () => {
+    let checked = 0;
+    for (const s of SETTINGS) {
+      const a = acceptsOf(s);
+      const range = /^(integer|number) (-?[\d.]+)(?: to (-?[\d.]+))?/.exec(a) ?? /^integer >= (\d+)/.exec(a);
+      const bad: string[] = [];
+      if (a.startsWith('integer >= ')) bad.push(String(Number(a.slice(11)) - 1), '1.5');
+      else if (range && range[3] !== undefined) bad.push(String(Number(range[2]) - 1), String(Number(range[3]) + 1));
+      else if (a === 'at least 16 characters') bad.push('x'.repeat(15));
+      else if (a.startsWith('one of ')) bad.push('nope');
+      for (const value of bad) {
+        expect(() => loadConfig({ env: { [s.env]: value } }), `${s.env}=${value}`).toThrow(s.env);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(30);
   });
 });

@@ -15,6 +15,7 @@ import { loadSae } from '../model/sae/load.js';
 import type { TopKSae } from '../model/sae/types.js';
 import { modelDigest, saeDigest } from './artifacts.js';
 import type { HashCache } from './file-hash.js';
+import { locateArtifact } from './locate.js';
 import { BundleManifest, BundleManifestSchema, TrainedFor } from './manifest.js';
 
 export const MANIFEST_FILE = 'manifest.json';
@@ -33,6 +34,8 @@ export interface Bundle {
 
 export interface ReadBundleOptions {
   hashCache?: HashCache;
+  /** directories searched for the model and SAE by name when the manifest's location does not hold them (TOXSCOPE_MODEL_DIR) */
+  modelDirs?: readonly string[];
 }
 
 export function readBundle(dir: string, opts: ReadBundleOptions = {}): Bundle {
@@ -58,18 +61,22 @@ export function readBundle(dir: string, opts: ReadBundleOptions = {}): Bundle {
   if (trained.layer !== manifest.layer || trained.k !== manifest.k)
     throw formatError(`${bundleDir}: the head was trained for layer ${trained.layer}, k ${trained.k} but the bundle says layer ${manifest.layer}, k ${manifest.k}`);
 
-  const modelDir = inBundle(bundleDir, manifest.model.path);
+  // The head is bound to content hashes; the manifest's locations are hints (src/bundle/locate.ts).
+  if (manifest.model.sha256 !== trained.model_sha256 || manifest.sae.sha256 !== trained.sae_sha256)
+    throw formatError(`${bundleDir}: the manifest's model/SAE hashes differ from those the head was trained for: retrain the head or restore the manifest`);
+  const searchDirs = opts.modelDirs ?? [];
+  const modelDir = locateArtifact(
+    { what: 'model', path: manifest.model.path, sha256: trained.model_sha256, tailComponents: 1 },
+    { bundleDir, searchDirs, digest: (p) => modelDigest(p, opts.hashCache) },
+  ).path;
   const { config } = readModelConfig(modelDir);
   if (manifest.layer >= config.numLayers)
     throw formatError(`${bundleDir}: layer ${manifest.layer} is past the model's depth (${config.numLayers} layers)`);
-  const modelSha = modelDigest(modelDir, opts.hashCache);
-  if (modelSha !== trained.model_sha256)
-    throw formatError(`${bundleDir}: the head was trained for model ${short(trained.model_sha256)} but ${modelDir} is ${short(modelSha)}: retrain the head for this model`);
 
-  const saePath = inBundle(bundleDir, manifest.sae.path);
-  const { sha256: saeSha } = saeDigest(saePath, manifest.layer, opts.hashCache);
-  if (saeSha !== trained.sae_sha256)
-    throw formatError(`${bundleDir}: the head was trained for SAE ${short(trained.sae_sha256)} but ${saePath} is ${short(saeSha)}: retrain the head for this SAE`);
+  const saePath = locateArtifact(
+    { what: 'SAE', path: manifest.sae.path, sha256: trained.sae_sha256, tailComponents: /\.pt$/.test(manifest.sae.path) ? 2 : 1 },
+    { bundleDir, searchDirs, digest: (p) => saeDigest(p, manifest.layer, opts.hashCache).sha256 },
+  ).path;
   const sae = loadSae(saePath, { layer: manifest.layer, k: manifest.k });
   if (sae.dModel !== config.hiddenSize)
     throw formatError(`${saePath}: SAE d_model ${sae.dModel} does not match the model's hidden size ${config.hiddenSize}`);
@@ -102,4 +109,3 @@ function parseJsonFile<T>(path: string, validate: (raw: unknown) => T): T {
   return validate(parseJson(path, readOrFail(path, 'manifest')));
 }
 
-const short = (sha: string) => sha.slice(0, 12);

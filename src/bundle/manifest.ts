@@ -6,7 +6,9 @@
  *   <bundle>/model/          optional: the Qwen3 checkpoint (or manifest.model.path points elsewhere)
  *   <bundle>/sae/            optional: the SAE files (or manifest.sae.path points elsewhere)
  *
- * Relative paths resolve against the bundle directory.
+ * Model and SAE are named by content hash (sha256) and a location relative to the bundle directory (or absolute,
+ * in bundles written before that): the location is a hint, the hash decides (src/bundle/locate.ts searches the
+ * bundle and TOXSCOPE_MODEL_DIR when the location does not hold them).
  */
 import { z } from 'zod';
 

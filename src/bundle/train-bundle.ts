@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
 import { validationError } from '../errors.js';
 import { digest as dataDigest, readLabeled, type LabeledText } from '../data/labeled.js';
 import { ForwardEngine } from '../engine/forward-engine.js';
@@ -127,9 +127,11 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
   return { dir: out, manifest, report: result.report };
 }
 
-/** Paths inside the bundle are stored relative to it (the bundle can move); others absolute. */
+/**
+ * Locations are stored relative to the bundle directory, so a bundle moved together with its model keeps
+ * loading; a bundle moved alone finds its model and SAE by name in TOXSCOPE_MODEL_DIR, verified by content
+ * hash (src/bundle/locate.ts). An absolute path would name a directory of the machine it was trained on.
+ */
 function pathFrom(bundleDir: string, p: string): string {
-  const abs = resolve(p);
-  const rel = relative(bundleDir, abs);
-  return rel.startsWith('..') ? abs : rel;
+  return relative(bundleDir, resolve(p)).split(sep).join('/') || '.';
 }

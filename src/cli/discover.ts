@@ -4,7 +4,7 @@
  * "toxic if any of the top-K features fires" with K chosen on the validation split.
  */
 import { writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { FEATURIZE_BATCH_TOKENS, featurizeTexts } from '../bundle/featurize.js';
 import { featurizeForBundle, type RunnableBundle } from '../bundle/open.js';
 import { readLabeled } from '../data/labeled.js';
@@ -19,6 +19,7 @@ import { loadSae } from '../model/sae/load.js';
 import type { Provider } from '../runtime/session.js';
 import { UsageError, parseChoice, parseFlags, parseIntFlag, requireString, parseEngineFlags } from './args.js';
 import { openBundleFlag } from './bundle-arg.js';
+import { cliEnvironment } from './environment.js';
 import type { CliIO, Command } from './main.js';
 import { progressBar } from './progress.js';
 import { parseFraction } from './train.js';
@@ -48,7 +49,7 @@ const FLAGS = {
   seed: { type: 'string', default: '0' },
   out: { type: 'string' },
   json: { type: 'boolean', default: false },
-  'data-dir': { type: 'string', default: '.toxscope' },
+  'data-dir': { type: 'string' },
   threads: { type: 'string' },
   provider: { type: 'string', default: 'cpu' },
 } as const;
@@ -76,7 +77,7 @@ export const discoverCommand: Command = {
     if (direct === 3) {
       const layer = parseIntFlag(f.layer as string, 'layer', 0);
       const sae = loadSae(f.sae as string, { layer, k: f.k === undefined ? undefined : parseIntFlag(f.k as string, 'k', 1) });
-      const engine = await ForwardEngine.open({ modelDir: f.model as string, layer, sae, cacheDir: join(resolve(f['data-dir'] as string), 'graph-cache'), provider, threads, warn: (m) => io.stderr(`${m}\n`) });
+      const engine = await ForwardEngine.open({ modelDir: f.model as string, layer, sae, cacheDir: join(cliEnvironment(f['data-dir'], io).dataDir, 'graph-cache'), provider, threads, warn: (m) => io.stderr(`${m}\n`) });
       try {
         const tokenizer = await loadTokenizer(f.model as string);
         features = await featurizeTexts(engine, tokenizer, texts.map((t) => t.text), { windowTokens: 512, overlap: 64, batchTokens: FEATURIZE_BATCH_TOKENS, onProgress });
@@ -85,7 +86,7 @@ export const discoverCommand: Command = {
       }
       dSae = sae.dSae;
     } else {
-      const r: RunnableBundle = await openBundleFlag(f.bundle as string | undefined, f['data-dir'] as string, provider, threads, io);
+      const r: RunnableBundle = await openBundleFlag(f.bundle as string | undefined, f['data-dir'], provider, threads, io);
       try {
         features = await featurizeForBundle(r, texts.map((t) => t.text), onProgress);
       } finally {

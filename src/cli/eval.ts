@@ -22,7 +22,7 @@ const FLAGS = {
   data: { type: 'string' },
   bundle: { type: 'string' },
   json: { type: 'boolean', default: false },
-  'data-dir': { type: 'string', default: '.toxscope' },
+  'data-dir': { type: 'string' },
   threads: { type: 'string' },
   provider: { type: 'string', default: 'cpu' },
 } as const;
@@ -37,7 +37,7 @@ export const evalCommand: Command = {
     const f = parseFlags(argv, FLAGS);
     const texts = readLabeled(requireString(f, 'data'));
     const { provider, threads } = parseEngineFlags(f);
-    const r = await openBundleFlag(f.bundle as string | undefined, f['data-dir'] as string, provider, threads, io);
+    const r = await openBundleFlag(f.bundle as string | undefined, f['data-dir'], provider, threads, io);
     try {
       const progress = progressBar(io.stderr);
       const features = await featurizeForBundle(r, texts.map((t) => t.text), (d, n) => progress.update('encoding', d, n));

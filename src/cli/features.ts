@@ -7,7 +7,7 @@
  * With --check, the same residuals are also encoded by the plain-TypeScript encoder and compared.
  */
 import { mkdirSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { denseRates, textFeatures } from '../engine/features.js';
 import { ForwardEngine } from '../engine/forward-engine.js';
 import type { Padding } from '../engine/padding.js';
@@ -19,6 +19,7 @@ import { loadSae } from '../model/sae/load.js';
 import type { TopKSae } from '../model/sae/types.js';
 import type { Provider } from '../runtime/session.js';
 import { UsageError, parseChoice, parseFlags, parseIntFlag, requireString, parseEngineFlags } from './args.js';
+import { cliEnvironment } from './environment.js';
 import type { CliIO, Command } from './main.js';
 import { inputRows, parseIdsFlag } from './residual.js';
 
@@ -35,7 +36,7 @@ const USAGE = `usage: toxscope features --model <checkpoint dir> --sae <file or 
   --padding    how rows of different lengths are padded (default right)
   --check      also encode the residuals with the TypeScript reference encoder and report the difference
   --out        output: code float32 [B, T, d_sae], firing_rates float32 [B, d_sae], attention_mask int64 [B, T]
-  --cache-dir  where built graphs are cached (default .toxscope/graph-cache)
+  --cache-dir  where built graphs are cached (default $TOXSCOPE_DATA_DIR/graph-cache, else .toxscope/graph-cache)
   --threads    onnxruntime intra-op threads (default: one per core)
   --provider   execution provider (default cpu; cuda falls back to cpu with a warning)`;
 
@@ -49,7 +50,7 @@ const FLAGS = {
   padding: { type: 'string', default: 'right' },
   check: { type: 'boolean', default: false },
   out: { type: 'string' },
-  'cache-dir': { type: 'string', default: '.toxscope/graph-cache' },
+  'cache-dir': { type: 'string' },
   threads: { type: 'string' },
   provider: { type: 'string', default: 'cpu' },
 } as const;
@@ -79,7 +80,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   const rows = await inputRows(f, modelDir);
 
   const sae = loadSae(saePath, { layer, k });
-  const engine = await ForwardEngine.open({ modelDir, layer, sae, cacheDir: resolve(f['cache-dir'] as string), provider, threads, warn: (m) => io.stderr(`warning: ${m}\n`) });
+  const engine = await ForwardEngine.open({ modelDir, layer, sae, cacheDir: typeof f['cache-dir'] === 'string' ? resolve(f['cache-dir']) : join(cliEnvironment(undefined, io).dataDir, 'graph-cache'), provider, threads, warn: (m) => io.stderr(`warning: ${m}\n`) });
   try {
     const top = await engine.runTopK(rows, padding);
     const { batch: B, seqLen: T } = top;

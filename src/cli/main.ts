@@ -11,6 +11,8 @@ import { UsageError } from './args.js';
 export interface CliIO {
   stdout: (text: string) => void;
   stderr: (text: string) => void;
+  /** the environment the commands read their defaults from (TOXSCOPE_DATA_DIR, TOXSCOPE_MODEL_DIR); none when absent */
+  env?: Record<string, string | undefined>;
 }
 
 export interface Command {
@@ -33,6 +35,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
 export const processIO: CliIO = {
   stdout: (t) => process.stdout.write(t),
   stderr: (t) => process.stderr.write(t),
+  env: process.env,
 };
 
 function overview(): string {

@@ -4,13 +4,14 @@
  * for checking the engine against other implementations.
  */
 import { mkdirSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { ForwardEngine } from '../engine/forward-engine.js';
 import type { Padding } from '../engine/padding.js';
 import { loadTokenizer } from '../engine/tokenizer.js';
 import { writeSafetensors } from '../model/safetensors.js';
 import type { Provider } from '../runtime/session.js';
 import { UsageError, parseChoice, parseFlags, parseIntFlag, requireString, parseEngineFlags } from './args.js';
+import { cliEnvironment } from './environment.js';
 import type { CliIO, Command } from './main.js';
 
 const USAGE = `usage: toxscope residual --model <checkpoint dir> --layer <L> --out <file.safetensors>
@@ -23,7 +24,7 @@ const USAGE = `usage: toxscope residual --model <checkpoint dir> --layer <L> --o
   --text       a text to tokenize (repeatable); rows from --ids come first, then one row per --text
   --padding    how rows of different lengths are padded (default right)
   --out        output file: resid_post float32 [B, T, D], attention_mask int64 [B, T]
-  --cache-dir  where built graphs are cached (default .toxscope/graph-cache)
+  --cache-dir  where built graphs are cached (default $TOXSCOPE_DATA_DIR/graph-cache, else .toxscope/graph-cache)
   --threads    onnxruntime intra-op threads (default: one per core)
   --provider   execution provider (default cpu; cuda falls back to cpu with a warning)`;
 
@@ -34,7 +35,7 @@ const FLAGS = {
   text: { type: 'string', multiple: true },
   padding: { type: 'string', default: 'right' },
   out: { type: 'string' },
-  'cache-dir': { type: 'string', default: '.toxscope/graph-cache' },
+  'cache-dir': { type: 'string' },
   threads: { type: 'string' },
   provider: { type: 'string', default: 'cpu' },
 } as const;
@@ -83,7 +84,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   const { provider, threads } = parseEngineFlags(f);
   const rows = await inputRows(f, modelDir);
 
-  const engine = await ForwardEngine.open({ modelDir, layer, cacheDir: resolve(f['cache-dir'] as string), provider, threads, warn: (m) => io.stderr(`warning: ${m}\n`) });
+  const engine = await ForwardEngine.open({ modelDir, layer, cacheDir: typeof f['cache-dir'] === 'string' ? resolve(f['cache-dir']) : join(cliEnvironment(undefined, io).dataDir, 'graph-cache'), provider, threads, warn: (m) => io.stderr(`warning: ${m}\n`) });
   try {
     const r = await engine.runResidual(rows, padding);
     mkdirSync(dirname(resolve(out)), { recursive: true });

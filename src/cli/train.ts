@@ -2,7 +2,7 @@
  * `toxscope train`: labeled texts + Qwen3 checkpoint + SAE -> a bundle directory (head, thresholds, manifest).
  * Without --model/--sae it trains on the demo backbone (synthetic), building it first if needed.
  */
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { jsonHashCache } from '../bundle/file-hash.js';
 import { trainBundle } from '../bundle/train-bundle.js';
 import { DEMO_NOTICE, DEMO_RECIPE, ensureDemoBundle } from '../bundle/demo/demo-bundle.js';
@@ -10,6 +10,7 @@ import { readBundle } from '../bundle/load.js';
 import type { Provider } from '../runtime/session.js';
 import { UsageError, parseChoice, parseFlags, parseIntFlag, requireString, parseEngineFlags } from './args.js';
 import type { CliIO, Command } from './main.js';
+import { cliEnvironment } from './environment.js';
 import { progressBar } from './progress.js';
 
 const USAGE = `usage: toxscope train --data <jsonl file or dir> --out <bundle dir>
@@ -25,7 +26,7 @@ const USAGE = `usage: toxscope train --data <jsonl file or dir> --out <bundle di
   --seed                seed of the explicit train/calibration split (default 0)
   --calibration-fraction  share held out for calibration and thresholds (default 0.25)
   --target-precision    choose per-language thresholds to reach this precision (default: maximise F1)
-  --data-dir            built graphs and the demo live here (default .toxscope)`;
+  --data-dir            built graphs and the demo live here (default $TOXSCOPE_DATA_DIR, else .toxscope)`;
 
 const FLAGS = {
   data: { type: 'string' },
@@ -38,7 +39,7 @@ const FLAGS = {
   'calibration-fraction': { type: 'string' },
   'target-precision': { type: 'string' },
   name: { type: 'string' },
-  'data-dir': { type: 'string', default: '.toxscope' },
+  'data-dir': { type: 'string' },
   threads: { type: 'string' },
   provider: { type: 'string', default: 'cpu' },
 } as const;
@@ -58,7 +59,7 @@ export const trainCommand: Command = {
     const f = parseFlags(argv, FLAGS);
     const data = requireString(f, 'data');
     const out = requireString(f, 'out');
-    const dataDir = resolve(f['data-dir'] as string);
+    const { dataDir, modelDirs } = cliEnvironment(f['data-dir'], io);
     const { provider, threads } = parseEngineFlags(f);
     const given = [f.model, f.sae, f.layer].filter((v) => v !== undefined).length;
     if (given !== 0 && given !== 3) throw new UsageError('--model, --sae and --layer go together (or leave all three out for the demo backbone)');
@@ -74,7 +75,7 @@ export const trainCommand: Command = {
       layer = parseIntFlag(f.layer as string, 'layer', 0);
       k = f.k === undefined ? undefined : parseIntFlag(f.k as string, 'k', 1);
     } else {
-      const demo = readBundle(await ensureDemoBundle({ dataDir, provider, threads, log, onProgress: progress.update }));
+      const demo = readBundle(await ensureDemoBundle({ dataDir, provider, threads, log, onProgress: progress.update }), { modelDirs });
       progress.done();
       io.stderr(`${DEMO_NOTICE}\n`);
       modelDir = demo.modelDir;

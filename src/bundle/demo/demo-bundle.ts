@@ -108,7 +108,7 @@ export async function ensureDemoBundle(o: DemoBundleOptions): Promise<string> {
     log,
     onProgress: o.onProgress,
   });
-  // model/ and sae/ lie outside the bundle dir, so the manifest holds their absolute paths: the rename keeps them valid.
+  // model/ and sae/ are siblings of the bundle dir: the manifest's relative paths (../model) stay valid after the rename.
   renameSync(scratch, bundleDir);
   return bundleDir;
 }
