@@ -6,6 +6,7 @@ const BENCHES: Record<string, () => Promise<{ run(argv: string[]): Promise<numbe
   engine: () => import('./engine.js'),
   http: () => import('./http.js'),
   drift: () => import('./drift.js'),
+  artifacts: () => import('./artifacts.js'),
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -128,12 +128,12 @@ describe('safetensors failures name the file and the tensor', () => {
     const b = Buffer.alloc(64);
     b.writeBigUInt64LE(2n ** 40n);
     writeFileSync(path, b);
-    expect(() => SafetensorsFile.open(path)).toThrow(`${path}: header length ${2 ** 40} is implausible (corrupted file?)`);
+    expect(() => SafetensorsFile.open(path)).toThrow(`${path}: header length ${2 ** 40} is more than the 100000000-byte limit (corrupted file?)`);
   });
 
   it('a corrupted header that is not JSON', () => {
     const path = rawFile('{"w": {"dtype": "F32", "shape": [2, 2], "data_off', new Uint8Array(16));
-    expect(() => SafetensorsFile.open(path)).toThrow(new RegExp(`${path}: safetensors header is not valid JSON`));
+    expect(() => SafetensorsFile.open(path)).toThrow(new RegExp(`${path}: safetensors header: not valid JSON`));
   });
 
   it('a header that is JSON but not an object', () => {
@@ -153,7 +153,7 @@ describe('safetensors failures name the file and the tensor', () => {
   it('an unsupported dtype, a bad shape, bad offsets', () => {
     const path = rawFile({ w: { dtype: 'F8_E4M3', shape: [4], data_offsets: [0, 4] } }, new Uint8Array(4));
     expect(() => SafetensorsFile.open(path)).toThrow(`${path}: tensor 'w': unsupported dtype "F8_E4M3"`);
-    expect(() => SafetensorsFile.open(rawFile({ w: { dtype: 'U8', shape: [-1], data_offsets: [0, 1] } }, new Uint8Array(1)))).toThrow(/tensor 'w': shape \[-1\] is not a list of non-negative integers/);
+    expect(() => SafetensorsFile.open(rawFile({ w: { dtype: 'U8', shape: [-1], data_offsets: [0, 1] } }, new Uint8Array(1)))).toThrow(/tensor 'w': shape \[-1\] is not a list of at most 8 non-negative integers/);
     expect(() => SafetensorsFile.open(rawFile({ w: { dtype: 'U8', shape: [1], data_offsets: [1, 0] } }, new Uint8Array(1)))).toThrow(/tensor 'w': data_offsets \[1,0\] are not \[begin, end\]/);
   });
 

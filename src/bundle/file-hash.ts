@@ -4,8 +4,9 @@
  * (absolute path, size, mtime): a file that changes in place gets a new key.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { formatError } from '../errors.js';
 
 export interface HashCache {
   get(key: string): string | undefined;
@@ -32,12 +33,15 @@ export function jsonHashCache(path: string): HashCache {
 export function sha256File(path: string, cache?: HashCache): string {
   const abs = resolve(path);
   const st = statSync(abs);
+  // a device or FIFO (a symlink to /dev/zero) would be hashed forever
+  if (!st.isFile()) throw formatError(`${path}: not a regular file`);
   const key = `${abs}|${st.size}|${st.mtimeMs}`;
   const hit = cache?.get(key);
   if (hit) return hit;
   const h = createHash('sha256');
   const fd = openSync(abs, 'r');
   try {
+    if (!fstatSync(fd).isFile()) throw formatError(`${path}: not a regular file`);
     const buf = Buffer.allocUnsafe(8 << 20);
     let pos = 0;
     for (;;) {

@@ -4,12 +4,13 @@
  * leaves the running bundle untouched.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { formatError } from '../errors.js';
 import { DiscoveryRule } from '../head/discovery.js';
 import { describeZodError } from '../head/encoding.js';
 import { Head } from '../head/head.js';
+import { ARTIFACT_LIMITS, parseJsonText, readBoundedFile } from '../model/artifact-limits.js';
 import { readModelConfig } from '../model/families/registry.js';
 import { loadSae } from '../model/sae/load.js';
 import type { TopKSae } from '../model/sae/types.js';
@@ -49,12 +50,12 @@ export function readBundle(dir: string, opts: ReadBundleOptions = {}): Bundle {
   });
 
   const headPath = inBundle(bundleDir, manifest.head.path);
-  const headBytes = readOrFail(headPath, 'head');
+  const headBytes = readOrFail(headPath, 'head', ARTIFACT_LIMITS.headJsonBytes);
   const headSha = createHash('sha256').update(headBytes).digest('hex');
   if (headSha !== manifest.head.sha256) throw formatError(`${headPath}: content does not match the manifest's sha256 (edited or corrupted head)`);
   const head = Head.fromJSON(parseJson(headPath, headBytes), headPath);
   const rulePath = join(bundleDir, RULE_FILE);
-  const rule = existsSync(rulePath) ? DiscoveryRule.fromJSON(parseJson(rulePath, readOrFail(rulePath, 'rule')), rulePath) : null;
+  const rule = existsSync(rulePath) ? DiscoveryRule.fromJSON(parseJson(rulePath, readOrFail(rulePath, 'rule', ARTIFACT_LIMITS.headJsonBytes)), rulePath) : null;
 
   const trained = head.meta.trained_for as TrainedFor | undefined;
   if (!trained) throw formatError(`${headPath}: head.meta.trained_for is missing: cannot tell which model and SAE the head was trained for`);
@@ -89,23 +90,17 @@ function inBundle(bundleDir: string, p: string): string {
   return isAbsolute(p) ? p : join(bundleDir, p);
 }
 
-function readOrFail(path: string, what: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    throw formatError(`${path}: cannot read the bundle's ${what} (${(e as Error).message})`);
-  }
+/** A regular file within its size budget (never /dev/zero behind a symlink). */
+function readOrFail(path: string, what: string, maxBytes: number): Buffer {
+  return readBoundedFile(path, maxBytes, `bundle's ${what}`);
 }
 
+/** JSON whose parse errors never quote the file's text. */
 function parseJson(path: string, bytes: Buffer): unknown {
-  try {
-    return JSON.parse(bytes.toString('utf8'));
-  } catch (e) {
-    throw formatError(`${path}: not valid JSON (${(e as Error).message})`);
-  }
+  return parseJsonText(bytes.toString('utf8'), path);
 }
 
 function parseJsonFile<T>(path: string, validate: (raw: unknown) => T): T {
-  return validate(parseJson(path, readOrFail(path, 'manifest')));
+  return validate(parseJson(path, readOrFail(path, 'manifest', ARTIFACT_LIMITS.smallJsonBytes)));
 }
 

@@ -10,9 +10,13 @@
 import { z } from 'zod';
 import { formatError } from '../errors.js';
 
-export const denseF32Schema = z.object({ dtype: z.literal('float32'), length: z.number().int().nonnegative(), base64: z.string() });
+/** Most elements one array may declare (64 Mi float32: 256 MiB, past any head or rule): a sparse array's length
+ * is allocated before its entries are read, so a hostile `length` must be refused by the schema. */
+export const MAX_F32_ARRAY_LENGTH = 2 ** 26;
+const arrayLength = z.number().int().nonnegative().max(MAX_F32_ARRAY_LENGTH);
+export const denseF32Schema = z.object({ dtype: z.literal('float32'), length: arrayLength, base64: z.string() });
 export const sparseF32Schema = z.object({
-  dtype: z.literal('float32-sparse'), length: z.number().int().nonnegative(), indices: z.string(), values: z.string(),
+  dtype: z.literal('float32-sparse'), length: arrayLength, indices: z.string(), values: z.string(),
 });
 export const f32ArraySchema = z.discriminatedUnion('dtype', [denseF32Schema, sparseF32Schema]);
 export type F32ArrayJson = z.infer<typeof f32ArraySchema>;
@@ -65,7 +69,9 @@ export function decodeF32(j: F32ArrayJson, what: string): Float32Array {
 
 /** "<source>: <path>: <message>" for the first few issues of a failed zod parse. */
 export function describeZodError(source: string, error: z.ZodError): string {
-  const lines = error.issues.slice(0, 5).map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
+  // paths are keys from the file: clipped, so a message never carries much of it
+  const clipKey = (k: PropertyKey) => (String(k).length > 40 ? `${String(k).slice(0, 40)}...` : String(k)).replace(/[\u0000-\u001f]/g, '?');
+  const lines = error.issues.slice(0, 5).map((i) => `${i.path.length ? i.path.slice(0, 6).map(clipKey).join('.') : '(root)'}: ${i.message.slice(0, 200)}`);
   const more = error.issues.length > 5 ? `; and ${error.issues.length - 5} more` : '';
   return `${source}: ${lines.join('; ')}${more}`;
 }

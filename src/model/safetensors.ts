@@ -4,10 +4,13 @@
  * Layout: u64 little-endian header length N | N bytes of JSON header | data.
  * Header: { "__metadata__"?: {str: str}, "<name>": { dtype, shape, data_offsets: [begin, end] } }
  * with offsets relative to the start of the data section. Tensors are read with positional reads,
- * so files of many GB and offsets past 4 GiB never need the whole file in memory.
+ * so files of many GB and offsets past 4 GiB never need the whole file in memory. The header is bounded
+ * (size, nesting, tensor count, rank, element count: src/model/artifact-limits.ts) and every tensor's bytes are
+ * checked against its shape and the file before anything is read.
  */
 import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { formatError } from '../errors.js';
+import { ARTIFACT_LIMITS, brief, checkedProduct, clip, parseJsonText } from './artifact-limits.js';
 import { DTYPE_BYTES, DType, decodeToF32, isDType } from './dtypes.js';
 
 export interface TensorInfo {
@@ -20,7 +23,7 @@ export interface TensorInfo {
   file: string;
 }
 
-const MAX_HEADER = 100 * 1024 * 1024;
+const MAX_HEADER = ARTIFACT_LIMITS.safetensorsHeaderBytes;
 
 export class SafetensorsFile {
   readonly path: string;
@@ -57,27 +60,28 @@ export class SafetensorsFile {
     if (fileSize < 8) throw formatError(`${path}: truncated safetensors file (${fileSize} bytes, no header length)`);
     const lenBuf = Buffer.alloc(8);
     readFully(fd, lenBuf, 0, path);
-    const headerLen = Number(lenBuf.readBigUInt64LE(0));
-    if (headerLen > MAX_HEADER) throw formatError(`${path}: header length ${headerLen} is implausible (corrupted file?)`);
+    const headerLen64 = lenBuf.readBigUInt64LE(0);
+    if (headerLen64 > BigInt(MAX_HEADER)) throw formatError(`${path}: header length ${headerLen64} is more than the ${MAX_HEADER}-byte limit (corrupted file?)`);
+    const headerLen = Number(headerLen64);
     if (8 + headerLen > fileSize) throw formatError(`${path}: truncated safetensors file: header of ${headerLen} bytes but file is ${fileSize} bytes`);
     const headerBuf = Buffer.alloc(headerLen);
     readFully(fd, headerBuf, 8, path);
-    let header: unknown;
-    try {
-      header = JSON.parse(headerBuf.toString('utf8'));
-    } catch (e) {
-      throw formatError(`${path}: safetensors header is not valid JSON (${(e as Error).message})`);
-    }
+    const header = parseJsonText(headerBuf.toString('utf8'), `${path}: safetensors header`, 4);
     if (typeof header !== 'object' || header === null || Array.isArray(header)) throw formatError(`${path}: safetensors header is not a JSON object`);
+    const names = Object.keys(header);
+    if (names.length > ARTIFACT_LIMITS.tensors) throw formatError(`${path}: ${names.length} header entries, more than the limit of ${ARTIFACT_LIMITS.tensors}`);
     const dataStart = 8 + headerLen;
     const dataSize = fileSize - dataStart;
     let metadata: Record<string, string> = {};
     const tensors = new Map<string, TensorInfo>();
     for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
       if (name === '__metadata__') {
+        if (raw !== null && (typeof raw !== 'object' || Array.isArray(raw) || !Object.values(raw).every((v) => typeof v === 'string')))
+          throw formatError(`${path}: __metadata__ is not an object of strings`);
         metadata = (raw ?? {}) as Record<string, string>;
         continue;
       }
+      if (name.length > ARTIFACT_LIMITS.nameChars) throw formatError(`${path}: a tensor name is longer than ${ARTIFACT_LIMITS.nameChars} characters ('${clip(name)}')`);
       tensors.set(name, validateEntry(path, name, raw, dataStart, dataSize));
     }
     // Ranges must tile the data section without overlaps (holes are tolerated, overlaps are not).
@@ -85,14 +89,14 @@ export class SafetensorsFile {
     for (let i = 1; i < sorted.length; i++) {
       const prev = sorted[i - 1];
       if (prev.offset + prev.byteLength > sorted[i].offset)
-        throw formatError(`${path}: tensors '${prev.name}' and '${sorted[i].name}' overlap in the data section`);
+        throw formatError(`${path}: tensors '${clip(prev.name)}' and '${clip(sorted[i].name)}' overlap in the data section`);
     }
     return new SafetensorsFile(path, fd, metadata, tensors, dataStart);
   }
 
   info(name: string): TensorInfo {
     const t = this.tensors.get(name);
-    if (!t) throw formatError(`${this.path}: no tensor '${name}'`);
+    if (!t) throw formatError(`${this.path}: no tensor '${clip(name)}'`);
     return t;
   }
 
@@ -132,19 +136,21 @@ export class SafetensorsFile {
 }
 
 function validateEntry(path: string, name: string, raw: unknown, dataStart: number, dataSize: number): TensorInfo {
-  const where = `${path}: tensor '${name}'`;
+  const where = `${path}: tensor '${clip(name)}'`;
   if (typeof raw !== 'object' || raw === null) throw formatError(`${where}: header entry is not an object`);
   const { dtype, shape, data_offsets: offs } = raw as Record<string, unknown>;
-  if (typeof dtype !== 'string' || !isDType(dtype)) throw formatError(`${where}: unsupported dtype ${JSON.stringify(dtype)}`);
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
-    throw formatError(`${where}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+  if (typeof dtype !== 'string' || !isDType(dtype)) throw formatError(`${where}: unsupported dtype ${brief(dtype)}`);
+  if (!Array.isArray(shape) || shape.length > ARTIFACT_LIMITS.rank || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+    throw formatError(`${where}: shape ${brief(shape)} is not a list of at most ${ARTIFACT_LIMITS.rank} non-negative integers`);
   if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0) || offs[0] > offs[1])
-    throw formatError(`${where}: data_offsets ${JSON.stringify(offs)} are not [begin, end] with begin <= end`);
-  const numel = (shape as number[]).reduce((a, b) => a * b, 1);
+    throw formatError(`${where}: data_offsets ${brief(offs)} are not [begin, end] with begin <= end`);
+  // the byte range is checked against the file below: the product only has to stay exact
+  const numel = checkedProduct(shape as number[], Number.MAX_SAFE_INTEGER);
+  if (numel === null) throw formatError(`${where}: shape ${brief(shape)} has more elements than can be counted exactly`);
   const expected = numel * DTYPE_BYTES[dtype];
   const byteLength = offs[1] - offs[0];
   if (byteLength !== expected)
-    throw formatError(`${where}: shape ${JSON.stringify(shape)} x ${dtype} needs ${expected} bytes but data_offsets span ${byteLength}`);
+    throw formatError(`${where}: shape ${brief(shape)} x ${dtype} needs ${expected} bytes but data_offsets span ${byteLength}`);
   if (offs[1] > dataSize)
     throw formatError(`${where}: data ends at byte ${offs[1]} of the data section but only ${dataSize} bytes are present (truncated file?)`);
   return { name, dtype, shape: shape as number[], offset: dataStart + offs[0], byteLength, file: path };

@@ -25,10 +25,21 @@ export interface ResolvedSae {
 
 export function loadSae(path: string, opts: LoadSaeOptions = {}): TopKSae {
   const r = resolveSae(path, opts.layer);
-  switch (r.format) {
-    case 'qwen-scope': return loadQwenScopeSae(r.path, opts);
-    case 'saelens': return loadSaeLensSae(r.path, opts);
-    case 'sparsify': return loadSparsifySae(r.path, opts);
+  const sae = r.format === 'qwen-scope' ? loadQwenScopeSae(r.path, opts) : r.format === 'saelens' ? loadSaeLensSae(r.path, opts) : loadSparsifySae(r.path, opts);
+  checkFiniteSae(sae);
+  return sae;
+}
+
+/** NaN or infinite weights would make every code NaN, and every score the head's bias: refuse them by name. */
+export function checkFiniteSae(sae: TopKSae): void {
+  const arrays: [string, Float32Array | null][] = [['encoder weights', sae.wEnc], ['encoder bias', sae.bEnc], ['input bias', sae.inputBias], ['decoder bias', sae.bDec], ['decoder weights', sae.wDec]];
+  for (const [what, a] of arrays) {
+    if (!a) continue;
+    let probe = 0; // x * 0 is 0 for every finite x and NaN for NaN and +-Infinity: one multiply-add per element
+    for (let i = 0; i < a.length; i++) probe += a[i] * 0;
+    if (probe === 0) continue;
+    const i = a.findIndex((x) => !Number.isFinite(x));
+    throw formatError(`${sae.source}: the SAE's ${what} hold ${a[i]} at element ${i}: refusing non-finite weights`);
   }
 }
 

@@ -8,6 +8,7 @@
  */
 import { basename } from 'node:path';
 import { formatError, validationError } from '../../errors.js';
+import { listNames } from '../artifact-limits.js';
 import { LoadSaeOptions, checkK, expectShape, reconcileLayer } from './common.js';
 import { TorchFile } from './torch-file.js';
 import { TopKSae } from './types.js';
@@ -25,7 +26,7 @@ export function loadQwenScopeSae(file: string, opts: LoadSaeOptions = {}): TopKS
   const layer = reconcileLayer(file, nameMatch ? Number(nameMatch[1]) : undefined, opts.layer);
   const f = TorchFile.open(file);
   try {
-    if (!f.has('W_enc')) throw formatError(`${file}: no 'W_enc' tensor: not a Qwen-Scope SAE (tensors: ${[...f.tensors.keys()].join(', ') || 'none'})`);
+    if (!f.has('W_enc')) throw formatError(`${file}: no 'W_enc' tensor: not a Qwen-Scope SAE (tensors: ${listNames(f.tensors.keys())})`);
     const encShape = f.info('W_enc').shape;
     if (encShape.length !== 2) throw formatError(`${file}: 'W_enc' has shape [${encShape}], expected [d_sae, d_model]`);
     const [dSae, dModel] = encShape;

@@ -5,9 +5,9 @@
  * Only the cfg fields that change the encoder's maths matter here; the ones this loader does not
  * implement are refused by name rather than silently ignored.
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatError, validationError } from '../../errors.js';
+import { ARTIFACT_LIMITS, brief, readJsonFile } from '../artifact-limits.js';
 import { SafetensorsFile } from '../safetensors.js';
 import { LoadSaeOptions, checkK, expectShape, reconcileLayer, transpose } from './common.js';
 import { TopKSae } from './types.js';
@@ -25,11 +25,11 @@ export function loadSaeLensSae(dir: string, opts: LoadSaeOptions = {}): TopKSae 
   const k = topKOf(cfgPath, cfg);
   const norm = field('normalize_activations');
   if (norm !== undefined && norm !== null && norm !== 'none')
-    throw formatError(`${cfgPath}: normalize_activations '${String(norm)}' is not supported (only 'none')`);
+    throw formatError(`${cfgPath}: normalize_activations ${brief(norm)} is not supported (only 'none')`);
   for (const flag of ['rescale_acts_by_decoder_norm'])
     if (field(flag) === true) throw formatError(`${cfgPath}: ${flag} = true is not supported`);
   const reshape = field('reshape_activations');
-  if (reshape !== undefined && reshape !== null && reshape !== 'none') throw formatError(`${cfgPath}: reshape_activations '${String(reshape)}' is not supported (the SAE must read the residual stream)`);
+  if (reshape !== undefined && reshape !== null && reshape !== 'none') throw formatError(`${cfgPath}: reshape_activations ${brief(reshape)} is not supported (the SAE must read the residual stream)`);
   if (field('hook_head_index') !== undefined && field('hook_head_index') !== null) throw formatError(`${cfgPath}: hook_head_index is set: per-head SAEs are not supported`);
   const applyBDec = field('apply_b_dec_to_input') ?? true;
   if (typeof applyBDec !== 'boolean') throw formatError(`${cfgPath}: apply_b_dec_to_input must be true or false`);
@@ -42,8 +42,8 @@ export function loadSaeLensSae(dir: string, opts: LoadSaeOptions = {}): TopKSae 
     const encShape = st.info('W_enc').shape;
     if (encShape.length !== 2) throw formatError(`${weightsPath}: 'W_enc' has shape [${encShape}], expected [d_in, d_sae]`);
     const [dIn, dSae] = encShape;
-    if (cfg.d_in !== undefined && cfg.d_in !== dIn) throw formatError(`${cfgPath}: d_in = ${String(cfg.d_in)} but W_enc is [${encShape}]`);
-    if (cfg.d_sae !== undefined && cfg.d_sae !== dSae) throw formatError(`${cfgPath}: d_sae = ${String(cfg.d_sae)} but W_enc is [${encShape}]`);
+    if (cfg.d_in !== undefined && cfg.d_in !== dIn) throw formatError(`${cfgPath}: d_in = ${brief(cfg.d_in)} but W_enc is [${encShape}]`);
+    if (cfg.d_sae !== undefined && cfg.d_sae !== dSae) throw formatError(`${cfgPath}: d_sae = ${brief(cfg.d_sae)} but W_enc is [${encShape}]`);
     const src = { has: (n: string) => st.tensors.has(n), info: (n: string) => st.info(n), readF32: (n: string) => st.readF32(n) };
     expectShape(weightsPath, src, 'b_enc', [dSae], 'encoder bias [d_sae]');
     expectShape(weightsPath, src, 'W_dec', [dSae, dIn], 'decoder [d_sae, d_in]');
@@ -81,7 +81,7 @@ function topKOf(cfgPath: string, cfg: Cfg): number {
   else if (arch === 'standard' && actFn === 'topk') k = kwargs.k ?? cfg.k;
   else
     throw formatError(
-      `${cfgPath}: architecture '${String(arch)}'${actFn ? ` with activation '${String(actFn)}'` : ''} is not supported: ` +
+      `${cfgPath}: architecture ${brief(arch)}${actFn ? ` with activation ${brief(actFn)}` : ''} is not supported: ` +
         `only TopK SAEs are (architecture 'topk', or 'standard' with activation_fn_str 'topk')`,
     );
   if (typeof k !== 'number') throw formatError(`${cfgPath}: TopK SAE without a numeric k`);
@@ -103,26 +103,15 @@ export function layerOf(cfgPath: string, hookName: unknown, hookLayer: unknown):
     }
     const hf = /^(?:model\.)?layers\.(\d+)$/.exec(hookName);
     if (hf) return Number(hf[1]);
-    throw formatError(`${cfgPath}: hook '${hookName}' is not the residual stream after a decoder layer (expected blocks.L.hook_resid_post)`);
+    throw formatError(`${cfgPath}: hook ${brief(hookName)} is not the residual stream after a decoder layer (expected blocks.L.hook_resid_post)`);
   }
   if (hookLayer === undefined || hookLayer === null) return undefined;
-  if (!Number.isSafeInteger(hookLayer) || (hookLayer as number) < 0) throw formatError(`${cfgPath}: hook_layer ${JSON.stringify(hookLayer)} is not a layer index`);
+  if (!Number.isSafeInteger(hookLayer) || (hookLayer as number) < 0) throw formatError(`${cfgPath}: hook_layer ${brief(hookLayer)} is not a layer index`);
   return hookLayer as number;
 }
 
 export function readJson(path: string): Cfg {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw formatError(`${path}: cannot read (${(e as Error).message})`);
-  }
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (e) {
-    throw formatError(`${path}: not valid JSON (${(e as Error).message})`);
-  }
+  const v = readJsonFile(path, ARTIFACT_LIMITS.smallJsonBytes, 'SAE config');
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw formatError(`${path}: not a JSON object`);
   return v as Cfg;
 }

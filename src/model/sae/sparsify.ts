@@ -6,6 +6,7 @@
  */
 import { basename, join } from 'node:path';
 import { formatError, validationError } from '../../errors.js';
+import { brief } from '../artifact-limits.js';
 import { SafetensorsFile } from '../safetensors.js';
 import { LoadSaeOptions, checkK, expectShape, reconcileLayer, transpose } from './common.js';
 import { readJson } from './saelens.js';
@@ -26,7 +27,7 @@ export function loadSparsifySae(dir: string, opts: LoadSaeOptions = {}): TopKSae
   const cfgPath = join(dir, 'cfg.json');
   const cfg = readJson(cfgPath);
   const activation = cfg.activation ?? 'topk';
-  if (activation !== 'topk') throw formatError(`${cfgPath}: activation '${String(activation)}' is not supported (only 'topk')`);
+  if (activation !== 'topk') throw formatError(`${cfgPath}: activation ${brief(activation)} is not supported (only 'topk')`);
   if (cfg.transcode === true) throw formatError(`${cfgPath}: transcoders (transcode = true) read a module's input, not the residual stream: not supported`);
   for (const flag of ['gram_lookup', 'embed_skip']) if (cfg[flag] === true) throw formatError(`${cfgPath}: ${flag} = true changes the encoder input and is not supported`);
   if (typeof cfg.k !== 'number') throw formatError(`${cfgPath}: no numeric k`);
@@ -39,7 +40,7 @@ export function loadSparsifySae(dir: string, opts: LoadSaeOptions = {}): TopKSae
     const encShape = st.info('encoder.weight').shape;
     if (encShape.length !== 2) throw formatError(`${weightsPath}: 'encoder.weight' has shape [${encShape}], expected [d_sae, d_in]`);
     const [dSae, dIn] = encShape;
-    if (cfg.d_in !== undefined && cfg.d_in !== dIn) throw formatError(`${cfgPath}: d_in = ${String(cfg.d_in)} but encoder.weight is [${encShape}]`);
+    if (cfg.d_in !== undefined && cfg.d_in !== dIn) throw formatError(`${cfgPath}: d_in = ${brief(cfg.d_in)} but encoder.weight is [${encShape}]`);
     const declared = typeof cfg.num_latents === 'number' && cfg.num_latents > 0 ? cfg.num_latents : typeof cfg.expansion_factor === 'number' ? cfg.expansion_factor * dIn : undefined;
     if (declared !== undefined && declared !== dSae) throw formatError(`${cfgPath}: num_latents/expansion_factor give ${declared} latents but encoder.weight is [${encShape}]`);
     const src = { has: (n: string) => st.tensors.has(n), info: (n: string) => st.info(n), readF32: (n: string) => st.readF32(n) };

@@ -6,9 +6,13 @@
  *   <archive>/byteorder     'little' (newer writers), <archive>/version
  *
  * Only the tensors asked for are read, and only the byte span their (offset, size, stride) covers.
+ * Every view is checked at open against its storage and its zip entry: it must fit the storage, and its
+ * elements must not alias (no stride 0 on a dimension longer than 1, no overlapping strides), so a tensor
+ * never materialises more elements than the file really holds.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { formatError } from '../../errors.js';
+import { ARTIFACT_LIMITS, checkedProduct, clip, listNames } from '../artifact-limits.js';
 import { DTYPE_BYTES, bf16ToF32, f16ToF32 } from '../dtypes.js';
 import { PyDict, PyValue, TensorRef, unpickle } from './unpickle.js';
 import { ZipArchive } from './zip.js';
@@ -46,16 +50,15 @@ export class TorchFile {
     const zip = ZipArchive.open(path);
     try {
       const pkls = [...zip.entries.keys()].filter((n) => n === 'data.pkl' || /^[^/]+\/data\.pkl$/.test(n));
-      if (pkls.length !== 1) throw formatError(`${path}: expected one '<archive>/data.pkl' entry in the zip, found ${pkls.length ? pkls.join(', ') : 'none'} (not a torch.save file?)`);
+      if (pkls.length !== 1) throw formatError(`${path}: expected one '<archive>/data.pkl' entry in the zip, found ${listNames(pkls)} (not a torch.save file?)`);
       const archive = pkls[0].includes('/') ? pkls[0].slice(0, pkls[0].indexOf('/')) : '';
       const prefix = archive ? `${archive}/` : '';
       if (zip.entries.has(`${prefix}byteorder`)) {
-        const order = zip.read(`${prefix}byteorder`).toString('latin1').trim();
-        if (order !== 'little') throw formatError(`${path}: tensors are stored ${order}-endian; only little-endian files are supported`);
+        const order = zip.read(`${prefix}byteorder`, ARTIFACT_LIMITS.smallZipEntryBytes).toString('latin1').trim();
+        if (order !== 'little') throw formatError(`${path}: tensors are stored '${clip(order, 16)}'-endian; only little-endian files are supported`);
       }
-      const root = unpickle(zip.read(pkls[0]), `${path}: ${pkls[0]}`);
-      const tensors = new Map<string, TensorRef>();
-      collectTensors(root, '', tensors);
+      const root = unpickle(zip.read(pkls[0], ARTIFACT_LIMITS.pickleBytes), `${path}: ${pkls[0]}`);
+      const tensors = collectTensors(root, path);
       const file = new TorchFile(path, zip, archive, root, tensors);
       for (const name of tensors.keys()) file.checkExtent(name);
       return file;
@@ -102,7 +105,7 @@ export class TorchFile {
 
   private tensor(name: string): TensorRef {
     const t = this.tensors.get(name);
-    if (!t) throw formatError(`${this.path}: no tensor '${name}' (has ${[...this.tensors.keys()].join(', ') || 'none'})`);
+    if (!t) throw formatError(`${this.path}: no tensor '${clip(name)}' (has ${listNames(this.tensors.keys())})`);
     return t;
   }
 
@@ -110,10 +113,10 @@ export class TorchFile {
     return `${this.archive ? `${this.archive}/` : ''}data/${t.storage.key}`;
   }
 
-  /** The storage must fit its zip entry, and the view (offset, size, stride) must fit the storage. */
+  /** The storage must fit its zip entry, and the view (offset, size, stride) must fit the storage without aliasing. */
   private checkExtent(name: string): void {
     const t = this.tensor(name);
-    const where = `${this.path}: tensor '${name}'`;
+    const where = `${this.path}: tensor '${clip(name)}'`;
     const entryName = this.storageEntry(t);
     const entry = this.zip.entries.get(entryName);
     if (!entry) throw formatError(`${where}: its storage '${t.storage.key}' has no zip entry '${entryName}'`);
@@ -121,8 +124,13 @@ export class TorchFile {
     const need = t.storage.numel * DTYPE_BYTES[t.storage.dtype];
     if (need > entry.size)
       throw formatError(`${where}: storage '${t.storage.key}' declares ${t.storage.numel} ${t.storage.dtype} elements (${need} bytes) but its zip entry holds ${entry.size} bytes`);
-    const numel = t.shape.reduce((a, b) => a * b, 1);
-    if (numel > 0 && t.storageOffset + extent(t) > t.storage.numel)
+    if (t.shape.length > ARTIFACT_LIMITS.rank) throw formatError(`${where}: ${t.shape.length} dimensions, more than ${ARTIFACT_LIMITS.rank}`);
+    const numel = checkedProduct(t.shape);
+    if (numel === null) throw formatError(`${where}: size [${t.shape}] has more than ${ARTIFACT_LIMITS.tensorElements} elements`);
+    if (numel === 0) return;
+    const alias = aliasing(t.shape, t.stride);
+    if (alias) throw formatError(`${where}: view (size [${t.shape}], stride [${t.stride}]) ${alias}: refusing a tensor that repeats storage elements`);
+    if (t.storageOffset + extent(t) > t.storage.numel)
       throw formatError(
         `${where}: view (offset ${t.storageOffset}, size [${t.shape}], stride [${t.stride}]) reaches element ${t.storageOffset + extent(t) - 1} ` +
           `of storage '${t.storage.key}', which has ${t.storage.numel} elements`,
@@ -130,9 +138,26 @@ export class TorchFile {
   }
 }
 
-/** Number of storage elements from the view's first element to its last, inclusive. */
+/** Number of storage elements from the view's first element to its last, inclusive (Infinity past 2^53). */
 function extent(t: TensorRef): number {
-  return 1 + t.shape.reduce((acc, d, i) => acc + (d - 1) * t.stride[i], 0);
+  const e = 1 + t.shape.reduce((acc, d, i) => acc + (d - 1) * t.stride[i], 0);
+  return Number.isSafeInteger(e) ? e : Infinity;
+}
+
+/**
+ * Why the view's elements alias one another, or null when every index maps to its own storage element:
+ * taking the dimensions longer than 1 from the smallest stride up, each stride must step past everything the
+ * smaller ones span (the test PyTorch's own overlap check makes).
+ */
+function aliasing(shape: number[], stride: number[]): string | null {
+  const dims = shape.map((d, i) => ({ d, s: stride[i] })).filter((x) => x.d > 1).sort((a, b) => a.s - b.s);
+  let span = 1; // storage elements covered by the dimensions so far
+  for (const { d, s } of dims) {
+    if (s === 0) return 'has stride 0 on a dimension longer than 1';
+    if (s < span) return 'has overlapping strides';
+    span = s * (d - 1) + span;
+  }
+  return null;
 }
 
 function isContiguous(shape: number[], stride: number[]): boolean {
@@ -168,12 +193,30 @@ function gather(src: Float32Array, shape: number[], stride: number[], numel: num
   return out;
 }
 
-function collectTensors(v: PyValue, prefix: string, out: Map<string, TensorRef>): void {
-  if (v instanceof TensorRef) {
-    out.set(prefix, v);
-    return;
-  }
-  if (v instanceof PyDict) for (const [k, child] of v.map) collectTensors(child, prefix ? `${prefix}.${String(k)}` : String(k), out);
+/**
+ * Every tensor reachable through (nested) dicts, by dotted key. A dict the pickle shares between keys (a memo
+ * reference) is reached once per path, so the walk is bounded: at most ARTIFACT_LIMITS.tensors names, dicts
+ * visited and depth ARTIFACT_LIMITS.pickleDepth; past either the file is refused, not expanded.
+ */
+function collectTensors(root: PyValue, path: string): Map<string, TensorRef> {
+  const out = new Map<string, TensorRef>();
+  const limit = ARTIFACT_LIMITS.tensors;
+  let visits = 0;
+  let chars = 0;
+  const walk = (v: PyValue, prefix: string, depth: number): void => {
+    if (++visits > limit) throw formatError(`${path}: its dicts spell more than ${limit} tensor names (shared or repeated dicts?): refusing to expand them`);
+    if (prefix.length > ARTIFACT_LIMITS.nameChars) throw formatError(`${path}: a tensor name is longer than ${ARTIFACT_LIMITS.nameChars} characters ('${clip(prefix)}')`);
+    if ((chars += prefix.length) > 64 * limit) throw formatError(`${path}: its tensor names add up to more than ${64 * limit} characters`);
+    if (v instanceof TensorRef) {
+      out.set(prefix, v);
+      return;
+    }
+    if (!(v instanceof PyDict)) return;
+    if (depth >= ARTIFACT_LIMITS.pickleDepth) throw formatError(`${path}: dicts nested more than ${ARTIFACT_LIMITS.pickleDepth} deep`);
+    for (const [k, child] of v.map) walk(child, prefix ? `${prefix}.${String(k)}` : String(k), depth + 1);
+  };
+  walk(root, '', 0);
+  return out;
 }
 
 /** Before PyTorch 1.6 torch.save wrote a bare pickle stream: say so instead of "not a zip". */

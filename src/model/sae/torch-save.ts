@@ -211,6 +211,9 @@ export interface ZipInput {
   deflate?: boolean;
   /** leave this many unreferenced bytes before the entry's local header (a hole in a sparse file) */
   holeBefore?: number;
+  /** hostile archives: DEFLATE bytes written as they are (data is then only used for the CRC), and the size to declare */
+  compressed?: Buffer;
+  declaredSize?: number;
 }
 export interface ZipOptions {
   /** write zip64 records and put 64-bit sizes/offsets in zip64 extra fields (32-bit fields = 0xFFFFFFFF) */
@@ -231,8 +234,10 @@ export function zipPieces(inputs: ZipInput[], opts: ZipOptions = {}): { pieces: 
   for (const e of inputs) {
     pos += e.holeBefore ?? 0;
     const name = Buffer.from(e.name, 'utf8');
-    const data = e.deflate ? deflateRawSync(e.data) : e.data;
+    const data = e.compressed ?? (e.deflate ? deflateRawSync(e.data) : e.data);
     const crc = crc32(e.data);
+    const size = e.declaredSize ?? e.data.length;
+    const method = e.compressed || e.deflate ? 8 : 0;
     const offset = pos;
     const flags = 0x800 | (opts.dataDescriptor ? 0x8 : 0);
     // pad so that the data starts on a 64-byte boundary: 'FB' extra field of zeros ('Z' in torch)
@@ -243,11 +248,11 @@ export function zipPieces(inputs: ZipInput[], opts: ZipOptions = {}): { pieces: 
     local.writeUInt32LE(0x04034b50, 0);
     local.writeUInt16LE(opts.zip64 ? 45 : 20, 4);
     local.writeUInt16LE(flags, 6);
-    local.writeUInt16LE(e.deflate ? 8 : 0, 8);
+    local.writeUInt16LE(method, 8);
     if (!opts.dataDescriptor) {
       local.writeUInt32LE(crc, 14);
       local.writeUInt32LE(data.length, 18);
-      local.writeUInt32LE(e.data.length, 22);
+      local.writeUInt32LE(Math.min(size, 0xffffffff), 22);
     }
     local.writeUInt16LE(name.length, 26);
     local.writeUInt16LE(extra.length, 28);
@@ -257,7 +262,7 @@ export function zipPieces(inputs: ZipInput[], opts: ZipOptions = {}): { pieces: 
       dd.writeUInt32LE(0x08074b50, 0);
       dd.writeUInt32LE(crc, 4);
       dd.writeUInt32LE(data.length, 8);
-      dd.writeUInt32LE(e.data.length, 12);
+      dd.writeUInt32LE(Math.min(size, 0xffffffff), 12);
       push(dd);
     }
     const c = Buffer.alloc(46);
@@ -265,17 +270,17 @@ export function zipPieces(inputs: ZipInput[], opts: ZipOptions = {}): { pieces: 
     c.writeUInt16LE(opts.zip64 ? 45 : 20, 4);
     c.writeUInt16LE(opts.zip64 ? 45 : 20, 6);
     c.writeUInt16LE(flags, 8);
-    c.writeUInt16LE(e.deflate ? 8 : 0, 10);
+    c.writeUInt16LE(method, 10);
     c.writeUInt32LE(crc, 16);
     let cExtra = Buffer.alloc(0);
     if (opts.zip64) {
       c.writeUInt32LE(0xffffffff, 20);
       c.writeUInt32LE(0xffffffff, 24);
       c.writeUInt32LE(0xffffffff, 42);
-      cExtra = Buffer.concat([u16(0x0001), u16(24), u64(e.data.length), u64(data.length), u64(offset)]);
+      cExtra = Buffer.concat([u16(0x0001), u16(24), u64(size), u64(data.length), u64(offset)]);
     } else {
       c.writeUInt32LE(data.length, 20);
-      c.writeUInt32LE(e.data.length, 24);
+      c.writeUInt32LE(size, 24);
       c.writeUInt32LE(offset, 42);
     }
     c.writeUInt16LE(name.length, 28);

@@ -6,8 +6,14 @@
  *
  * Tensors come out as TensorRef (storage, offset, size, stride); their bytes stay in the zip until
  * TorchFile (torch-file.ts) reads them by offset.
+ *
+ * Budgets (src/model/artifact-limits.ts): memo references (BINGET, DUP) share values, never copy them, so the
+ * result is a DAG no larger than the pickle; every opcode and every value it copies counts against a work
+ * budget (repeated BUILDs or SETITEMS of one big container are quadratic otherwise); MARKs are kept on a stack
+ * of their own (no scan per opcode); error messages describe values to a bounded size, however deep or shared.
  */
 import { formatError } from '../../errors.js';
+import { ARTIFACT_LIMITS, clip } from '../artifact-limits.js';
 import { DType } from '../dtypes.js';
 
 export class PyTuple {
@@ -72,13 +78,16 @@ const OP = {
 const OP_NAMES = new Map<number, string>(Object.entries(OP).map(([k, v]) => [v, k]));
 
 /** Interpret a pickle produced by torch.save; `where` names the file and entry in errors. */
-export function unpickle(data: Uint8Array, where: string): PyValue {
-  return new Unpickler(data, where).run();
+export function unpickle(data: Uint8Array, where: string, workBudget: number = ARTIFACT_LIMITS.pickleWork): PyValue {
+  return new Unpickler(data, where, workBudget).run();
 }
 
 class Unpickler {
   private pos = 0;
   private stack: StackItem[] = [];
+  /** stack positions of the MARKs on the stack, innermost last */
+  private marks: number[] = [];
+  private work = 0;
   private readonly memo = new Map<number, PyValue>();
   private readonly storages = new Map<string, StorageRef>();
   private readonly view: DataView;
@@ -86,6 +95,7 @@ class Unpickler {
   constructor(
     private readonly data: Uint8Array,
     private readonly where: string,
+    private readonly workBudget: number,
   ) {
     this.view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   }
@@ -94,6 +104,7 @@ class Unpickler {
     for (;;) {
       const at = this.pos;
       const op = this.u8();
+      this.spend(1, at);
       switch (op) {
         case OP.PROTO: {
           const v = this.u8();
@@ -105,7 +116,7 @@ class Unpickler {
           if (this.stack.length !== 1) throw this.err(at, `STOP with ${this.stack.length} items on the stack (expected 1)`);
           return this.value(this.stack.pop(), at, 'STOP');
         }
-        case OP.MARK: this.stack.push(MARK); break;
+        case OP.MARK: this.marks.push(this.stack.length); this.stack.push(MARK); break;
         case OP.POP: this.pop(at, 'POP'); break;
         case OP.POP_MARK: this.popMark(at, 'POP_MARK'); break;
         case OP.DUP: this.stack.push(this.top(at, 'DUP')); break;
@@ -171,7 +182,10 @@ class Unpickler {
           const state = this.pop(at, 'BUILD');
           const obj = this.top(at, 'BUILD');
           if (!isEmptyState(state)) {
-            if (obj instanceof PyDict && state instanceof PyDict) for (const [k, v] of state.map) obj.map.set(k, v);
+            if (obj instanceof PyDict && state instanceof PyDict) {
+              this.spend(state.map.size, at);
+              for (const [k, v] of state.map) obj.map.set(k, v);
+            }
             else throw this.err(at, `BUILD with a non-empty state on ${describe(obj)} is not something torch.save of tensors produces`);
           }
           break;
@@ -194,7 +208,8 @@ class Unpickler {
         }
         case OP.APPENDS: {
           const items = this.popMark(at, 'APPENDS');
-          this.listOnTop(at, 'APPENDS').push(...items);
+          const list = this.listOnTop(at, 'APPENDS');
+          for (const item of items) list.push(item);
           break;
         }
         default: {
@@ -206,12 +221,19 @@ class Unpickler {
     }
   }
 
+  /** Count `n` steps of work; past the budget the pickle is refused (it cannot be a state dict of tensors). */
+  private spend(n: number, at: number): void {
+    this.work += n;
+    if (this.work > this.workBudget)
+      throw this.err(at, `unpickling takes more than ${this.workBudget} steps (opcodes and values copied): refusing it as hostile or corrupt`);
+  }
+
   // ------------------------------------------------------------- torch semantics
 
   private global(module: string, name: string, at: number): PyGlobal {
     const q = `${module}.${name}`;
     if (CALLABLES.has(q) || Object.hasOwn(STORAGE_TYPES, q)) return new PyGlobal(q);
-    throw this.err(at, `pickle references global '${q}', which is not allowed (only torch tensor/parameter rebuilders, torch float/int storages and collections.OrderedDict are): refusing to load it`);
+    throw this.err(at, `pickle references global '${clip(q)}', which is not allowed (only torch tensor/parameter rebuilders, torch float/int storages and collections.OrderedDict are): refusing to load it`);
   }
 
   /** torch.save's persistent id: ('storage', storage_type, key, location, numel). */
@@ -222,12 +244,13 @@ class Unpickler {
       throw this.err(at, `persistent id ${describe(pid)} is not a torch storage record ('storage', type, key, location, numel)`);
     const dtype = STORAGE_TYPES[type.qualname];
     if (!dtype) throw this.err(at, `persistent id names '${type.qualname}', which is not a storage type`);
-    if (!/^[A-Za-z0-9_.-]+$/.test(key) || key.includes('..')) throw this.err(at, `storage key ${JSON.stringify(key)} is not a plain name`);
+    if (key.length > 256 || !/^[A-Za-z0-9_.-]+$/.test(key) || key.includes('..')) throw this.err(at, `storage key '${clip(key)}' is not a plain name`);
     const seen = this.storages.get(key);
     if (seen) {
       if (seen.dtype !== dtype || seen.numel !== numel) throw this.err(at, `storage '${key}' is declared twice with different types or sizes`);
       return seen;
     }
+    if (this.storages.size >= ARTIFACT_LIMITS.tensors) throw this.err(at, `more than ${ARTIFACT_LIMITS.tensors} storages`);
     const s = new StorageRef(key, dtype, location, numel);
     this.storages.set(key, s);
     return s;
@@ -267,6 +290,7 @@ class Unpickler {
 
   private setItems(d: PyDict, items: PyValue[], at: number): void {
     if (items.length % 2) throw this.err(at, 'odd number of items for a dict');
+    this.spend(items.length, at);
     for (let i = 0; i < items.length; i += 2) {
       const k = items[i];
       if (!(k === null || typeof k === 'string' || typeof k === 'number' || typeof k === 'boolean')) throw this.err(at, `dict key ${describe(k)} is not a string or number`);
@@ -289,14 +313,15 @@ class Unpickler {
     return v;
   }
   private pop(at: number, op: string): PyValue {
-    return this.value(this.stack.pop(), at, op);
+    return this.value(this.stack.pop(), at, op); // a MARK is refused, so the mark stack stays right
   }
   private top(at: number, op: string): PyValue {
     return this.value(this.stack[this.stack.length - 1], at, op);
   }
   private popMark(at: number, op: string): PyValue[] {
-    const m = this.stack.lastIndexOf(MARK);
-    if (m < 0) throw this.err(at, `${op} without a MARK`);
+    const m = this.marks.pop();
+    if (m === undefined) throw this.err(at, `${op} without a MARK`);
+    this.spend(this.stack.length - m, at);
     const items = this.stack.splice(m) as PyValue[];
     items.shift();
     return items;
@@ -353,14 +378,24 @@ function intTuple(v: PyValue | undefined): number[] | null {
 function isEmptyState(v: PyValue): boolean {
   return v === null || (v instanceof PyDict && v.map.size === 0) || (v instanceof PyTuple && v.items.length === 0);
 }
-function describe(v: PyValue | undefined): string {
+/**
+ * A value for an error message, bounded: two levels deep, three items per tuple, short strings. Memo references
+ * can make a value of a few hundred bytes a DAG with 2^n paths: describing it in full would be exponential.
+ */
+function describe(v: PyValue | undefined, depth = 2): string {
   if (v === undefined) return 'nothing';
   if (v === null) return 'None';
-  if (v instanceof PyGlobal) return `global '${v.qualname}'`;
-  if (v instanceof PyTuple) return `(${v.items.map(describe).join(', ')})`;
+  if (v instanceof PyGlobal) return `global '${clip(v.qualname)}'`;
+  if (v instanceof PyTuple) {
+    if (depth === 0) return `(${v.items.length} items)`;
+    const shown = v.items.slice(0, 3).map((x) => describe(x, depth - 1));
+    if (v.items.length > 3) shown.push(`... ${v.items.length - 3} more`);
+    return `(${shown.join(', ')})`;
+  }
   if (v instanceof PyDict) return 'a dict';
-  if (v instanceof StorageRef) return `storage '${v.key}'`;
+  if (v instanceof StorageRef) return `storage '${clip(v.key)}'`;
   if (v instanceof TensorRef) return 'a tensor';
   if (Array.isArray(v)) return 'a list';
-  return JSON.stringify(v);
+  if (typeof v === 'string') return `'${clip(v, 40)}'`;
+  return String(v);
 }

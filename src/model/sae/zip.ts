@@ -4,11 +4,14 @@
  * Layout: [local header | data (| data descriptor)]* central directory [zip64 EOCD, zip64 locator] EOCD.
  * The central directory is authoritative for sizes and offsets: torch.save writes local headers with
  * zero sizes and a data descriptor (flag bit 3). ZIP64 fields are honoured when a 32-bit field overflows.
- * STORED entries can be read by range (the big tensor storages); DEFLATE entries are inflated whole.
+ * STORED entries can be read by range (the big tensor storages); DEFLATE entries are inflated whole, and only
+ * when their declared size is within the caller's budget: inflating stops at the declared size (a zip bomb
+ * that lies about its size is cut off there), so an entry never costs more memory than its budget.
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { crc32, inflateRawSync } from 'node:zlib';
 import { formatError } from '../../errors.js';
+import { ARTIFACT_LIMITS } from '../artifact-limits.js';
 
 export interface ZipEntry {
   name: string;
@@ -67,19 +70,27 @@ export class ZipArchive {
     return e;
   }
 
-  /** The whole entry, inflated if compressed, CRC-checked. */
-  read(name: string): Buffer {
+  /** The whole entry, inflated if compressed, CRC-checked; refused unread when it declares more than `maxBytes`. */
+  read(name: string, maxBytes: number): Buffer {
     const e = this.entry(name);
+    const where = `${this.path}: entry '${name}'`;
+    if (e.method !== 0 && e.method !== 8) throw formatError(`${where} uses compression method ${e.method} (only STORED and DEFLATE are supported)`);
+    if (e.size > maxBytes) throw formatError(`${where} declares ${e.size} bytes, more than the ${maxBytes}-byte limit for it`);
+    if (e.method === 0 && e.compressedSize !== e.size) throw formatError(`${where} is STORED but its stored size ${e.compressedSize} differs from its size ${e.size}`);
+    // DEFLATE adds at most 5 bytes per 16 KiB block (stored blocks) and a few bytes more: anything larger is not this entry
+    if (e.method === 8 && e.compressedSize > e.size + 5 * Math.ceil(e.size / 16384) + 64)
+      throw formatError(`${where}: ${e.compressedSize} compressed bytes cannot inflate to the ${e.size} bytes it declares`);
     const raw = this.readRaw(e, 0, e.compressedSize);
     let data: Buffer;
     if (e.method === 0) data = raw;
-    else if (e.method === 8) {
+    else {
       try {
-        data = inflateRawSync(raw);
+        data = inflateRawSync(raw, { maxOutputLength: e.size + 1 });
       } catch (err) {
-        throw formatError(`${this.path}: entry '${name}': cannot inflate (${(err as Error).message})`);
+        if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw formatError(`${where} inflates past the ${e.size} bytes it declares: refusing it (a zip bomb?)`);
+        throw formatError(`${where}: cannot inflate (${(err as NodeJS.ErrnoException).code ?? 'corrupt DEFLATE data'})`);
       }
-    } else throw formatError(`${this.path}: entry '${name}' uses compression method ${e.method} (only STORED and DEFLATE are supported)`);
+    }
     if (data.length !== e.size) throw formatError(`${this.path}: entry '${name}' is ${data.length} bytes once read, the central directory says ${e.size}`);
     if (crc32(data) !== e.crc32) throw formatError(`${this.path}: entry '${name}' fails its CRC-32 check (corrupted file?)`);
     return data;
@@ -165,6 +176,8 @@ function readCentralDirectory(path: string, fd: number, size: number): Map<strin
     }
   }
   if (cdOffset + cdSize > size) throw formatError(`${path}: central directory [${cdOffset}, ${cdOffset + cdSize}) runs past the end of the ${size}-byte file (truncated zip?)`);
+  if (cdSize > ARTIFACT_LIMITS.zipDirectoryBytes) throw formatError(`${path}: central directory of ${cdSize} bytes is more than the ${ARTIFACT_LIMITS.zipDirectoryBytes}-byte limit`);
+  if (count > cdSize / 46) throw formatError(`${path}: ${count} entries cannot fit a ${cdSize}-byte central directory`);
   const cd = readAbs(path, fd, cdOffset, cdSize);
   const entries = new Map<string, ZipEntry>();
   let p = 0;
