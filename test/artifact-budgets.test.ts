@@ -179,7 +179,7 @@ describe('safetensors headers', () => {
   it('refuses __metadata__ that is not strings, and quotes no more than a short prefix of a bad dtype', () => {
     expect(refusal(open(rawSafetensors({ __metadata__: { a: [1] } })))).toMatch(/__metadata__ is not an object of strings/);
     const message = refusal(open(rawSafetensors({ w: { dtype: `F32${'z'.repeat(50_000)}`, shape: [1], data_offsets: [0, 4] } }, 4)));
-    expect(message).toMatch(/unsupported dtype "F32z+\.\.\.\(50003 chars\)"/);
+    expect(message).toMatch(/unsupported dtype 'F32z+\.\.\.\(50003 chars\)'/);
   });
 });
 

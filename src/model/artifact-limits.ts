@@ -142,7 +142,7 @@ export function listNames(names: Iterable<string>, max = 8): string {
 /** A JSON value from a file for a message: numbers as they are, strings clipped, arrays to their first items. */
 export function brief(v: unknown): string {
   if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
-  if (typeof v === 'string') return `"${clip(v, 40)}"`;
+  if (typeof v === 'string') return `'${clip(v, 40)}'`;
   if (Array.isArray(v)) return `[${v.slice(0, 8).map((x) => (Array.isArray(x) ? '[...]' : typeof x === 'object' && x !== null ? '{...}' : brief(x))).join(',')}${v.length > 8 ? `,...${v.length - 8} more` : ''}]`;
   return typeof v === 'object' ? 'an object' : typeof v;
 }
