@@ -10,7 +10,7 @@
  *       [--batch-size 500] [--max-queued 10000] [--outage-rows 20000]
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -93,7 +93,7 @@ export async function run(argv: string[]): Promise<number> {
 
     // capacity: keep the writer busy for `seconds`.
     const capacity = await (async () => {
-      const q = new WriteQueue({ repo, spillPath: join(dir, 'capacity.jsonl'), batchSize, maxQueued });
+      const q = new WriteQueue({ repo, journalDir: join(dir, 'capacity'), batchSize, maxQueued });
       const t0 = nowNs();
       const end = Date.now() + seconds * 1000;
       while (Date.now() < end) {
@@ -109,7 +109,7 @@ export async function run(argv: string[]): Promise<number> {
 
     // offered: `rate` single-row enqueues per second, in 5 ms ticks.
     const offered = await (async () => {
-      const q = new WriteQueue({ repo, spillPath: join(dir, 'offered.jsonl'), batchSize, maxQueued });
+      const q = new WriteQueue({ repo, journalDir: join(dir, 'offered'), batchSize, maxQueued });
       const loop = monitorEventLoopDelay({ resolution: 1 });
       loop.enable();
       const enqueueNs: number[] = [];
@@ -144,7 +144,7 @@ export async function run(argv: string[]): Promise<number> {
       };
     })();
 
-    // outage: every write fails; rows go to memory then the spill file; then the database comes back.
+    // outage: every write fails; every row is journaled; past the memory bound rows live only in the journal; then the database comes back.
     const outage = await (async () => {
       let down = true;
       const refuse = () => Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
@@ -153,8 +153,7 @@ export async function run(argv: string[]): Promise<number> {
         insertPredictions: (rows) => (down ? refuse() : repo.insertPredictions(rows)),
         recordFeedback: (items) => (down ? refuse() : repo.recordFeedback(items)),
       };
-      const spillPath = join(dir, 'outage.jsonl');
-      const q = new WriteQueue({ repo: flaky, spillPath, batchSize, maxQueued: Math.min(maxQueued, 1000), retryMinMs: 10, retryMaxMs: 50 });
+      const q = new WriteQueue({ repo: flaky, journalDir: join(dir, 'outage'), batchSize, maxQueued: Math.min(maxQueued, 1000), retryMinMs: 10, retryMaxMs: 50 });
       const enqueueNs: number[] = [];
       for (let k = 0; k < outageRows; k++) {
         const r = row(i++);
@@ -164,7 +163,7 @@ export async function run(argv: string[]): Promise<number> {
         if (k % 500 === 0) await new Promise((res) => setImmediate(res));
       }
       const spilled = q.stats().spilled;
-      const bytes = statSync(spillPath).size;
+      const bytes = q.stats().journalBytes;
       down = false;
       const t0 = nowNs();
       await waitUntilWritten(q);
@@ -173,7 +172,7 @@ export async function run(argv: string[]): Promise<number> {
       return {
         rows: outageRows,
         spilled_rows: spilled,
-        spill_bytes_per_row: Math.round(bytes / spilled),
+        journal_bytes_per_row: Math.round(bytes / outageRows),
         enqueue_while_spilling_us: percentiles(enqueueNs),
         replay_rows_per_s: Math.round(outageRows / replayS),
       };

@@ -40,7 +40,7 @@ export async function adminUiFixture(perClass = 24): Promise<AdminUiFixture> {
   const db: TestDb = await openTestDb('pglite');
   const repo = createRepository(db.handle.db);
   const spillDir = mkdtempSync(join(tmpdir(), 'toxscope-admin-ui-spill-'));
-  const queue = new WriteQueue({ repo, spillPath: join(spillDir, 'spill.jsonl'), flushDelayMs: 1 });
+  const queue = new WriteQueue({ repo, journalDir: join(spillDir, 'journal'), flushDelayMs: 1 });
   const t = await buildTestApp({
     env: { TOXSCOPE_ADMIN_TOKEN: ADMIN_TOKEN },
     deps: { predictions: queue, audit: repo, review: repo, drift: (q) => driftReport(repo, BASELINES, q) },

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, existsSync, appendFileSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
@@ -37,6 +37,15 @@ function switchable(repo: Repository) {
   return { state, repo: wrapped };
 }
 
+/** The journal's entries, segment by segment, as written. */
+function journalLines(dir: string): any[] {
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.jsonl'))
+    .sort()
+    .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l)));
+}
+const lastSegment = (dir: string) => join(dir, readdirSync(dir).filter((f) => f.endsWith('.jsonl')).sort().at(-1)!);
+
 describe('write queue (PGlite)', () => {
   let t: TestDb;
   let repo: Repository;
@@ -61,7 +70,7 @@ describe('write queue (PGlite)', () => {
 
   it('writes batches in the background and reports feedback for still-queued predictions as stored, not unknown', async () => {
     const { state, repo: r } = switchable(repo);
-    const q = new WriteQueue({ repo: r, spillPath: join(dir, 'spill.jsonl'), flushDelayMs: 60_000 });
+    const q = new WriteQueue({ repo: r, journalDir: join(dir, 'journal'), flushDelayMs: 60_000 });
     const rows = [predictionRow({ label: true }), predictionRow()];
     q.enqueuePredictions(rows);
     expect(q.isPending(rows[0].id)).toBe(true);
@@ -99,9 +108,9 @@ describe('write queue (PGlite)', () => {
 
   it('spills past the memory bound while the database is away, then replays everything in order, once', async () => {
     const { state, repo: r } = switchable(repo);
-    const spillPath = join(dir, 'spill.jsonl');
+    const journalDir = join(dir, 'journal');
     const errors: unknown[] = [];
-    const q = new WriteQueue({ repo: r, spillPath, maxQueued: 10, batchSize: 4, flushDelayMs: 60_000, retryMinMs: 60_000, onError: (e) => errors.push(e) });
+    const q = new WriteQueue({ repo: r, journalDir, maxQueued: 10, batchSize: 4, flushDelayMs: 60_000, retryMinMs: 60_000, onError: (e) => errors.push(e) });
     state.down = true;
     const rows: NewPrediction[] = [];
     for (let i = 0; i < 30; i++) {
@@ -110,13 +119,14 @@ describe('write queue (PGlite)', () => {
       q.enqueuePredictions(batch);
     }
     await expect(q.flush()).rejects.toSatisfy((e) => isToxScopeError(e) && e.kind === 'unavailable');
-    // 10 in memory (4 of them in the failed head batch), 20 in the file, with increasing sequence numbers.
+    // 10 in memory (4 of them in the failed head batch), 20 in the journal only; all 30 journaled, in order.
     expect(q.stats()).toMatchObject({ queued: 10, spilled: 20, spilledTotal: 20, databaseUp: false });
-    const lines = readFileSync(spillPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    expect(lines.map((l) => l.row.id)).toEqual(rows.slice(10).map((x) => x.id));
-    expect(lines.map((l) => l.seq)).toEqual(Array.from({ length: 20 }, (_, i) => 11 + i));
+    const lines = journalLines(journalDir);
+    expect(lines.map((l) => l.row.id)).toEqual(rows.map((x) => x.id));
+    expect(lines.map((l) => l.seq)).toEqual(Array.from({ length: 30 }, (_, i) => 1 + i));
+    expect(q.stats().journalBytes).toBeGreaterThan(0);
 
-    // Feedback while away: accepted for queued predictions (memory or file), refused for ones it cannot check.
+    // Feedback while away: accepted for queued predictions (memory or journal), refused for ones it cannot check.
     expect(await q.recordFeedback([{ predictionId: rows[3].id, label: true, source: 'mod' }, { predictionId: rows[25].id, label: false, source: 'mod' }])).toEqual([
       { predictionId: rows[3].id, status: 'stored' },
       { predictionId: rows[25].id, status: 'stored' },
@@ -134,45 +144,84 @@ describe('write queue (PGlite)', () => {
     expect(await countRows(rows.map((x) => x.id))).toBe(30);
     expect(await feedbackLabel(rows[3].id)).toBe(true);
     expect(await feedbackLabel(rows[25].id)).toBe(true); // the later of the two queued labels
-    expect(existsSync(spillPath)).toBe(false); // drained files are removed
-    expect(q.stats()).toMatchObject({ queued: 0, spilled: 0, written: 33, dropped: 0, databaseUp: true });
+    expect(journalLines(journalDir)).toEqual([]); // released once everything is committed
+    expect(q.stats()).toMatchObject({ queued: 0, spilled: 0, replayed: 23, written: 33, dropped: 0, journalBytes: 0, databaseUp: true });
     expect(errors).toEqual([]); // the background writer never ran: flush() reported the failures itself
     await q.close();
   });
 
-  it('keeps what it could not write across a restart: close persists memory ahead of the spill file, a new queue replays it', async () => {
+  it('an accepted row is on disk when enqueue returns: a crash (no flush, no close) loses nothing, the next start replays it', async () => {
     const { state, repo: r } = switchable(repo);
-    const spillPath = join(dir, 'spill.jsonl');
-    const first = new WriteQueue({ repo: r, spillPath, maxQueued: 5, batchSize: 3, flushDelayMs: 60_000, retryMinMs: 60_000 });
-    state.down = true;
+    const journalDir = join(dir, 'journal');
+    // memory far from full and no write due for a minute: before the journal, these rows lived only in memory
+    const crashed = new WriteQueue({ repo: r, journalDir, maxQueued: 10_000, flushDelayMs: 60_000, retryMinMs: 60_000 });
     const rows = Array.from({ length: 12 }, () => predictionRow());
-    for (const row of rows) first.enqueuePredictions([row]);
-    await first.recordFeedback([{ predictionId: rows[1].id, label: true, source: 'mod' }]);
-    await first.close({ timeoutMs: 1_000 });
-    await expect(Promise.resolve().then(() => first.enqueuePredictions([predictionRow()]))).rejects.toThrow(/closed/);
-    const persisted = readFileSync(spillPath, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    expect(persisted.map((l) => l.seq)).toEqual([...persisted.map((l) => l.seq)].sort((a, b) => a - b));
-    expect(persisted.filter((l) => l.kind === 'prediction').map((l) => l.row.id)).toEqual(rows.map((x) => x.id));
-    // A crash mid-append leaves a torn last line: it was never acknowledged and is cut off on recovery.
-    appendFileSync(spillPath, '{"seq":999,"kind":"predic');
+    for (const row of rows) crashed.enqueuePredictions([row]);
+    expect(await crashed.recordFeedback([{ predictionId: rows[1].id, label: true, source: 'mod' }])).toEqual([{ predictionId: rows[1].id, status: 'stored' }]);
+    expect(crashed.stats()).toMatchObject({ queued: 13, spilled: 0 });
+    expect(state.calls).toBe(0);
+    // `crashed` is abandoned as a killed process would leave it; a torn last line (killed mid-append, never
+    // acknowledged) is cut off on recovery.
+    appendFileSync(lastSegment(journalDir), '{"seq":999,"kind":"predic');
 
-    state.down = false;
-    const second = new WriteQueue({ repo: r, spillPath, flushDelayMs: 60_000 });
-    expect(second.stats()).toMatchObject({ spilled: 13, queued: 0 });
+    const second = new WriteQueue({ repo: r, journalDir, flushDelayMs: 60_000 });
+    expect(second.stats()).toMatchObject({ recovered: 13, spilled: 13, queued: 0 });
     expect(second.isPending(rows[11].id)).toBe(true);
     await second.flush();
     expect(state.written).toEqual(rows.map((x) => x.id));
     expect(await countRows(rows.map((x) => x.id))).toBe(12);
     expect(await feedbackLabel(rows[1].id)).toBe(true);
-    expect(existsSync(spillPath)).toBe(false);
-    expect(second.stats()).toMatchObject({ written: 13, dropped: 0 });
+    expect(journalLines(journalDir)).toEqual([]);
+    expect(second.stats()).toMatchObject({ written: 13, replayed: 13, dropped: 0 });
+    await second.close();
+  });
+
+  it('replays exactly once after a crash between the database commit and the journal release', async () => {
+    const { state, repo: r } = switchable(repo);
+    const journalDir = join(dir, 'journal');
+    const q = new WriteQueue({ repo: r, journalDir, flushDelayMs: 60_000 });
+    const rows = Array.from({ length: 5 }, () => predictionRow());
+    q.enqueuePredictions(rows);
+    await q.recordFeedback([{ predictionId: rows[0].id, label: true, source: 'mod' }]);
+    const snapshot = join(dir, 'snapshot');
+    cpSync(journalDir, snapshot, { recursive: true }); // the journal as it was just before the commit
+    await q.flush();
+    expect(journalLines(journalDir)).toEqual([]);
+    await q.close();
+    // The process "died" after the commit but before releasing: the next start finds every row again.
+    rmSync(journalDir, { recursive: true, force: true });
+    cpSync(snapshot, journalDir, { recursive: true });
+    const again = new WriteQueue({ repo: r, journalDir, flushDelayMs: 60_000 });
+    expect(again.stats()).toMatchObject({ recovered: 6 });
+    await again.flush();
+    expect(state.written).toEqual([...rows, ...rows].map((x) => x.id)); // written twice ...
+    expect(await countRows(rows.map((x) => x.id))).toBe(5); // ... stored once
+    const [fb] = await executeRows<{ n: number }>(t.handle.db, sql`select count(*)::int as n from feedback where prediction_id = ${rows[0].id}`);
+    expect(fb.n).toBe(1);
+    await again.close();
+  });
+
+  it('a shutdown with the database away keeps everything in the journal, in order, for the next start', async () => {
+    const { state, repo: r } = switchable(repo);
+    const journalDir = join(dir, 'journal');
+    const first = new WriteQueue({ repo: r, journalDir, maxQueued: 5, batchSize: 3, flushDelayMs: 60_000, retryMinMs: 60_000 });
+    state.down = true;
+    const rows = Array.from({ length: 12 }, () => predictionRow());
+    for (const row of rows) first.enqueuePredictions([row]);
+    await first.close({ timeoutMs: 1_000 });
+    await expect(Promise.resolve().then(() => first.enqueuePredictions([predictionRow()]))).rejects.toThrow(/closed/);
+    expect(journalLines(journalDir).map((l) => l.row.id)).toEqual(rows.map((x) => x.id));
+    state.down = false;
+    const second = new WriteQueue({ repo: r, journalDir, flushDelayMs: 60_000 });
+    await second.flush();
+    expect(state.written).toEqual(rows.map((x) => x.id));
     await second.close();
   });
 
   it('the background writer retries on its own with backoff and catches up when the database returns', async () => {
     const { state, repo: r } = switchable(repo);
     const retries: boolean[] = [];
-    const q = new WriteQueue({ repo: r, spillPath: join(dir, 'spill.jsonl'), flushDelayMs: 0, retryMinMs: 5, retryMaxMs: 20, onError: (_e, info) => retries.push(info.retrying) });
+    const q = new WriteQueue({ repo: r, journalDir: join(dir, 'journal'), flushDelayMs: 0, retryMinMs: 5, retryMaxMs: 20, onError: (_e, info) => retries.push(info.retrying) });
     state.down = true;
     const rows = Array.from({ length: 7 }, () => predictionRow());
     q.enqueuePredictions(rows);
@@ -199,7 +248,7 @@ describe('write queue (PGlite)', () => {
         return n;
       },
     };
-    const q = new WriteQueue({ repo: flaky, spillPath: join(dir, 'spill.jsonl'), flushDelayMs: 60_000, retryMinMs: 60_000 });
+    const q = new WriteQueue({ repo: flaky, journalDir: join(dir, 'journal'), flushDelayMs: 60_000, retryMinMs: 60_000 });
     const rows = [predictionRow(), predictionRow()];
     q.enqueuePredictions(rows);
     await expect(q.flush()).rejects.toThrow(/CONNECTION_CLOSED/);
@@ -212,7 +261,7 @@ describe('write queue (PGlite)', () => {
 
   it('drops (and reports) a row the database rejects, without holding back the rest of its batch', async () => {
     const dropped: unknown[] = [];
-    const q = new WriteQueue({ repo, spillPath: join(dir, 'spill.jsonl'), flushDelayMs: 60_000, onError: (_e, info) => info.dropped && dropped.push(info.dropped) });
+    const q = new WriteQueue({ repo, journalDir: join(dir, 'journal'), flushDelayMs: 60_000, onError: (_e, info) => info.dropped && dropped.push(info.dropped) });
     const good = [predictionRow(), predictionRow()];
     const bad = predictionRow({ languageSource: 'guessed' as 'hint' }); // violates the CHECK constraint (SQLSTATE 23514)
     q.enqueuePredictions([good[0], bad, good[1]]);
@@ -224,7 +273,7 @@ describe('write queue (PGlite)', () => {
   });
 
   it('refuses malformed rows at enqueue, naming the field, instead of stalling the writer', () => {
-    const q = new WriteQueue({ repo, spillPath: join(dir, 'spill.jsonl') });
+    const q = new WriteQueue({ repo, journalDir: join(dir, 'journal') });
     expect(() => q.enqueuePredictions([predictionRow({ createdAt: new Date('nope') })])).toThrow(/createdAt must be a valid Date/);
     expect(() => q.enqueuePredictions([predictionRow({ score: Number.NaN })])).toThrow(/score must be a finite number/);
     expect(q.stats().queued).toBe(0);

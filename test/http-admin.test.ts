@@ -21,7 +21,7 @@ const spillDir = mkdtempSync(join(tmpdir(), 'toxscope-http-spill-'));
 beforeAll(async () => {
   db = await openTestDb('pglite');
   repo = createRepository(db.handle.db);
-  queue = new WriteQueue({ repo, spillPath: join(spillDir, 'spill.jsonl'), flushDelayMs: 1 });
+  queue = new WriteQueue({ repo, journalDir: join(spillDir, 'journal'), flushDelayMs: 1 });
   t = await buildTestApp({
     env: { TOXSCOPE_ADMIN_TOKEN: ADMIN_TOKEN },
     deps: { predictions: queue, audit: repo, drift: (q) => driftReport(repo, { en: 0.8 }, q) },

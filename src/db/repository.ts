@@ -5,6 +5,7 @@
 import { and, asc, desc, eq, gte, inArray, lt, sql, type SQL } from 'drizzle-orm';
 import { ToxScopeError } from '../errors.js';
 import type { Database } from './client.js';
+import { DatabaseError, isTransientDbError } from './db-error.js';
 import {
   f1Windows,
   feedback,
@@ -115,7 +116,29 @@ export interface Repository {
 // 11 columns per prediction row: 1000 rows stay far below Postgres' 65535 bind parameters.
 const INSERT_CHUNK = 1000;
 
+/**
+ * Every method's failure becomes a DatabaseError: its SQLSTATE and the driver's message, never the statement's
+ * parameters (drizzle's own error text carries them, and callers log what they catch).
+ */
 export function createRepository(db: Database): Repository {
+  return withSafeErrors(createQueries(db));
+}
+
+function withSafeErrors(repo: Repository): Repository {
+  const safe = {} as Record<string, unknown>;
+  for (const [name, fn] of Object.entries(repo) as [string, (...args: unknown[]) => Promise<unknown>][]) {
+    safe[name] = async (...args: unknown[]) => {
+      try {
+        return await fn(...args);
+      } catch (e) {
+        throw e instanceof ToxScopeError ? e : new DatabaseError(e, isTransientDbError(e));
+      }
+    };
+  }
+  return safe as unknown as Repository;
+}
+
+function createQueries(db: Database): Repository {
   async function recordThresholdChanges(changes: readonly NewThresholdChangeInput[]): Promise<ThresholdChange[]> {
     if (changes.length === 0) return [];
     const now = new Date();

@@ -1,26 +1,37 @@
 /**
  * Database writes off the request path. Predictions (and feedback for predictions not yet written) are queued
- * and written in batches by one background writer. While the database is away, the request path keeps going:
- * entries wait in a bounded in-memory queue, then in an append-only spill file, and are written back in order
- * (sequence numbers) when it returns. Every write is idempotent (ON CONFLICT DO NOTHING on prediction id,
- * feedback upserted by prediction id with the latest timestamp winning), so a retried batch is never stored
- * twice, not even after a crash between a commit and its acknowledgement.
+ * and written in batches by one background writer; the request path never waits for the database.
  *
- *   order of entries:  head batch (being written)  <  memory  <  spill file
+ * Durability: every accepted entry is appended to the journal (src/db/journal.ts) before the call that
+ * accepts it returns, so before its answer is sent: a crash (kill -9, OOM kill) loses nothing answered, and
+ * the journal's group commit fsyncs it within `syncMs` (a power loss loses at most that window). Entries are
+ * also held in memory up to `maxQueued`; past that (a slow or absent database) they live only in the journal
+ * and are read back from it in order. Journal space is released only after the database committed the rows.
+ *
+ * Exactly once: every write is idempotent (ON CONFLICT DO NOTHING on prediction id; feedback upserted by
+ * prediction id, the latest timestamp winning), so a batch replayed after a crash between its commit and the
+ * journal's release, or retried after a lost acknowledgement, is never stored twice.
+ *
+ *   order of entries:  head batch (being written)  <  memory  <  journal-only ("spilled")
  */
 import { ToxScopeError } from '../errors.js';
+import { describeDbError, isTransientDbError } from './db-error.js';
+import { Journal, type JournalPosition, type QueueEntry } from './journal.js';
 import type { FeedbackItem, FeedbackResult, Repository } from './repository.js';
 import type { NewPrediction } from './schema.js';
-import { SpillFile, type QueueEntry } from './spill-file.js';
+
+export { isTransientDbError } from './db-error.js';
 
 export interface WriteQueueOptions {
   repo: Pick<Repository, 'insertPredictions' | 'recordFeedback'>;
-  /** Spill file path (jsonl); an existing file from an earlier run is replayed first. */
-  spillPath: string;
-  /** Entries held in memory before new ones go to the spill file (default 10 000). */
+  /** Journal directory; what an earlier run left there is replayed first. */
+  journalDir: string;
+  /** Group-commit window in ms: accepted entries are fsync'd at most this long after acceptance (0: before). Default 50. */
+  syncMs?: number;
+  /** Entries held in memory before new ones are kept in the journal only (default 10 000). */
   maxQueued?: number;
-  /** Spill file size limit in bytes (default 1 GiB); past it, enqueueing fails with 'overloaded'. */
-  maxSpillBytes?: number;
+  /** Journal size limit in bytes (default 1 GiB); past it, enqueueing fails with 'overloaded'. */
+  maxJournalBytes?: number;
   /** Entries per database write (default 500). */
   batchSize?: number;
   /** How long a new entry may wait for others to share its write (default 20 ms). */
@@ -33,27 +44,26 @@ export interface WriteQueueOptions {
 }
 
 export interface WriteQueueStats {
-  /** Entries in memory, including the batch being written. */
+  /** Entries held in memory, including a batch being written from memory. */
   queued: number;
-  /** Entries in the spill file not yet written. */
+  /** Entries held only in the journal (past the memory bound, or left by an earlier run), not yet written. */
   spilled: number;
-  /** Entries ever appended to the spill file (since start). */
+  /** Entries ever kept in the journal only (since start). */
   spilledTotal: number;
+  /** Entries found in the journal at start (left by an earlier run: a crash or a shutdown with the database away). */
+  recovered: number;
+  /** Entries written to the database from the journal (spilled or recovered; since start). */
+  replayed: number;
   /** Entries written (since start; after a failure while isolating a rejected row, its batch is counted again). */
   written: number;
-  /** Entries the database rejected as invalid, or unreadable spill lines: reported through onError. */
+  /** Entries the database rejected as invalid, or unreadable journal lines: reported through onError. */
   dropped: number;
+  /** Entries refused at enqueue (the journal full or not writable): the caller was told, nothing was kept. */
+  refused: number;
+  /** Bytes in the journal. */
+  journalBytes: number;
   /** Outcome of the last write attempt. */
   databaseUp: boolean;
-}
-
-/** Whether an error is worth retrying: anything but a data error (SQLSTATE class 22 or 23) is. */
-export function isTransientDbError(error: unknown): boolean {
-  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && /^(22|23)[0-9A-Z]{3}$/.test(code)) return false;
-  }
-  return true;
 }
 
 /** Rejects rows that would fail in the writer for reasons no retry fixes (the writer would stall on them). */
@@ -70,26 +80,30 @@ function validatePrediction(row: NewPrediction, index: number): void {
   if (typeof row.label !== 'boolean') bad('label', 'must be a boolean');
 }
 
+const samePosition = (a: JournalPosition, b: JournalPosition | undefined) => b !== undefined && a.segment === b.segment && a.offset === b.offset;
+
 interface HeadBatch {
   entries: QueueEntry[];
-  /** For a batch read from the spill file: where it ends and how many lines it spans. */
-  file?: { end: number; lines: number };
+  /** For a batch read from the journal: the position just past it. */
+  file?: { next: JournalPosition };
 }
 
 export class WriteQueue {
   private readonly repo: WriteQueueOptions['repo'];
   private readonly maxQueued: number;
-  private readonly maxSpillBytes: number;
+  private readonly maxJournalBytes: number;
   private readonly batchSize: number;
   private readonly flushDelayMs: number;
   private readonly retryMinMs: number;
   private readonly retryMaxMs: number;
   private readonly onError: NonNullable<WriteQueueOptions['onError']>;
-  readonly spillPath: string;
+  private readonly journal: Journal;
 
   private head: HeadBatch | undefined;
   private memory: QueueEntry[] = [];
-  private spill: SpillFile | undefined;
+  /** Where the journal-only entries begin (undefined: none). */
+  private fileCursor: JournalPosition | undefined;
+  private filePending = 0;
   private nextSeq = 1;
   private committedSeq = 0;
   /** Queued (not yet written) predictions and feedback, by prediction id, with multiplicity. */
@@ -101,13 +115,12 @@ export class WriteQueue {
   private loopActive = false;
   private failures = 0;
   private closed = false;
-  private readonly counters = { spilledTotal: 0, written: 0, dropped: 0, databaseUp: true };
+  private readonly counters = { spilledTotal: 0, recovered: 0, replayed: 0, written: 0, dropped: 0, refused: 0, databaseUp: true };
 
   constructor(options: WriteQueueOptions) {
     this.repo = options.repo;
-    this.spillPath = options.spillPath;
     this.maxQueued = options.maxQueued ?? 10_000;
-    this.maxSpillBytes = options.maxSpillBytes ?? 1 << 30;
+    this.maxJournalBytes = options.maxJournalBytes ?? 1 << 30;
     this.batchSize = options.batchSize ?? 500;
     this.flushDelayMs = options.flushDelayMs ?? 20;
     this.retryMinMs = options.retryMinMs ?? 100;
@@ -116,18 +129,25 @@ export class WriteQueue {
     if (!(this.maxQueued >= 1) || !(this.batchSize >= 1)) {
       throw new ToxScopeError('validation', `write queue maxQueued and batchSize must be at least 1; got ${this.maxQueued} and ${this.batchSize}`);
     }
-    this.spill = SpillFile.recover(
-      this.spillPath,
+    this.journal = Journal.open(
+      { dir: options.journalDir, syncMs: options.syncMs, onSyncError: (e) => this.onError(e, { retrying: true }) },
       (e) => {
         this.track(e, +1);
         this.nextSeq = Math.max(this.nextSeq, e.seq + 1);
+        this.counters.recovered += 1;
+        this.filePending += 1;
       },
       (e) => this.drop(e),
     );
-    if (this.spill) this.schedule(0);
+    if (this.filePending > 0) {
+      this.fileCursor = this.journal.start;
+      this.schedule(0);
+    } else {
+      this.journal.release(this.committedSeq, true); // only empty or unreadable leftovers: nothing to keep
+    }
   }
 
-  /** Queues prediction rows for writing. Never waits for the database. */
+  /** Queues prediction rows for writing: on disk (journal) when this returns. Never waits for the database. */
   enqueuePredictions(rows: readonly NewPrediction[]): void {
     rows.forEach(validatePrediction);
     this.enqueue(rows.map((row) => ({ seq: 0, kind: 'prediction', row })));
@@ -135,9 +155,9 @@ export class WriteQueue {
 
   /**
    * Records moderator feedback. Items whose prediction is still queued are queued behind it (never reported
-   * as unknown); the others are written now, so unknown ids can be reported. When the database is away,
-   * feedback for queued predictions is still accepted; feedback that needs the database to check its id fails
-   * with 'unavailable' and nothing of the call is kept (retrying it is safe).
+   * as unknown; on disk when this resolves); the others are written now, so unknown ids can be reported. When
+   * the database is away, feedback for queued predictions is still accepted; feedback that needs the database
+   * to check its id fails with 'unavailable' and nothing of the call is kept (retrying it is safe).
    */
   async recordFeedback(items: readonly FeedbackItem[]): Promise<FeedbackResult[]> {
     this.assertOpen();
@@ -185,15 +205,24 @@ export class WriteQueue {
       try {
         progressed = await this.exclusive(() => this.writeHead());
       } catch (e) {
-        throw new ToxScopeError('unavailable', `write queue flush failed: ${(e as Error)?.message ?? e}`, {}, { cause: e });
+        throw new ToxScopeError('unavailable', `write queue flush failed: ${describeDbError(e).message}`, {}, { cause: e });
       }
       if (!progressed) break;
     }
   }
 
+  /** The database is back (or just became reachable): retry now instead of at the end of the backoff. */
+  wake(): void {
+    if (this.closed) return;
+    this.failures = 0;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.loopActive && this.hasWork()) this.schedule(0);
+  }
+
   /**
-   * Stops the writer after a last flush (bounded by timeoutMs, default 5 s). What could not be written is kept
-   * in the spill file, in order, for the next start.
+   * Stops the writer after a last flush (bounded by timeoutMs, default 5 s). What could not be written stays
+   * in the journal, in order, for the next start.
    */
   async close(options: { timeoutMs?: number } = {}): Promise<void> {
     if (this.closed) return;
@@ -206,17 +235,16 @@ export class WriteQueue {
       new Promise((r) => (timeout = setTimeout(r, options.timeoutMs ?? 5_000))),
     ]);
     clearTimeout(timeout);
-    this.persistRemaining();
+    this.journal.release(this.committedSeq, !this.hasWork());
+    this.journal.close();
   }
 
   stats(): WriteQueueStats {
     return {
       queued: (this.head && !this.head.file ? this.head.entries.length : 0) + this.memory.length,
-      spilled: this.spill?.pending ?? 0,
-      spilledTotal: this.counters.spilledTotal,
-      written: this.counters.written,
-      dropped: this.counters.dropped,
-      databaseUp: this.counters.databaseUp,
+      spilled: this.filePending,
+      ...this.counters,
+      journalBytes: this.closed ? 0 : this.journal.bytes,
     };
   }
 
@@ -231,25 +259,36 @@ export class WriteQueue {
     if (this.closed) throw new ToxScopeError('unavailable', 'the write queue is closed (shutting down)');
   }
 
+  private hasWork(): boolean {
+    return this.head !== undefined || this.memory.length > 0 || this.fileCursor !== undefined;
+  }
+
   private enqueue(entries: QueueEntry[]): void {
     this.assertOpen();
     if (entries.length === 0) return;
+    const bytes = this.journal.bytes;
+    if (bytes > this.maxJournalBytes) {
+      this.counters.refused += entries.length;
+      throw new ToxScopeError('overloaded', `the write journal is full (${bytes} bytes, limit ${this.maxJournalBytes}): the database has been away too long`, {
+        retryAfterSeconds: 30,
+      });
+    }
     for (const e of entries) e.seq = this.nextSeq++;
-    if (this.spill || this.memory.length + entries.length > this.maxQueued) {
-      try {
-        this.spill ??= SpillFile.create(this.spillPath);
-        if (this.spill.writeOffset > this.maxSpillBytes) {
-          throw new ToxScopeError('overloaded', `the spill file ${this.spillPath} is full (${this.spill.writeOffset} bytes)`);
-        }
-        this.spill.append(entries);
-      } catch (e) {
-        this.nextSeq -= entries.length; // nothing of this call was accepted
-        if (e instanceof ToxScopeError) throw e;
-        throw new ToxScopeError('unavailable', `could not append to the spill file ${this.spillPath}: ${(e as Error).message}`, { path: this.spillPath }, { cause: e });
-      }
-      this.counters.spilledTotal += entries.length;
-    } else {
+    let at: JournalPosition;
+    try {
+      at = this.journal.append(entries);
+    } catch (e) {
+      this.nextSeq -= entries.length; // nothing of this call was accepted
+      this.counters.refused += entries.length;
+      const why = (e as NodeJS.ErrnoException)?.code ?? (e as Error)?.message ?? String(e);
+      throw new ToxScopeError('unavailable', `could not append to the write journal in ${this.journal.dir}: ${why}`, {}, { cause: e });
+    }
+    if (this.fileCursor === undefined && this.memory.length + entries.length <= this.maxQueued) {
       this.memory.push(...entries);
+    } else {
+      this.fileCursor ??= at;
+      this.filePending += entries.length;
+      this.counters.spilledTotal += entries.length;
     }
     for (const e of entries) this.track(e, +1);
     if (!this.loopActive && !this.timer) this.schedule(this.memory.length >= this.batchSize ? 0 : this.flushDelayMs);
@@ -299,7 +338,7 @@ export class WriteQueue {
       return;
     }
     this.loopActive = false;
-    if (this.head || this.memory.length > 0 || (this.spill && !this.spill.drained)) this.schedule(0);
+    if (this.hasWork()) this.schedule(0);
   }
 
   /** Writes the oldest batch. Returns false when there was nothing to write; throws on a transient failure. */
@@ -314,16 +353,16 @@ export class WriteQueue {
       this.counters.databaseUp = false;
       throw e;
     }
-    if (this.closed && this.head !== head) return true; // persisted by close() meanwhile
     this.commit(head);
     return true;
   }
 
   private takeBatch(): HeadBatch | undefined {
     if (this.memory.length > 0) return { entries: this.memory.splice(0, this.batchSize) };
-    if (this.spill && !this.spill.drained) {
-      const { entries, end, lines } = this.spill.readBatch(this.batchSize, (e) => this.drop(e));
-      return { entries, file: { end, lines } };
+    if (this.fileCursor !== undefined) {
+      // unreadable lines were reported when the journal was opened (only recovered files can hold them)
+      const { entries, next } = this.journal.read(this.fileCursor, this.batchSize, () => undefined);
+      return { entries, file: { next } };
     }
     return undefined;
   }
@@ -331,14 +370,19 @@ export class WriteQueue {
   private commit(head: HeadBatch): void {
     this.head = undefined;
     for (const e of head.entries) this.track(e, -1);
-    if (head.entries.length > 0) this.committedSeq = head.entries[head.entries.length - 1].seq;
-    if (head.file && this.spill) {
-      this.spill.consume(head.file.end, head.file.lines);
-      if (this.spill.drained) {
-        this.spill.remove(); // memory is empty while spilling: everything accepted is now written
-        this.spill = undefined;
+    if (head.entries.length > 0) this.committedSeq = Math.max(this.committedSeq, head.entries[head.entries.length - 1].seq);
+    if (head.file) {
+      this.counters.replayed += head.entries.length;
+      this.filePending = Math.max(0, this.filePending - head.entries.length);
+      const stuck = head.entries.length === 0 && samePosition(head.file.next, this.fileCursor);
+      if (stuck || this.journal.atEnd(head.file.next)) {
+        this.fileCursor = undefined;
+        this.filePending = 0;
+      } else {
+        this.fileCursor = head.file.next;
       }
     }
+    if (!this.closed) this.journal.release(this.committedSeq, !this.hasWork());
   }
 
   /** Predictions first, then feedback (which may refer to them), each idempotent. */
@@ -377,25 +421,5 @@ export class WriteQueue {
         }
       }
     }
-  }
-
-  /**
-   * On close: memory (and a head batch taken from it) goes in front of the spill file's unread rest; the
-   * written prefix of the spill file is dropped.
-   */
-  private persistRemaining(): void {
-    const first = [...(this.head && !this.head.file ? this.head.entries : []), ...this.memory];
-    this.head = undefined;
-    this.memory = [];
-    if (this.spill) {
-      this.spill.rewriteWithPrefix(first);
-    } else if (first.length > 0) {
-      const file = SpillFile.create(this.spillPath);
-      file.append(first);
-      file.sync();
-      file.close();
-    }
-    this.counters.spilledTotal += first.length;
-    this.spill = undefined;
   }
 }

@@ -12,6 +12,22 @@ const SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 const TOKEN_BUCKETS = [16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536];
 const SCORE_BUCKETS = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95];
 
+/** What the write queue (src/db/write-queue.ts) and the database connection report, read at each scrape. */
+export interface WritesSnapshot {
+  /** entries held in memory */
+  queued: number;
+  /** entries held only in the journal, not yet written */
+  spilled: number;
+  spilledTotal: number;
+  replayed: number;
+  written: number;
+  dropped: number;
+  refused: number;
+  journalBytes: number;
+  /** the database is open, migrated, and the last write succeeded */
+  databaseUp: boolean;
+}
+
 export interface Metrics {
   registry: Registry;
   /** requests by route (the matched pattern, not the raw path) and status code */
@@ -35,6 +51,8 @@ export interface Metrics {
   driftAlarm: Gauge<'language'>;
   ready: Gauge;
   feedback: Gauge<'language'>;
+  /** read the write queue's numbers at every scrape (toxscope_write_queue_*, toxscope_write_journal_bytes, toxscope_database_up) */
+  observeWrites(source: () => WritesSnapshot): void;
   /** text form for GET /metrics */
   render(): Promise<string>;
   contentType: string;
@@ -51,8 +69,45 @@ export function createMetrics({ processDefaults = true }: MetricsOptions = {}): 
   const registers = [registry];
   if (processDefaults) collectDefaultMetrics({ register: registry, prefix: p });
 
+  // The write queue keeps its own counts; these read them at scrape time (zero until a queue is observed).
+  let writes: (() => WritesSnapshot) | undefined;
+  const writeCounter = (name: string, help: string, pick: (s: WritesSnapshot) => number) => {
+    let reported = 0;
+    return new Counter({
+      name: `${p}${name}`,
+      help,
+      registers,
+      collect() {
+        const now = writes ? pick(writes()) : 0;
+        if (now > reported) this.inc(now - reported);
+        reported = Math.max(reported, now);
+      },
+    });
+  };
+  new Gauge({
+    name: `${p}write_queue_entries`,
+    help: 'accepted predictions and feedback not yet in the database, by where they wait: memory (also in the journal) or journal (only there, read back in order)',
+    labelNames: ['where'],
+    registers,
+    collect() {
+      const s = writes?.();
+      this.set({ where: 'memory' }, s?.queued ?? 0);
+      this.set({ where: 'journal' }, s?.spilled ?? 0);
+    },
+  });
+  writeCounter('write_queue_spilled_total', 'entries kept only in the journal because the memory bound was reached (a slow or absent database)', (s) => s.spilledTotal);
+  writeCounter('write_queue_replayed_total', 'entries written to the database from the journal (spilled, or left by an earlier run)', (s) => s.replayed);
+  writeCounter('write_queue_written_total', 'entries written to the database', (s) => s.written);
+  writeCounter('write_queue_dropped_total', 'entries the database rejected as invalid, or unreadable journal lines (each logged)', (s) => s.dropped);
+  writeCounter('write_queue_refused_total', 'entries refused at enqueue because the journal was full or not writable (the caller got an error)', (s) => s.refused);
+  new Gauge({ name: `${p}write_journal_bytes`, help: 'bytes in the write journal (every accepted entry until the database committed it)', registers, collect() { this.set(writes?.().journalBytes ?? 0); } });
+  new Gauge({ name: `${p}database_up`, help: '1 when the database is open and migrated and the last write succeeded, else 0 (writes wait in the journal)', registers, collect() { this.set(writes?.().databaseUp ? 1 : 0); } });
+
   return {
     registry,
+    observeWrites: (source) => {
+      writes = source;
+    },
     requests: new Counter({ name: `${p}http_requests_total`, help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'], registers }),
     requestDuration: new Histogram({ name: `${p}http_request_duration_seconds`, help: 'HTTP request duration', labelNames: ['route', 'method'], buckets: LATENCY_BUCKETS, registers }),
     queueDuration: new Histogram({ name: `${p}queue_duration_seconds`, help: 'time a window waited in the batch queue', buckets: LATENCY_BUCKETS, registers }),
