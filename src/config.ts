@@ -38,6 +38,17 @@ export interface Config {
   drift: DriftConfig;
   /** how often stored threshold overrides are re-read (replicas converge within one period) */
   thresholdSyncMs: number;
+  writes: WritesConfig;
+}
+
+/** The write queue and its journal (src/db/write-queue.ts, src/db/journal.ts). */
+export interface WritesConfig {
+  /** group-commit window: an accepted row is fsync'd at most this long after its answer (0: before it) */
+  journalSyncMs: number;
+  /** past this many bytes of journal (a long database outage) new rows are refused (429) */
+  maxJournalBytes: number;
+  /** how long a row may wait to share a database write; null: 20 ms on Postgres, 250 ms on the embedded PGlite */
+  flushDelayMs: number | null;
 }
 
 export interface BatchingConfig {
@@ -119,6 +130,9 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'TOXSCOPE_DRIFT_TOLERANCE', path: 'drift.tolerance', schema: num(0, 1), default: '0.05', help: 'drift alarm when |F1 - baseline| exceeds this' },
   { env: 'TOXSCOPE_DRIFT_MIN_LABELED', path: 'drift.minLabeled', schema: int(1), default: '50', help: 'labeled predictions needed in a window before drift can alarm' },
   { env: 'TOXSCOPE_DRIFT_INTERVAL_MS', path: 'drift.intervalMs', schema: int(1000), default: '60000', help: 'how often F1 windows are recomputed' },
+  { env: 'TOXSCOPE_JOURNAL_SYNC_MS', path: 'writes.journalSyncMs', schema: int(0, 10_000), default: '50', help: "group-commit window: an accepted row is in the journal (write) before its answer and fsync'd at most this long after it (0: fsync before answering)" },
+  { env: 'TOXSCOPE_JOURNAL_MAX_BYTES', path: 'writes.maxJournalBytes', schema: int(1 << 20), default: '1073741824', help: 'largest write journal (rows waiting for the database); past it new rows are refused with 429' },
+  { env: 'TOXSCOPE_WRITE_FLUSH_MS', path: 'writes.flushDelayMs', schema: int(0, 600_000), help: 'longest wait for a row to share a database write (default: 20 on Postgres, 250 on the embedded PGlite)' },
   { env: 'TOXSCOPE_THRESHOLD_SYNC_MS', path: 'thresholdSyncMs', schema: int(1000), default: '15000', help: 'how often threshold overrides are re-read from the database (replicas converge within one period)' },
 ];
 

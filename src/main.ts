@@ -21,8 +21,11 @@ import { ensureDemoBundle } from './bundle/demo/demo-bundle.js';
 import { jsonHashCache } from './bundle/file-hash.js';
 import { readBundle } from './bundle/load.js';
 import type { Config, LimitsConfig } from './config.js';
-import { createDb, type DbHandle } from './db/client.js';
-import { createRepository, type Repository } from './db/repository.js';
+import { createDb } from './db/client.js';
+import { DatabaseConnector } from './db/connector.js';
+import { describeDbError } from './db/db-error.js';
+import { Journal } from './db/journal.js';
+import type { Repository } from './db/repository.js';
 import { WriteQueue } from './db/write-queue.js';
 import { createDriftMonitor, driftReport, type DriftMonitor } from './drift/monitor.js';
 import { Classifier } from './engine/classifier.js';
@@ -33,9 +36,12 @@ import { createLanguageIdentifier, type LanguageIdentifier } from './engine/lang
 import { formatError } from './errors.js';
 import { createApp } from './http/app.js';
 import { ClassifierHost, type LoadedBundle } from './service/classifier-host.js';
-import type { ServiceDeps } from './service/deps.js';
+import type { ServiceDeps, WritesStatus } from './service/deps.js';
 import { createLogger, type Logger } from './util/logger.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
+
+/** How long a bundle load waits for a database still connecting before serving without its threshold overrides. */
+const DATABASE_WAIT_AT_LOAD_MS = 5_000;
 
 export interface RunningService {
   url: string;
@@ -54,15 +60,45 @@ export async function startService(config: Config, log: Logger = createLogger(co
   const host = new ClassifierHost();
   const lid = await createLanguageIdentifier();
 
-  const db = await createDb(config.databaseUrl ? { url: config.databaseUrl } : { dataDir: config.dataDir });
-  const repo = createRepository(db.db);
+  // The database is opened and migrated in the background: the service starts, classifies and journals its
+  // writes while it is away, and replays them when it answers (src/db/connector.ts).
+  const journalDir = join(config.dataDir, 'journal');
+  Journal.adoptLegacySpill(join(config.dataDir, 'spill', 'writes.jsonl'), journalDir);
+  const connector = new DatabaseConnector({
+    open: () => createDb(config.databaseUrl ? { url: config.databaseUrl } : { dataDir: config.dataDir }),
+    onError: (e, info) =>
+      log.warn('database unavailable: classifying without it, writes wait in the journal', { error: e.message, code: e.code, attempt: info.attempt, retry_in_ms: info.retryInMs }),
+    onUp: (handle) => {
+      log.info('database ready (migrations applied): replaying the journal', { driver: handle.driver, journaled: queue.stats().queued + queue.stats().spilled });
+      queue.wake();
+      if (host.peek()) void thresholds.sync();
+    },
+  });
+  const repo = connector.repository;
   const queue = new WriteQueue({
     repo,
-    spillPath: join(config.dataDir, 'spill', 'writes.jsonl'),
+    journalDir,
+    syncMs: config.writes.journalSyncMs,
+    maxJournalBytes: config.writes.maxJournalBytes,
     // embedded PGlite runs on this thread: fewer, larger inserts cost it less per row
-    flushDelayMs: db.driver === 'pglite' ? 250 : 20,
-    onError: (e, info) => log.warn('database write failed', { error: (e as Error)?.message ?? String(e), retrying: info.retrying, dropped: info.dropped !== undefined }),
+    flushDelayMs: config.writes.flushDelayMs ?? (config.databaseUrl ? 20 : 250),
+    onError: (e, info) => log.warn('database write failed', { ...describeDbError(e), retrying: info.retrying, dropped: info.dropped !== undefined }),
   });
+  const writes = (): WritesStatus => {
+    const s = queue.stats();
+    return {
+      database: connector.state !== 'up' ? 'connecting' : s.databaseUp ? 'up' : 'unreachable',
+      queued: s.queued,
+      spilled: s.spilled,
+      journalBytes: s.journalBytes,
+      refusing: s.journalBytes > config.writes.maxJournalBytes,
+    };
+  };
+  metrics.observeWrites(() => {
+    const s = queue.stats();
+    return { ...s, databaseUp: connector.state === 'up' && s.databaseUp };
+  });
+  if (queue.stats().recovered > 0) log.info('the write journal holds rows of an earlier run: they are written once the database answers', { rows: queue.stats().recovered });
   let baselines: Record<string, number> = {};
   let monitor: DriftMonitor | undefined;
 
@@ -75,6 +111,8 @@ export async function startService(config: Config, log: Logger = createLogger(co
   });
   const loadBundle = async (path: string | undefined) => {
     const loaded = await loadServingBundle(path, config, { metrics, lid, log });
+    // a first start opens the database while the bundle loads: give it a moment before reading the overrides
+    await connector.whenUp(DATABASE_WAIT_AT_LOAD_MS);
     logThresholdSync(log, await thresholds.apply(loaded.classifier), 'load');
     return loaded;
   };
@@ -83,6 +121,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
     metrics,
     host,
     predictions: queue,
+    writes,
     audit: repo,
     review: repo,
     drift: (q) => driftReport(repo, baselines, q),
@@ -94,6 +133,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
     },
     log,
   };
+  void connector.start();
   const app = createApp(deps);
 
   const server: ServerType = serve({ fetch: app.fetch, port: config.port, hostname: config.host });
@@ -135,8 +175,9 @@ export async function startService(config: Config, log: Logger = createLogger(co
       if ('closeIdleConnections' in server) server.closeIdleConnections();
       await closed;
       await queue.close({ timeoutMs: 5000 });
-      await closeDb(db);
-      log.info('stopped', { spilled: queue.stats().spilled });
+      await connector.close();
+      const left = queue.stats();
+      log.info('stopped', { journaled: left.queued + left.spilled });
     })());
 
   return { url, host, ready, shutdown, syncThresholds: () => thresholds.sync() };
@@ -266,6 +307,3 @@ function restartMonitor(previous: DriftMonitor | undefined, repo: Repository, ba
   return monitor;
 }
 
-async function closeDb(db: DbHandle): Promise<void> {
-  await db.close().catch(() => undefined);
-}

@@ -12,6 +12,8 @@
  */
 import {
   closeSync,
+  existsSync,
+  renameSync,
   fdatasync,
   fdatasyncSync,
   fsyncSync,
@@ -143,6 +145,17 @@ export class Journal {
     // Empty leftovers are not worth keeping open: drop all but the last (appends continue there).
     for (const s of journal.segments.slice(0, -1)) if (s.size === 0) journal.removeSegment(s);
     return journal;
+  }
+
+  /**
+   * Moves the single spill file of earlier versions (same line format: every line one entry with its sequence
+   * number) into `dir` as its oldest segment, so that an upgrade replays what it held.
+   */
+  static adoptLegacySpill(file: string, dir: string): void {
+    if (!existsSync(file)) return;
+    mkdirSync(dir, { recursive: true });
+    const target = join(dir, `journal-${String(0).padStart(12, '0')}.jsonl`);
+    if (!existsSync(target)) renameSync(file, target);
   }
 
   /** Bytes in all segments. */

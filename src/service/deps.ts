@@ -17,6 +17,19 @@ export interface PredictionSink {
   recordFeedback(items: readonly FeedbackItem[]): Promise<FeedbackResult[]>;
 }
 
+/** Where accepted rows stand (the write queue and the database connection), for readiness. */
+export interface WritesStatus {
+  /** up: open, migrated and the last write succeeded; connecting: not yet opened and migrated; unreachable: writes fail */
+  database: 'up' | 'connecting' | 'unreachable';
+  /** rows held in memory (and in the journal) */
+  queued: number;
+  /** rows held only in the journal */
+  spilled: number;
+  journalBytes: number;
+  /** new rows are refused: the journal is full */
+  refusing: boolean;
+}
+
 /** The audit log of threshold changes (src/db/repository.ts). */
 export type AuditLog = Pick<Repository, 'recordThresholdChange' | 'recordThresholdChanges' | 'listThresholdChanges'>;
 
@@ -43,6 +56,8 @@ export interface ServiceDeps {
   host: ClassifierHost;
   /** absent: predictions are not stored and /v1/feedback answers 503 */
   predictions?: PredictionSink;
+  /** the write queue's state for /readyz; absent: no database is configured */
+  writes?: () => WritesStatus;
   /** absent: threshold changes are refused (every change must be recorded) and /admin/audit answers 503 */
   audit?: AuditLog;
   /** read-only queries of the admin page /admin/ui (src/db/repository.ts); absent: it shows no statistics */

@@ -5,8 +5,10 @@ import type { NewPrediction } from '../db/schema.js';
 import type { ServiceDeps } from './deps.js';
 
 /**
- * One id per text. Rows go to the write queue (never awaited: the database may be away) unless `store`
- * is false. A queue refusing rows is logged; the answer is still given.
+ * One id per text. Rows go to the write queue unless `store` is false: never waiting for the database (it may
+ * be away), but on disk (the queue's journal) when this returns, so an answer is only sent for rows that are
+ * kept. A queue refusing rows (its journal full or not writable) fails the request with its error (429 or
+ * 503): an answer whose prediction ids were never kept would break the feedback that refers to them.
  */
 export function recordPredictions(deps: ServiceDeps, requestId: string, texts: readonly string[], out: ClassifyOutput, store = true): string[] {
   const ids = texts.map(() => randomUUID());
@@ -28,7 +30,8 @@ export function recordPredictions(deps: ServiceDeps, requestId: string, texts: r
   try {
     deps.predictions.enqueuePredictions(rows);
   } catch (e) {
-    deps.log?.warn('predictions not recorded', { requestId, error: (e as Error).message });
+    deps.log?.warn('predictions not recorded: the request fails', { requestId, error: (e as Error).message });
+    throw e;
   }
   return ids;
 }

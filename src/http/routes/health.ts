@@ -10,11 +10,23 @@ export function healthRoutes(deps: ServiceDeps, serviceVersion: string): Hono {
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
-  /** 503 before warm-up and while draining; ?deep=1 also runs one text through the whole pipeline. */
+  /**
+   * 503 before warm-up, while draining and while the write journal is full (rows could not be kept); ?deep=1
+   * also runs one text through the whole pipeline. A database that is away does not make the service unready:
+   * it keeps classifying and journals its rows (`degraded: true`, `database` says why).
+   */
   app.get('/readyz', async (c) => {
     const { classifier, info } = deps.host.current();
+    const writes = deps.writes?.();
+    if (writes?.refusing) throw new ToxScopeError('unavailable', 'the write journal is full (the database has been away too long): new rows cannot be kept', { retryAfterSeconds: 30 });
     if (c.req.query('deep') === '1') await classifier.warmUp();
-    return c.json({ status: 'ready', bundle_version: info.version, queue_depth: classifier.queueDepth });
+    return c.json({
+      status: 'ready',
+      degraded: writes !== undefined && writes.database !== 'up',
+      bundle_version: info.version,
+      queue_depth: classifier.queueDepth,
+      ...(writes && { database: writes.database, writes: { queued: writes.queued, journal_only: writes.spilled, journal_bytes: writes.journalBytes } }),
+    });
   });
 
   app.get('/info', (c) => {
