@@ -1,7 +1,8 @@
 /**
  * Composition root: the only place that builds the service from its parts.
  *
- *   config -> logger, metrics -> database (migrations) + write queue -> app -> bind the port
+ *   config -> logger, metrics -> write journal + queue, database connector (opens and migrates in the
+ *          background, retried until it answers: the service starts and classifies without it) -> app -> bind the port
  *          -> bundle (the demo one is built on first use) -> engine -> warm-up -> stored threshold overrides
  *          -> ready -> drift monitor, threshold sync
  *
@@ -10,8 +11,9 @@
  * before its warm-up forward pass has succeeded.
  *
  * Shutdown (SIGTERM/SIGINT): readiness goes 503 and new work is refused, the server stops accepting
- * connections, queued requests finish, the write queue flushes (what cannot be written stays in its spill
- * file for the next start), the database closes.
+ * connections, queued requests finish, the write queue flushes (what cannot be written stays in its journal
+ * for the next start), the database closes. A crash (kill -9) loses nothing answered either: every accepted
+ * row is in the journal before its answer (src/db/journal.ts).
  */
 import { mkdirSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
