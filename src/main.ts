@@ -135,7 +135,10 @@ export async function startService(config: Config, log: Logger = createLogger(co
     },
     log,
   };
-  void connector.start();
+  // The embedded PGlite runs on this thread (creating it blocks it for seconds): open it before serving, as
+  // before; a failure is retried in the background. Postgres is never waited for.
+  const firstAttempt = connector.start();
+  if (!config.databaseUrl) await firstAttempt;
   const app = createApp(deps);
 
   const server: ServerType = serve({ fetch: app.fetch, port: config.port, hostname: config.host });

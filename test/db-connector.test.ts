@@ -3,7 +3,7 @@
  * repository answers 'unavailable' (transient) until then, and the write queue's rows reach the database once
  * it is up, each exactly once.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
@@ -67,5 +67,26 @@ describe('database connector', () => {
     }
     expect(connector.state).toBe('closed');
     expect(await connector.whenUp(10)).toBe(false);
+  });
+
+  it('an embedded database whose creation was killed half-way is created again at the next start', { timeout: 120_000 }, async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'toxscope-pglite-init-'));
+    try {
+      // what kill -9 during a first start leaves: a partial database in the staging directory, an empty target
+      mkdirSync(join(dataDir, 'pglite.init', 'base'), { recursive: true });
+      writeFileSync(join(dataDir, 'pglite.init', 'base', 'partial'), 'half-written');
+      mkdirSync(join(dataDir, 'pglite'));
+      const db = await createDb({ dataDir });
+      try {
+        const [row] = await executeRows<{ n: number }>(db.db, sql`select count(*)::int as n from predictions`);
+        expect(row.n).toBe(0);
+      } finally {
+        await db.close();
+      }
+      expect(existsSync(join(dataDir, 'pglite', 'PG_VERSION'))).toBe(true);
+      expect(existsSync(join(dataDir, 'pglite.init'))).toBe(false);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

@@ -78,6 +78,17 @@ async function waitUntilWritten(svc: ServiceProcess, timeoutMs = 90_000): Promis
   throw new Error(`rows still waiting after ${timeoutMs} ms:\n${last.split('\n').filter((l) => /write_|database_up/.test(l)).join('\n')}\n${svc.log()}`);
 }
 
+/** Waits until /readyz says the database is open and migrated. */
+async function waitForDatabase(svc: ServiceProcess, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const body = (await (await fetch(`${svc.url}/readyz`)).json()) as { database?: string };
+    if (body.database === 'up') return;
+    await sleep(200);
+  }
+  throw new Error(`the database did not come up within ${timeoutMs} ms:\n${svc.log()}`);
+}
+
 /** Every answered prediction exactly once, nothing else; every accepted label stored, the latest winning. */
 async function expectStoredOnce(db: DbHandle, ledger: Ledger): Promise<void> {
   const rows = await executeRows<{ id: string }>(db.db, sql`select id from predictions`);
@@ -96,6 +107,7 @@ describe('kill -9 with answered rows not yet in the database', () => {
     // a write every 10 minutes: everything answered below is still waiting for PGlite when the process dies
     const first = await spawnService({ ...env, TOXSCOPE_WRITE_FLUSH_MS: '600000' });
     try {
+      await waitForDatabase(first); // created and migrated: what is lost below is only what was not yet written
       await ledger.run(first, 12, 'pglite');
       const m = await (await fetch(`${first.url}/metrics`)).text();
       expect(metric(m, 'toxscope_write_queue_written_total')).toBe(0);

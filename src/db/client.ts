@@ -3,7 +3,7 @@
  * `<dataDir>/pglite` (or in memory for `dataDir: 'memory://'`). The same drizzle-kit migrations are applied to
  * both at open. Nothing here reads process.env: src/config.ts passes DATABASE_URL and the data directory in.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
@@ -95,12 +95,12 @@ async function openPglite(dataDir: string | undefined, migrationsFolder: string)
     });
   }
   let location = 'memory://';
-  if (dataDir !== 'memory://') {
-    location = join(dataDir, 'pglite');
-    mkdirSync(location, { recursive: true });
-  }
   let client: PGlite;
   try {
+    if (dataDir !== 'memory://') {
+      location = join(dataDir, 'pglite');
+      await initPgliteAtomically(location);
+    }
     client = await PGlite.create(location);
   } catch (e) {
     throw new ToxScopeError('unavailable', `opening PGlite at ${location} failed: ${errorText(e)}`, { dataDir }, { cause: e });
@@ -112,6 +112,25 @@ async function openPglite(dataDir: string | undefined, migrationsFolder: string)
     migrate: () => migratePglite(db, { migrationsFolder }),
     close: () => client.close(),
   };
+}
+
+/**
+ * A new embedded database is created in `<location>.init` and renamed into place once complete, so a crash
+ * (kill -9) during its creation leaves no half-initialised database that would never open: the next start
+ * begins again.
+ */
+async function initPgliteAtomically(location: string): Promise<void> {
+  if (existsSync(join(location, 'PG_VERSION'))) return;
+  if (existsSync(location) && readdirSync(location).length > 0) {
+    throw new ToxScopeError('unavailable', `${location} is not an embedded database (no PG_VERSION) and is not empty: move it away`, { location });
+  }
+  const init = `${location}.init`;
+  rmSync(init, { recursive: true, force: true }); // what a crash during an earlier creation left
+  mkdirSync(init, { recursive: true });
+  const fresh = await PGlite.create(init);
+  await fresh.close();
+  rmSync(location, { recursive: true, force: true }); // an empty directory
+  renameSync(init, location);
 }
 
 /**
