@@ -6,18 +6,21 @@
  *
  *   npm run -s bench -- engine [--json] [--batch 8] [--seq 128] [--layer 14] [--threads 2] [--iters 5]
  *       [--hidden 1024] [--intermediate 3072] [--heads 16] [--kv-heads 8] [--head-dim 128] [--vocab 151936]
- *       [--no-prepack] [--keep <dir>] [--sae-features 16384] [--sae-k 50] [--no-sae]
+ *       [--no-prepack] [--keep <dir>] [--sae-features 16384] [--sae-k 50] [--no-sae] [--precision f32|f16|int8]
  *
  * The timed part runs in a child process so its peak RSS is the engine's own (graph load + runs), not the
  * weight generation's. The same batches also run through the graph with a fused random TopK SAE
  * (--sae-features 16384 --sae-k 50 by default; --no-sae skips it), giving the encoder's share of the time.
+ * --precision int8 (or f16) instead compares that precision with float32 in one run (bench/engine-precision.ts):
+ * tokens/s with the SAE fused, peak memory of build and serve, served weight bytes, and fidelity.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseFlags, parseIntFlag } from '../src/cli/args.js';
+import { parseChoice, parseFlags, parseIntFlag } from '../src/cli/args.js';
+import { type PrecisionJob, comparePrecisions, precisionWorker } from './engine-precision.js';
 import { ForwardEngine, ForwardEngineOptions } from '../src/engine/forward-engine.js';
 import { f32ToBf16 } from '../src/model/dtypes.js';
 import { Checkpoint } from '../src/model/checkpoint.js';
@@ -47,7 +50,9 @@ const FLAGS = {
   'sae-k': { type: 'string', default: '50' },
   'no-sae': { type: 'boolean', default: false },
   keep: { type: 'string' },
+  precision: { type: 'string', default: 'f32' },
   worker: { type: 'string' }, // internal: run the timed part in this process from a JSON job
+  'precision-worker': { type: 'string' }, // internal: a build / serve / compare job of engine-precision.ts
 } as const;
 
 interface Job {
@@ -83,6 +88,8 @@ interface WorkerResult {
 export async function run(argv: string[]): Promise<number> {
   const f = parseFlags(argv, FLAGS);
   if (typeof f.worker === 'string') return worker(JSON.parse(f.worker) as Job);
+  if (typeof f['precision-worker'] === 'string') return precisionWorker(JSON.parse(f['precision-worker']) as PrecisionJob, randomSae);
+  const precision = parseChoice(f.precision as string, 'precision', ['f32', 'f16', 'int8'] as const);
   const int = (k: keyof typeof FLAGS, min = 1) => parseIntFlag(f[k] as string, k, min);
   const layer = int('layer', 0);
   const config: Qwen3Config = {
@@ -112,6 +119,16 @@ export async function run(argv: string[]): Promise<number> {
       writeRandomCheckpoint(modelDir, config, layer, 1234);
     }
     const genSeconds = (performance.now() - t0) / 1000;
+    if (precision !== 'f32') {
+      log(`${genSeconds.toFixed(1)} s\n`);
+      const sae = { dModel: config.hiddenSize, dSae: int('sae-features'), k: int('sae-k'), seed: 99 };
+      const result = comparePrecisions({ ...job0, modelDir, cacheDir, sae, vocab: config.vocabSize }, precision, forwardFlopsPerToken(config, layer, job0.seq), log);
+      const shape = { hidden: config.hiddenSize, intermediate: config.intermediateSize, heads: config.numHeads, kv_heads: config.numKvHeads, head_dim: config.headDim, vocab: config.vocabSize };
+      const full = { ...result, shape, weights_gen_s: round(genSeconds, 1) };
+      if (f.json) process.stdout.write(JSON.stringify(full) + '\n');
+      else process.stdout.write(JSON.stringify(full, null, 2) + '\n');
+      return 0;
+    }
     log(`${genSeconds.toFixed(1)} s\nbuilding the graph ... `);
     t0 = performance.now();
     const saeSpec: SaeSpec | undefined = f['no-sae'] ? undefined : { dModel: config.hiddenSize, dSae: int('sae-features'), k: int('sae-k'), seed: 99 };

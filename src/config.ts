@@ -13,6 +13,9 @@ import { ToxScopeError } from './errors.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 export type ExecutionProvider = 'cpu' | 'cuda';
+/** How the model's big matrices are stored and multiplied; 'auto' picks per execution provider (src/engine/precision.ts). */
+export type PrecisionSetting = 'auto' | 'f32' | 'f16' | 'int8';
+export const PRECISION_SETTINGS: readonly PrecisionSetting[] = ['auto', 'f32', 'f16', 'int8'];
 
 export interface Config {
   port: number;
@@ -28,6 +31,8 @@ export interface Config {
   /** null = embedded PGlite under dataDir */
   databaseUrl: string | null;
   executionProvider: ExecutionProvider;
+  /** weight precision of the forward pass (auto: f16 on CUDA, the measured CPU choice on CPU) */
+  precision: PrecisionSetting;
   /** intra-op threads for the forward pass; 0 = the runtime's default */
   threads: number;
   logLevel: LogLevel;
@@ -113,6 +118,11 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'TOXSCOPE_ADMIN_TOKEN', path: 'adminToken', schema: z.string().min(16, 'must be at least 16 characters').describe('at least 16 characters'), help: 'bearer token for /admin (unset: admin disabled)' },
   { env: 'DATABASE_URL', path: 'databaseUrl', schema: z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://').describe('a postgres:// or postgresql:// URL'), help: 'PostgreSQL URL (unset: embedded PGlite in the data directory)' },
   { env: 'TOXSCOPE_EXECUTION_PROVIDER', path: 'executionProvider', schema: oneOf(['cpu', 'cuda']), default: 'cpu', help: 'onnxruntime execution provider (cuda falls back to cpu, logged, when it cannot load)' },
+  {
+    env: 'TOXSCOPE_PRECISION', path: 'precision',
+    schema: z.enum(PRECISION_SETTINGS as [PrecisionSetting, ...PrecisionSetting[]], { error: `must be one of ${PRECISION_SETTINGS.join(', ')}` }).describe(`one of ${PRECISION_SETTINGS.join(', ')}`),
+    default: 'auto', help: 'weight precision of the forward pass (auto: f16 on CUDA, f32 on CPU; int8 opt-in, see README "Precision")',
+  },
   { env: 'TOXSCOPE_THREADS', path: 'threads', schema: int(0, 1024), default: '0', help: 'intra-op threads for the forward pass (0: runtime default)' },
   { env: 'TOXSCOPE_LOG_LEVEL', path: 'logLevel', schema: oneOf(['debug', 'info', 'warn', 'error', 'silent']), default: 'info', help: 'log verbosity (JSON lines on stderr)' },
   { env: 'TOXSCOPE_STORE_TEXT', path: 'storeText', schema: bool, default: 'false', bare: 'true', help: 'store raw texts with predictions (default: only a hash)' },

@@ -61,6 +61,20 @@ describe('loadConfig', () => {
     expect(errorOf(() => loadConfig({ env: { TOXSCOPE_MAX_BATCH_TEXTS: '1.5' } })).message).toContain('TOXSCOPE_MAX_BATCH_TEXTS');
   });
 
+  it('reads the precision from TOXSCOPE_PRECISION or --precision (auto by default) and refuses anything else with a message', () => {
+    expect(loadConfig({ env: {} }).precision).toBe('auto');
+    expect(loadConfig({ env: { TOXSCOPE_PRECISION: 'int8' } }).precision).toBe('int8');
+    expect(loadConfig({ env: { TOXSCOPE_PRECISION: 'f16' }, argv: ['--precision', 'f32'] }).precision).toBe('f32');
+    const bad = errorOf(() => loadConfig({ env: { TOXSCOPE_PRECISION: 'int4' } }));
+    expect(bad.kind).toBe('validation');
+    expect(bad.message).toContain('TOXSCOPE_PRECISION');
+    expect(bad.message).toContain('"int4"');
+    expect(bad.message).toContain('auto, f32, f16, int8');
+    const flag = errorOf(() => loadConfig({ argv: ['--precision=fp8'] }));
+    expect(flag.message).toContain('--precision');
+    expect(flag.message).toContain('auto, f32, f16, int8');
+  });
+
   it('names the flag when the flag is wrong', () => {
     expect(errorOf(() => loadConfig({ argv: ['--max-wait-ms', '-3'] })).message).toContain('--max-wait-ms');
     expect(errorOf(() => loadConfig({ argv: ['--prot', '1'] })).message).toContain("unknown option '--prot'");

@@ -3,6 +3,7 @@ import { ForwardEngine } from '../engine/forward-engine.js';
 import { loadTokenizer, type Tokenizer } from '../engine/tokenizer.js';
 import type { TextFeatures } from '../head/text-features.js';
 import type { Provider } from '../runtime/session.js';
+import type { PrecisionSetting } from '../config.js';
 import { FEATURIZE_BATCH_TOKENS, featurizeTexts } from './featurize.js';
 import type { Bundle } from './load.js';
 
@@ -16,6 +17,8 @@ export interface OpenBundleOptions {
   cacheDir: string;
   provider?: Provider;
   threads?: number;
+  /** weight precision setting (default: the engine's, f32) */
+  precision?: PrecisionSetting;
   warn?: (message: string) => void;
 }
 
@@ -23,7 +26,7 @@ export async function openBundle(bundle: Bundle, o: OpenBundleOptions): Promise<
   const tokenizer = await loadTokenizer(bundle.modelDir);
   const engine = await ForwardEngine.open({
     modelDir: bundle.modelDir, layer: bundle.manifest.layer, sae: bundle.sae,
-    cacheDir: o.cacheDir, provider: o.provider, threads: o.threads, warn: o.warn,
+    cacheDir: o.cacheDir, provider: o.provider, threads: o.threads, precision: o.precision, warn: o.warn,
   });
   return { bundle, engine, tokenizer };
 }

@@ -30,6 +30,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   eval: async () => (await import('./eval.js')).evalCommand,
   discover: async () => (await import('./discover.js')).discoverCommand,
   serve: async () => (await import('./serve.js')).serveCommand,
+  fidelity: async () => (await import('./fidelity.js')).fidelityCommand,
 };
 
 export const processIO: CliIO = {

@@ -7,7 +7,9 @@ import { Checkpoint, assertRunnableTo } from '../model/checkpoint.js';
 import { ensureGraph } from '../model/graph-cache.js';
 import type { WeightDtype } from '../model/graph.js';
 import type { TopKSae } from '../model/sae/types.js';
-import { HostTensor, OrtSession, Provider } from '../runtime/session.js';
+import { GraphBuilder, TensorDataType } from '../model/onnx/graph-builder.js';
+import { HostTensor, OrtSession, Provider, providerUsable } from '../runtime/session.js';
+import { type PrecisionSetting, resolvePrecision } from './precision.js';
 import { Padding, QWEN3_PAD_ID, padBatch } from './padding.js';
 import type { TopKBatch } from './types.js';
 
@@ -25,6 +27,8 @@ export interface ForwardEngineOptions {
   /** pre-pack MatMul weights at load (default true) */
   prepacking?: boolean;
   padId?: number;
+  /** weight precision setting (default 'f32'; the service passes TOXSCOPE_PRECISION, whose default is 'auto') */
+  precision?: PrecisionSetting;
   warn?: (message: string) => void;
 }
 
@@ -32,7 +36,7 @@ export interface EngineInfo {
   /** the checkpoint's model family (config.json model_type), e.g. 'qwen3' */
   family: string;
   provider: Provider;
-  /** weights of the graph in use: float16 on CUDA, float32 on CPU */
+  /** precision of the graph in use (see ./precision.ts): f16 on CUDA, f32 or int8 on CPU */
   weightDtype: WeightDtype;
   requestedProvider: Provider;
   fallbackReason?: string;
@@ -81,21 +85,39 @@ export class ForwardEngine {
       assertRunnableTo(ckpt, ckpt.arch, opts.layer);
       if (opts.sae && opts.sae.dModel !== ckpt.config.hiddenSize)
         throw formatError(`${opts.sae.source}: SAE d_model ${opts.sae.dModel} does not match ${opts.modelDir} hidden_size ${ckpt.config.hiddenSize}`);
-      // CUDA gets float16 weights (half the memory, tensor cores); the CPU float32. When CUDA cannot be loaded the
-      // session falls back to CPU, and then the float32 graph is used instead of running float16 on the CPU.
-      weightDtype = opts.provider === 'cuda' ? 'f16' : 'f32';
+      // The provider is settled before any build: a CUDA request that cannot load CUDA builds the CPU's graph.
+      const requested = opts.provider ?? 'cpu';
+      let provider: Provider = requested;
+      let fallbackReason: string | undefined;
+      if (requested === 'cuda') {
+        const probe = await providerUsable('cuda', probeModel());
+        if (!probe.ok) {
+          (opts.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`)))(`execution provider 'cuda' could not be used (${probe.reason}); falling back to 'cpu'`);
+          provider = 'cpu';
+          fallbackReason = probe.reason;
+        }
+      }
+      const setting = opts.precision ?? 'f32';
+      weightDtype = resolvePrecision(setting, provider, { fellBackFromCuda: provider !== requested });
       graph = ensureGraph(opts.cacheDir, ckpt, opts.layer, opts.sae, weightDtype);
       t0 = performance.now();
-      session = await OrtSession.create(graph.modelPath, { provider: opts.provider, threads: opts.threads, prepacking: opts.prepacking, warn: opts.warn });
-      if (weightDtype === 'f16' && session.info.provider !== 'cuda') {
+      session = await OrtSession.create(graph.modelPath, { provider, threads: opts.threads, prepacking: opts.prepacking, warn: opts.warn });
+      if (provider === 'cuda' && session.info.provider !== 'cuda') {
+        // CUDA loaded for the probe but not for this graph: the CPU's precision and graph instead
         const fellBack = session.info;
-        await session.close();
-        weightDtype = 'f32';
-        graph = ensureGraph(opts.cacheDir, ckpt, opts.layer, opts.sae, weightDtype);
-        t0 = performance.now();
-        session = await OrtSession.create(graph.modelPath, { provider: 'cpu', threads: opts.threads, prepacking: opts.prepacking });
+        const cpuDtype = resolvePrecision(setting, 'cpu', { fellBackFromCuda: true });
+        if (cpuDtype !== weightDtype) {
+          await session.close();
+          weightDtype = cpuDtype;
+          graph = ensureGraph(opts.cacheDir, ckpt, opts.layer, opts.sae, weightDtype);
+          t0 = performance.now();
+          session = await OrtSession.create(graph.modelPath, { provider: 'cpu', threads: opts.threads, prepacking: opts.prepacking });
+        }
         session.info.requestedProvider = fellBack.requestedProvider;
         session.info.fallbackReason = fellBack.fallbackReason;
+      } else if (fallbackReason) {
+        session.info.requestedProvider = requested;
+        session.info.fallbackReason = fallbackReason;
       }
     } finally {
       ckpt.close();
@@ -132,11 +154,13 @@ export class ForwardEngine {
   async runTopK(ids: number[][], padding: Padding = 'right'): Promise<TopKBatch> {
     if (!this.info.sae) throw new ToxScopeError('internal', 'runTopK needs an engine opened with an SAE');
     const { feeds, batch, seqLen, mask } = this.feeds(ids, padding);
-    const out = await this.session.run(feeds, ['topk_values', 'topk_indices']);
+    const certified = this.info.outputs.includes('sae_exact');
+    const out = await this.session.run(feeds, ['topk_values', 'topk_indices', ...(certified ? ['sae_exact'] : [])]);
     const idx64 = out.topk_indices.data as BigInt64Array;
     const indices = new Int32Array(idx64.length);
     for (let i = 0; i < idx64.length; i++) indices[i] = Number(idx64[i]);
-    return { batch, seqLen, k: this.info.sae.k, values: out.topk_values.data as Float32Array, indices, mask };
+    const exact = certified ? Uint8Array.from(out.sae_exact.data as Uint8Array) : undefined;
+    return { batch, seqLen, k: this.info.sae.k, values: out.topk_values.data as Float32Array, indices, mask, ...(exact ? { exact } : {}) };
   }
 
   private feeds(ids: number[][], padding: Padding): { feeds: Record<string, HostTensor>; batch: number; seqLen: number; mask: Uint8Array } {
@@ -158,4 +182,12 @@ export class ForwardEngine {
   async close(): Promise<void> {
     await this.session.close();
   }
+}
+
+/** A one-node model to check that an execution provider loads, before building a real graph for it. */
+function probeModel(): Uint8Array {
+  const g = new GraphBuilder();
+  g.node('Identity', [g.input('x', TensorDataType.FLOAT, [1])], { outputs: ['y'] });
+  g.output('y', TensorDataType.FLOAT, [1]);
+  return g.encode([{ domain: '', version: 23 }]);
 }

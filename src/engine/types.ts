@@ -11,4 +11,9 @@ export interface TopKBatch {
   indices: Int32Array;
   /** uint8 [B, T]: 1 for real tokens, 0 for padding */
   mask: Uint8Array;
+  /**
+   * uint8 [B, T], int8 engines only: 1 where the exact-candidate encoder's margin certifies that values/indices are
+   * those of the float32 encoder on this residual (src/model/blocks/sae-exact-candidates.ts)
+   */
+  exact?: Uint8Array;
 }

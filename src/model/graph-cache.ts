@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { formatError } from '../errors.js';
 import type { Checkpoint } from './checkpoint.js';
 import { GRAPH_BUILDER_VERSION, MODEL_FILE, buildModelGraph, type WeightDtype } from './graph.js';
+import { INT8_GRAPH_CHOICES } from './blocks/int8.js';
 import type { TopKSae } from './sae/types.js';
 
 export interface CachedGraph {
@@ -38,6 +39,7 @@ export function graphCacheKey(ckpt: Checkpoint, layer: number, sae: TopKSae | nu
     family: ckpt.arch.family,
     familyVersion: ckpt.arch.familyVersion,
     dtype: weightDtype,
+    ...(weightDtype === 'int8' ? { int8: INT8_GRAPH_CHOICES } : {}),
     config: ckpt.config,
     layer,
     files,

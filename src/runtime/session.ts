@@ -148,6 +148,17 @@ function firstLine(s: string): string {
   return s.split('\n')[0].slice(0, 400);
 }
 
+/** Whether `provider` can create a session here, tried on a tiny model (no real graph is built for nothing). */
+export async function providerUsable(provider: Provider, probeModel: Uint8Array): Promise<{ ok: true } | { ok: false; reason: string }> {
+  try {
+    const s = await ort.InferenceSession.create(probeModel, { executionProviders: [provider] });
+    await s.release();
+    return { ok: true };
+  } catch (e) {
+    return { ok: false, reason: firstLine((e as Error).message) };
+  }
+}
+
 /** Execution providers onnxruntime-node can list here (cuda appears only where its libraries are installed). */
 export function supportedProviders(): string[] {
   return ort.listSupportedBackends().map((b) => b.name);

@@ -2,11 +2,13 @@
  * The SAE TopK tail fused after the decoder: pre = (x - inputBias) @ wEnc^T + bEnc; top-k; relu.
  *   topk_values:  float [B, T, k]   relu of the k largest pre-activations
  *   topk_indices: int64 [B, T, k]   their feature ids
+ *   sae_exact:    bool [B, T]       (int8 only) the exact-candidate margin certifies the float32 result
  */
 import { formatError } from '../../errors.js';
 import { GraphBuilder, TensorDataType, attr } from '../onnx/graph-builder.js';
 import type { TopKSae } from '../sae/types.js';
 import type { BlockContext } from './context.js';
+import { emitExactCandidateTopK } from './sae-exact-candidates.js';
 
 /** x [N, D] -> graph outputs topk_values / topk_indices [B, T, k]; returns their names. */
 export function saeTopK(ctx: BlockContext, sae: TopKSae, x: string): string[] {
@@ -14,6 +16,22 @@ export function saeTopK(ctx: BlockContext, sae: TopKSae, x: string): string[] {
   const { dModel, dSae, k } = sae;
   if (k > dSae) throw formatError(`${sae.source}: k ${k} exceeds the SAE width ${dSae}`);
   const xin = sae.inputBias ? g.op('Sub', [x, g.weight('sae.input_bias', TensorDataType.FLOAT, [dModel], sae.inputBias)]) : x;
+  const enc = ctx.precision.saeEncoder;
+  if (enc.kind === 'exact-candidates') {
+    const topKOf = (t: string, kk: number, width: number): [string, string] => {
+      const b = topKBlockSize(width, kk);
+      return b ? blockedTopK(g, t, width, kk, b) : topK(g, t, kk, { largest: true });
+    };
+    const o = emitExactCandidateTopK(g, sae, xin, { m: enc.extraCandidates, kernel: enc.kernel, topK: topKOf }); // [N, k], [N, k], [N]
+    const shapeBTK = g.op('Concat', [bt, g.constI64('sae_k_dim', [k])], { axis: attr.int(0) });
+    g.node('Reshape', [o.values, shapeBTK], { outputs: ['topk_values'] });
+    g.node('Reshape', [o.indices, shapeBTK], { outputs: ['topk_indices'] });
+    g.node('Reshape', [o.exact, bt], { outputs: ['sae_exact'] }); //                                      bool [B, T]
+    g.output('topk_values', TensorDataType.FLOAT, ['batch', 'seq', k]);
+    g.output('topk_indices', TensorDataType.INT64, ['batch', 'seq', k]);
+    g.output('sae_exact', TensorDataType.BOOL, ['batch', 'seq']);
+    return ['topk_values', 'topk_indices', 'sae_exact'];
+  }
   const pre = ctx.precision.linearTransB(g, xin, 'sae.w_enc', sae.wEnc, { name: 'sae.b_enc', data: sae.bEnc }, dModel, dSae); // [N, dSae], TopK in f32
   const block = topKBlockSize(dSae, k);
   const [vals, idx] = block ? blockedTopK(g, pre, dSae, k, block) : topK(g, pre, k, { largest: true }); // [N, k]

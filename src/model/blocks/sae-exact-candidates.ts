@@ -1,0 +1,166 @@
+/**
+ * The exact-candidate TopK SAE encoder: a quantized pre-activation only chooses candidates; the fired set and
+ * the values are float32 `x @ W_enc^T + b_enc` recomputed for the candidates.
+ *
+ *   q      = int8(x) @ int8(W_enc)^T + b_enc            [N, dSae]  cheap, off by at most e per entry
+ *   C      = top (k + m) of q, put in ascending id order  [N, k+m]
+ *   pre_C  = x @ W_enc[C]^T + b_enc[C]   (float32)      [N, k+m]   Gather of W_enc rows, a small batched MatMul
+ *   codes  = relu(topk(pre_C, k))                        [N, k]
+ *
+ * When is this the float32 encoder? Let e bound |q_f - pre_f| for every feature f of a token, and q_(j) be the
+ * j-th largest q. If q_(k) - q_(k+m+1) > 2e, the k features with the largest q all have pre >= q_(k) - e >
+ * q_(k+m+1) + e >= pre_g for every g outside C: the float32 top k lies inside C, and the top k of pre_C is it.
+ * If instead q_(k+m+1) + e < 0, no feature outside C has a positive pre-activation, so every feature that can
+ * fire is in C and the fired set (and values) are again the float32 ones. Either condition makes `exact` true.
+ * Ties are broken by the lower feature id, as onnxruntime's TopK over all of pre does, because the candidates
+ * are sorted by id before the final TopK.
+ *
+ * The bound e, per token (x already centred by inputBias). With w_hat = w + dw the dequantized weights and x_hat =
+ * x + dx the activations as the kernel quantized them, x_hat . w_hat - x . w = x . dw_f + dx . w_hat_f exactly, so
+ * by Cauchy-Schwarz, for every feature f:
+ *   |q_f - pre_f| <= ||x||_2 max_f ||dw_f||_2 + ||dx||_2 max_f ||w_hat_f||_2   (+ float32 rounding of both sides)
+ * ||dw_f|| is known at build time. ||dx|| is computed in the graph: for DynamicQuantizeMatMul by repeating its
+ * activation quantization (DynamicQuantizeLinear over the whole [N, D] tensor, then DequantizeLinear); for
+ * MatMulNBits accuracy 4 (int8 per row and block, scale max|block| / 127) as sqrt(D) max|x_row| / 254. Rounding:
+ * (D + 4) 2^-23 ||x||_2 max_f ||w_f||_2 + 2^-21 max|b_enc| (loose, and small next to the rest).
+ */
+import { formatError } from '../../errors.js';
+import { GraphBuilder, TensorDataType, attr } from '../onnx/graph-builder.js';
+import { type BlockedUint8, type PerChannelInt8, quantizeBlocked, quantizePerChannel } from '../quantize.js';
+import type { TopKSae } from '../sae/types.js';
+import { NBITS_BLOCK, int8LinearTransB, type Int8Kernel } from './int8.js';
+
+export interface ExactCandidateOutputs {
+  /** float [N, k]: relu of the k largest float32 pre-activations among the candidates, descending */
+  values: string;
+  /** int64 [N, k]: their feature ids */
+  indices: string;
+  /** bool [N]: the margin condition holds, so values/indices equal the float32 encoder's */
+  exact: string;
+  /** float [N, dSae]: the quantized pre-activation q (for tests) */
+  quantized: string;
+  /** float [N, 1]: the bound e on |q - pre| */
+  bound: string;
+}
+
+/** Constants of the bound that depend on the weights only. */
+export interface QuantBoundTerms {
+  /** max_f ||w_f - w_hat_f||_2 */
+  dwMax: number;
+  /** max_f ||w_hat_f||_2 */
+  wHatMax: number;
+  /** max_f ||w_f||_2 */
+  wMax: number;
+  /** max_f |b_f| */
+  bMax: number;
+}
+
+export function quantBoundTerms(sae: TopKSae, kernel: Int8Kernel): QuantBoundTerms {
+  const { dModel: D, dSae: S, wEnc, bEnc } = sae;
+  const deq = kernel === 'dqmm' ? perChannelDequantizer(quantizePerChannel(wEnc, S, D)) : blockedDequantizer(quantizeBlocked(wEnc, S, D, NBITS_BLOCK));
+  let dwMax = 0, wHatMax = 0, wMax = 0, bMax = 0;
+  for (let f = 0; f < S; f++) {
+    let dw2 = 0, wh2 = 0, w2 = 0;
+    for (let i = 0; i < D; i++) {
+      const w = wEnc[f * D + i], wh = deq(f, i);
+      dw2 += (w - wh) ** 2;
+      wh2 += wh * wh;
+      w2 += w * w;
+    }
+    dwMax = Math.max(dwMax, Math.sqrt(dw2));
+    wHatMax = Math.max(wHatMax, Math.sqrt(wh2));
+    wMax = Math.max(wMax, Math.sqrt(w2));
+    bMax = Math.max(bMax, Math.abs(bEnc[f]));
+  }
+  return { dwMax, wHatMax, wMax, bMax };
+}
+
+function perChannelDequantizer(p: PerChannelInt8): (f: number, i: number) => number {
+  return (f, i) => p.q[f * p.cols + i] * p.scale[f];
+}
+
+function blockedDequantizer(p: BlockedUint8): (f: number, i: number) => number {
+  return (f, i) => {
+    const b = Math.floor(i / p.block);
+    return (p.q[(f * p.blocks + b) * p.block + (i % p.block)] - 128) * p.scale[f * p.blocks + b];
+  };
+}
+
+/** True when every value of `a` is exactly a bfloat16 (low 16 bits zero): the table can be stored as bf16 losslessly. */
+export function isExactlyBf16(a: Float32Array): boolean {
+  const u = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  for (let i = 0; i < u.length; i++) if (u[i] & 0xffff) return false;
+  return true;
+}
+
+/**
+ * Emit the encoder for x [N, D] (already centred by the SAE's inputBias). `m` extra candidates beyond k.
+ * `topK(t, k)` is the caller's TopK (plain or blocked; both are exact).
+ */
+export function emitExactCandidateTopK(
+  g: GraphBuilder,
+  sae: TopKSae,
+  x: string,
+  o: { m: number; kernel: Int8Kernel; topK: (t: string, k: number, width: number) => [string, string] },
+): ExactCandidateOutputs {
+  const { dModel: D, dSae: S, k, wEnc, bEnc } = sae;
+  if (k > S) throw formatError(`${sae.source}: k ${k} exceeds the SAE width ${S}`);
+  const c = Math.min(S, k + o.m); //                                                                    candidates
+  const bias = g.weight('sae.b_enc', TensorDataType.FLOAT, [S], bEnc);
+  const q = int8LinearTransB(g, x, 'sae.w_enc', wEnc, D, S, o.kernel, { name: 'sae.b_enc_q', data: bEnc }); // [N, S]
+
+  // candidates: top c (+1 for the margin) of q, then in ascending id order
+  const [qv, qi] = o.topK(q, Math.min(S, c + 1), S); //                                                 [N, c(+1)]
+  const candDesc = g.op('Slice', [qi, g.constI64('sae_c0', [0]), g.constI64('sae_c1', [c]), g.constI64('sae_ax1', [1])]); // [N, c]
+  const cand = g.node('TopK', [candDesc, g.constI64('sae_c', [c])], { outputs: 2, attrs: { axis: attr.int(-1), largest: attr.int(0), sorted: attr.int(1) } })[0]; // [N, c] ascending
+
+  // float32 recomputation for the candidates: W_enc rows (bf16 when that is lossless), one dot product each
+  const exactBf16 = isExactlyBf16(wEnc);
+  const table = exactBf16
+    ? g.weight('sae.w_enc_rows', TensorDataType.BFLOAT16, [S, D], bf16Bits(wEnc))
+    : g.weight('sae.w_enc_rows', TensorDataType.FLOAT, [S, D], wEnc);
+  let rows = g.op('Gather', [table, cand], { axis: attr.int(0) }); //                                    [N, c, D]
+  if (exactBf16) rows = g.op('Cast', [rows], { to: attr.int(TensorDataType.FLOAT) });
+  const dots = g.op('MatMul', [rows, g.op('Unsqueeze', [x, g.constI64('sae_ax_last', [-1])])]); //        [N, c, 1]
+  const pre = g.op('Add', [g.op('Squeeze', [dots, g.constI64('sae_ax_last2', [-1])]), g.op('Gather', [bias, cand], { axis: attr.int(0) })]); // [N, c]
+  const [vals, pos] = g.node('TopK', [pre, g.constI64('sae_k', [k])], { outputs: 2, attrs: { axis: attr.int(-1), largest: attr.int(1), sorted: attr.int(1) } }); // [N, k]
+  const indices = g.op('GatherElements', [cand, pos], { axis: attr.int(1) }); //                          [N, k]
+
+  // the margin condition
+  const t = quantBoundTerms(sae, o.kernel);
+  const norm = (v: string) => g.op('Sqrt', [g.op('ReduceSumSquare', [v, g.constI64('sae_bd_ax', [-1])], { keepdims: attr.int(1) })]); // [N, 1]
+  const xNorm = norm(x);
+  let dxNorm: string;
+  if (o.kernel === 'dqmm') {
+    const [xq, xs, xzp] = g.node('DynamicQuantizeLinear', [x], { outputs: 3 });
+    dxNorm = norm(g.op('Sub', [g.op('DequantizeLinear', [xq, xs, xzp]), x]));
+  } else {
+    const rowMax = g.op('ReduceMax', [g.op('Abs', [x]), g.constI64('sae_bd_ax2', [-1])], { keepdims: attr.int(1) }); // [N, 1]
+    dxNorm = g.op('Mul', [rowMax, g.constF32('sae_bd_dx', [Math.sqrt(D) / 254], [])]);
+  }
+  const rounding = (D + 4) * 2 ** -23 * t.wMax;
+  const bound = g.op('Add', [
+    g.op('Add', [g.op('Mul', [xNorm, g.constF32('sae_bd_w', [t.dwMax + rounding], [])]), g.op('Mul', [dxNorm, g.constF32('sae_bd_x', [t.wHatMax], [])])]),
+    g.constF32('sae_bd_b', [t.bMax * 2 ** -21], []),
+  ]); //                                                                                                    [N, 1]
+  let exact: string;
+  if (c >= S) {
+    // every feature is a candidate: always exact (true for every row; NaN rows come out false)
+    const zero = g.op('Cast', [g.op('Squeeze', [g.op('Mul', [xNorm, g.constF32('sae_zero4', [0], [])]), g.constI64('sae_ax1e', [1])])], { to: attr.int(TensorDataType.BOOL) });
+    exact = g.op('Not', [zero]); //                                                                      bool [N]
+  } else {
+    const qk = g.op('Slice', [qv, g.constI64('sae_k0', [k - 1]), g.constI64('sae_k1', [k]), g.constI64('sae_ax1b', [1])]); // [N, 1]
+    const qlast = g.op('Slice', [qv, g.constI64('sae_l0', [c]), g.constI64('sae_l1', [c + 1]), g.constI64('sae_ax1c', [1])]); // [N, 1]
+    const separated = g.op('Greater', [g.op('Sub', [qk, qlast]), g.op('Add', [bound, bound])]);
+    const noneOutside = g.op('Less', [g.op('Add', [qlast, bound]), g.constF32('sae_zero3', [0], [])]);
+    exact = g.op('Squeeze', [g.op('Or', [separated, noneOutside]), g.constI64('sae_ax1d', [1])]); //     bool [N]
+  }
+  return { values: g.op('Relu', [vals]), indices, exact, quantized: q, bound };
+}
+
+function bf16Bits(a: Float32Array): Uint16Array {
+  const u = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const out = new Uint16Array(a.length);
+  for (let i = 0; i < u.length; i++) out[i] = u[i] >>> 16;
+  return out;
+}
