@@ -240,6 +240,7 @@ export async function loadServingBundle(
       transferSae: true, // the main thread never encodes: the worker holds the only copy of the SAE
       cacheDir: join(config.dataDir, 'graph-cache'),
       provider: config.executionProvider,
+      precision: config.precision,
       threads: config.threads || undefined,
       warn: (msg) => log.warn(msg),
     }),
@@ -252,6 +253,9 @@ export async function loadServingBundle(
     throw e;
   }
   const e = engine.info;
+  const bundlePrecision = m.precision ?? 'f32';
+  if (bundlePrecision !== e.weightDtype)
+    log.warn(`the head was trained on ${bundlePrecision} features and is served at ${e.weightDtype}: allowed, but its scores can differ slightly from its training (README "Precision")`, { bundle: m.version });
   return {
     classifier,
     baselines: m.baseline_f1,
@@ -266,6 +270,7 @@ export async function loadServingBundle(
       head: { path: join(dir, m.head.path), version: m.head.sha256.slice(0, 12) },
       executionProvider: e.provider,
       weightDtype: e.weightDtype,
+      bundlePrecision,
       ...(e.fallbackReason && { executionProviderFallback: e.fallbackReason }),
     },
   };

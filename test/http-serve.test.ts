@@ -15,9 +15,9 @@ import { trainServeBundle } from './helpers/serve-bundle.js';
 const root = mkdtempSync(join(tmpdir(), 'toxscope-serve-'));
 const bundleDir = join(root, 'bundle');
 const token = 'serve-test-admin-token-123456';
-const config = () =>
+const config = (extra: Record<string, string> = {}) =>
   loadConfig({
-    env: { PORT: '0', HOST: '127.0.0.1', TOXSCOPE_BUNDLE: bundleDir, TOXSCOPE_DATA_DIR: join(root, 'data'), TOXSCOPE_ADMIN_TOKEN: token, TOXSCOPE_THREADS: '1' },
+    env: { PORT: '0', HOST: '127.0.0.1', TOXSCOPE_BUNDLE: bundleDir, TOXSCOPE_DATA_DIR: join(root, 'data'), TOXSCOPE_ADMIN_TOKEN: token, TOXSCOPE_THREADS: '1', ...extra },
   });
 const quiet = createLogger('silent');
 
@@ -77,6 +77,21 @@ describe('startService', () => {
       expect(audit.status).toBe(200);
     } finally {
       await again.shutdown('test');
+    }
+  });
+
+  it('serves an f32-trained bundle at int8 when TOXSCOPE_PRECISION=int8, and /info says so', async () => {
+    const int8 = await startService(config({ TOXSCOPE_PRECISION: 'int8', TOXSCOPE_DATA_DIR: join(root, 'data-int8') }), quiet);
+    try {
+      await int8.ready;
+      const info = (await (await fetch(`${int8.url}/info`)).json()) as any;
+      expect(info.weight_dtype).toBe('int8');
+      expect(info.precision).toMatchObject({ serving: 'int8', bundle_trained_on: 'f32' });
+      expect(info.precision.note).toMatch(/trained on f32 features and is served at int8/);
+      const res = await postJson(`${int8.url}/v1/classify`, { texts: ['you are an idiot'] });
+      expect(res.status).toBe(200);
+    } finally {
+      await int8.shutdown('test');
     }
   });
 });

