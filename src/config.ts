@@ -121,7 +121,7 @@ export const SETTINGS: readonly Setting[] = [
   {
     env: 'TOXSCOPE_PRECISION', path: 'precision',
     schema: z.enum(PRECISION_SETTINGS as [PrecisionSetting, ...PrecisionSetting[]], { error: `must be one of ${PRECISION_SETTINGS.join(', ')}` }).describe(`one of ${PRECISION_SETTINGS.join(', ')}`),
-    default: 'auto', help: 'weight precision of the forward pass (auto: f16 on CUDA, f32 on CPU; int8 opt-in, see README "Precision")',
+    default: 'auto', help: 'weight precision of the forward pass (auto: f16 on CUDA, f32 on CPU; int8 opt-in: see Precision below)',
   },
   { env: 'TOXSCOPE_THREADS', path: 'threads', schema: int(0, 1024), default: '0', help: 'intra-op threads for the forward pass (0: runtime default)' },
   { env: 'TOXSCOPE_LOG_LEVEL', path: 'logLevel', schema: oneOf(['debug', 'info', 'warn', 'error', 'silent']), default: 'info', help: 'log verbosity (JSON lines on stderr)' },
