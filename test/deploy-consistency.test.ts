@@ -283,7 +283,7 @@ describe('metrics in alert rules, dashboard and adapter rules', () => {
     expect(drift.expr).toMatch(/toxscope_f1_drift/);
     expect(drift.expr).toContain(`> ${DEFAULT_TOLERANCE}`);
     expect(drift.expr).toContain(`>= ${DEFAULT_MIN_LABELED}`);
-    expect(rules.map((r: any) => r.alert).sort()).toEqual(['ToxScopeDown', 'ToxScopeF1Drift', 'ToxScopeNotReady', 'ToxScopeP99LatencyHigh', 'ToxScopeSustained429']);
+    expect(rules.map((r: any) => r.alert).sort()).toEqual(['ToxScopeDatabaseDown', 'ToxScopeDown', 'ToxScopeF1Drift', 'ToxScopeNotReady', 'ToxScopeP99LatencyHigh', 'ToxScopeSustained429', 'ToxScopeWriteJournalFilling', 'ToxScopeWritesDropped']);
     const p99 = rules.find((r: any) => r.alert === 'ToxScopeP99LatencyHigh');
     expect(p99.expr).toMatch(/histogram_quantile\(0\.99,[\s\S]*toxscope_http_request_duration_seconds_bucket/);
   });
@@ -509,7 +509,7 @@ describe.skipIf(!promtool)('promtool (Debian package prometheus)', () => {
   const run = (...args: string[]) => execFileSync('promtool', args, { cwd: d('prometheus'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
   it('loads the alert rules', () => {
-    expect(run('check', 'rules', 'alerts.yml')).toMatch(/SUCCESS: 5 rules found/);
+    expect(run('check', 'rules', 'alerts.yml')).toMatch(/SUCCESS: 8 rules found/);
   });
   it('accepts the compose Prometheus config (and the rule file it names)', () => {
     expect(run('check', 'config', 'prometheus.yml')).toMatch(/SUCCESS/);

@@ -159,6 +159,10 @@ describe.skipIf(!DATABASE_URL)('kill -9 during a Postgres outage, restart while 
       } finally {
         await first.kill9();
       }
+      // the failed writes were logged, with their cause and without their SQL parameters (ids, hashes, labels)
+      expect(first.log()).toMatch(/"msg":"database write failed","code":"[A-Z0-9_]+","message":"/);
+      expect(first.log()).not.toMatch(/params:|Failed query/);
+      for (const id of ledger.predictions) expect(first.log()).not.toContain(id);
 
       second = await spawnService(env); // Postgres is still unreachable
       const ready = (await (await fetch(`${second.url}/readyz`)).json()) as Record<string, unknown>;
