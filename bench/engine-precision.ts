@@ -21,6 +21,8 @@ import { Checkpoint } from '../src/model/checkpoint.js';
 import { ensureGraph } from '../src/model/graph-cache.js';
 import { WEIGHTS_FILE, type WeightDtype } from '../src/model/graph.js';
 import type { TopKSae } from '../src/model/sae/types.js';
+import { encodeTopK } from '../src/model/sae/encode.js';
+import type { TopKBatch } from '../src/engine/types.js';
 
 export interface PrecisionJob {
   op: 'build' | 'serve' | 'compare';
@@ -135,11 +137,13 @@ export async function precisionWorker(job: PrecisionJob, makeSae: SaeFactory): P
       try {
         // fidelity on the timed batch (and warm-up for both)
         const resid = new ResidualErrorSum();
-        resid.add(await cand.runResidual(ids), await ref.runResidual(ids));
+        const rq = await cand.runResidual(ids);
+        resid.add(rq, await ref.runResidual(ids));
         const fired = new FiredSetAgreementSum();
         const top = await cand.runTopK(ids);
         fired.add(top, await ref.runTopK(ids));
         const exact = top.exact ? top.exact.reduce((a, v) => a + v, 0) / top.exact.length : null;
+        const saeStep = saeStepAgreement(sae, rq.resid, top, SAE_STEP_TOKENS);
         const seconds: Record<string, number[]> = { f32: [], [job.precision]: [] };
         for (let i = 0; i < job.iters; i++) {
           for (const [name, e] of [['f32', ref], [job.precision, cand]] as const) {
@@ -156,6 +160,10 @@ export async function precisionWorker(job: PrecisionJob, makeSae: SaeFactory): P
             fired_set_agreement: round(a.fired_set_agreement, 4),
             mean_abs_code_error_where_sets_agree: a.mean_abs_value_error,
             sae_certified_exact_fraction: exact === null ? null : round(exact, 4),
+            // the SAE step alone: the engine's encoder against the float32 encoder (float64-accumulated TypeScript)
+            // on the engine's own residual, first tokens of the batch
+            sae_step_tokens: saeStep.tokens,
+            sae_step_fired_set_agreement: round(saeStep.agreement, 4),
             residual_max_abs: r.max_abs,
             residual_rel_rms: r.rel_rms,
           },
@@ -168,6 +176,22 @@ export async function precisionWorker(job: PrecisionJob, makeSae: SaeFactory): P
   }
   process.stdout.write(JSON.stringify(out) + '\n');
   return 0;
+}
+
+const SAE_STEP_TOKENS = 32;
+
+/** Fired-set agreement of `top` with the float32 encoder on `resid` [B*T, D], over its first `n` tokens. */
+function saeStepAgreement(sae: TopKSae, resid: Float32Array, top: TopKBatch, n: number): { tokens: number; agreement: number } {
+  const tokens = Math.min(n, top.batch * top.seqLen);
+  const ref = encodeTopK(sae, resid.subarray(0, tokens * sae.dModel));
+  let agree = 0;
+  const firedOf = (values: Float32Array, indices: Int32Array, t: number) =>
+    new Set(Array.from({ length: sae.k }, (_, j) => (values[t * sae.k + j] > 0 ? indices[t * sae.k + j] : -1)).filter((f) => f >= 0));
+  for (let t = 0; t < tokens; t++) {
+    const a = firedOf(top.values, top.indices, t), b = firedOf(ref.values, ref.indices, t);
+    if (a.size === b.size && [...a].every((f) => b.has(f))) agree++;
+  }
+  return { tokens, agreement: tokens ? agree / tokens : 1 };
 }
 
 function randomIds(batch: number, seq: number, vocab: number): number[][] {

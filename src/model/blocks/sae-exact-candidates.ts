@@ -7,11 +7,13 @@
  *   pre_C  = x @ W_enc[C]^T + b_enc[C]   (float32)      [N, k+m]   Gather of W_enc rows, a small batched MatMul
  *   codes  = relu(topk(pre_C, k))                        [N, k]
  *
- * When is this the float32 encoder? Let e bound |q_f - pre_f| for every feature f of a token, and q_(j) be the
- * j-th largest q. If q_(k) - q_(k+m+1) > 2e, the k features with the largest q all have pre >= q_(k) - e >
- * q_(k+m+1) + e >= pre_g for every g outside C: the float32 top k lies inside C, and the top k of pre_C is it.
- * If instead q_(k+m+1) + e < 0, no feature outside C has a positive pre-activation, so every feature that can
- * fire is in C and the fired set (and values) are again the float32 ones. Either condition makes `exact` true.
+ * When is this the float32 encoder? Let e bound |q_f - pre_f| for every feature f of a token, q_(j) be the j-th
+ * largest q and c = k + m. Every feature g outside C has pre_g <= q_g + e <= q_(c+1) + e. So if
+ *   q_(c+1) + e < max(pre_(k), 0)   with pre_(k) the k-th largest float32 value among the candidates (computed),
+ * no feature outside C can enter the float32 top k (or, when fewer than k candidates are positive, fire at all),
+ * and the top k of pre_C is the float32 encoder's. `exact` is that condition. It holds in particular whenever
+ * q_(k) - q_(c+1) > 2e (the k features with the largest q all have pre >= q_(k) - e > q_(c+1) + e), the form the
+ * tests state; it is sharper because it uses the float32 values it has already computed.
  * Ties are broken by the lower feature id, as onnxruntime's TopK over all of pre does, because the candidates
  * are sorted by id before the final TopK.
  *
@@ -149,11 +151,12 @@ export function emitExactCandidateTopK(
     const zero = g.op('Cast', [g.op('Squeeze', [g.op('Mul', [xNorm, g.constF32('sae_zero4', [0], [])]), g.constI64('sae_ax1e', [1])])], { to: attr.int(TensorDataType.BOOL) });
     exact = g.op('Not', [zero]); //                                                                      bool [N]
   } else {
-    const qk = g.op('Slice', [qv, g.constI64('sae_k0', [k - 1]), g.constI64('sae_k1', [k]), g.constI64('sae_ax1b', [1])]); // [N, 1]
+    // certified iff q_(c+1) + e < max(pre_(k) over the candidates, 0): no feature outside the candidates can
+    // reach the k-th float32 value (or fire at all)
+    const preK = g.op('Slice', [vals, g.constI64('sae_k0', [k - 1]), g.constI64('sae_k1', [k]), g.constI64('sae_ax1b', [1])]); // [N, 1]
     const qlast = g.op('Slice', [qv, g.constI64('sae_l0', [c]), g.constI64('sae_l1', [c + 1]), g.constI64('sae_ax1c', [1])]); // [N, 1]
-    const separated = g.op('Greater', [g.op('Sub', [qk, qlast]), g.op('Add', [bound, bound])]);
-    const noneOutside = g.op('Less', [g.op('Add', [qlast, bound]), g.constF32('sae_zero3', [0], [])]);
-    exact = g.op('Squeeze', [g.op('Or', [separated, noneOutside]), g.constI64('sae_ax1d', [1])]); //     bool [N]
+    const ceiling = g.op('Max', [preK, g.constF32('sae_zero3', [0], [])]);
+    exact = g.op('Squeeze', [g.op('Less', [g.op('Add', [qlast, bound]), ceiling]), g.constI64('sae_ax1d', [1])]); // bool [N]
   }
   return { values: g.op('Relu', [vals]), indices, exact, quantized: q, bound };
 }
