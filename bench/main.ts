@@ -8,6 +8,7 @@ const BENCHES: Record<string, () => Promise<{ run(argv: string[]): Promise<numbe
   drift: () => import('./drift.js'),
   artifacts: () => import('./artifacts.js'),
   'int8-matmul': () => import('./int8-matmul.js'),
+  'precision-goldens': () => import('./precision-goldens.js'),
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -127,6 +127,21 @@ describe.each(['dqmm', 'nbits8'] as const)('exact-candidate SAE encoder (%s)', (
     expect(holds).toBeGreaterThan(kernel === 'nbits8' ? n / 2 : 0);
   });
 
+  it('is exact on every token whose k-th and (k+m+1)-th quantized values are separated by more than twice the bound', async () => {
+    const m = 24;
+    const r = await runEncoder(sae, x, n, m, kernel);
+    const { fired } = referenceFired(sae, x, n);
+    let separated = 0;
+    for (let t = 0; t < n; t++) {
+      const q = Array.from(r.quantized.subarray(t * S, (t + 1) * S)).sort((a, b) => b - a);
+      if (!(q[k - 1] - q[k + m] > 2 * r.bound[t])) continue;
+      separated++;
+      expect(r.exact[t], `token ${t}`).toBe(1); // the certificate covers the separated case
+      expect(new Set(firedOf(r, t, k).keys()), `token ${t}`).toEqual(new Set(fired[t].keys()));
+    }
+    if (kernel === 'nbits8') expect(separated).toBeGreaterThan(0); // the case is exercised, not vacuous
+  });
+
   it('reports the tokens whose margin is too small (m = 0 cannot separate the k-th from the next candidate)', async () => {
     const r = await runEncoder(sae, x, n, 0, kernel);
     const { fired } = referenceFired(sae, x, n);
