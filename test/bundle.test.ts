@@ -64,6 +64,7 @@ describe('a trained bundle', () => {
     expect(b.manifest.sae.format).toBe('qwen-scope');
     expect(b.manifest.sae.d_sae).toBe(512);
     expect(b.manifest.synthetic_backbone).toBe(false);
+    expect(b.manifest.precision).toBe('f32'); // the precision its training features were computed at (auto on CPU)
     expect(b.manifest.training.n_train + b.manifest.training.n_calibration).toBe(120);
     expect(b.manifest.training.languages).toEqual(['de', 'en']);
     expect(b.head.meta.trained_for).toMatchObject({ layer: 2, k: 32, model_sha256: b.manifest.model.sha256, sae_sha256: b.manifest.sae.sha256 });

@@ -8,6 +8,7 @@ import { trainBundle } from '../bundle/train-bundle.js';
 import { DEMO_NOTICE, DEMO_RECIPE, ensureDemoBundle } from '../bundle/demo/demo-bundle.js';
 import { readBundle } from '../bundle/load.js';
 import type { Provider } from '../runtime/session.js';
+import { PRECISION_SETTINGS } from '../config.js';
 import { UsageError, parseChoice, parseFlags, parseIntFlag, requireString, parseEngineFlags } from './args.js';
 import type { CliIO, Command } from './main.js';
 import { cliEnvironment } from './environment.js';
@@ -16,7 +17,7 @@ import { progressBar } from './progress.js';
 const USAGE = `usage: toxscope train --data <jsonl file or dir> --out <bundle dir>
                       [--model <checkpoint dir> --sae <SAE file or dir> --layer <L> [--k <k>]]
                       [--seed <n>] [--calibration-fraction <0..1>] [--target-precision <0..1>] [--name <name>]
-                      [--data-dir <dir>] [--threads <n>] [--provider cpu|cuda]
+                      [--data-dir <dir>] [--threads <n>] [--provider cpu|cuda] [--precision auto|f32|f16|int8]
 
   --data                labeled JSON Lines: {"text", "label": 0|1, "lang"} per line (a file or a directory of *.jsonl)
   --out                 the bundle directory to write
@@ -26,7 +27,8 @@ const USAGE = `usage: toxscope train --data <jsonl file or dir> --out <bundle di
   --seed                seed of the explicit train/calibration split (default 0)
   --calibration-fraction  share held out for calibration and thresholds (default 0.25)
   --target-precision    choose per-language thresholds to reach this precision (default: maximise F1)
-  --data-dir            built graphs and the demo live here (default $TOXSCOPE_DATA_DIR, else .toxscope)`;
+  --data-dir            built graphs and the demo live here (default $TOXSCOPE_DATA_DIR, else .toxscope)
+  --precision           weight precision of the featurisation (default auto: f32 on CPU), recorded in the bundle`;
 
 const FLAGS = {
   data: { type: 'string' },
@@ -42,6 +44,7 @@ const FLAGS = {
   'data-dir': { type: 'string' },
   threads: { type: 'string' },
   provider: { type: 'string', default: 'cpu' },
+  precision: { type: 'string', default: 'auto' },
 } as const;
 
 export function parseFraction(raw: string | undefined, flag: string): number | undefined {
@@ -92,6 +95,7 @@ export const trainCommand: Command = {
       notice: synthetic ? DEMO_NOTICE : undefined,
       cacheDir: join(dataDir, 'graph-cache'),
       provider, threads,
+      precision: parseChoice(f.precision as string, 'precision', PRECISION_SETTINGS),
       hashCache: jsonHashCache(join(dataDir, 'hash-cache.json')),
       log, onProgress: progress.update,
     });
