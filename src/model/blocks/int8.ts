@@ -34,6 +34,8 @@ export const INT8_GRAPH_CHOICES = {
   saeKernel: 'nbits8' as Int8Kernel,
   /** candidates beyond k recomputed in float32 */
   saeExtraCandidates: 32,
+  /** tokens per step of the float32 recomputation Loop (see sae-exact-candidates.ts) */
+  saeRecomputeChunk: 128,
   nbitsBlock: NBITS_BLOCK,
   /** 'int8': per-row int8 table; 'source': the checkpoint's own bf16 (or f32) table */
   embedding: 'int8' as 'int8' | 'source',

@@ -4,7 +4,8 @@
  *
  *   q      = int8(x) @ int8(W_enc)^T + b_enc            [N, dSae]  cheap, off by at most e per entry
  *   C      = top (k + m) of q, put in ascending id order  [N, k+m]
- *   pre_C  = x @ W_enc[C]^T + b_enc[C]   (float32)      [N, k+m]   Gather of W_enc rows, a small batched MatMul
+ *   pre_C  = x @ W_enc[C]^T + b_enc[C]   (float32)      [N, k+m]   Gather of W_enc rows, a small batched MatMul,
+ *                                                                   128 tokens at a time (a Loop)
  *   codes  = relu(topk(pre_C, k))                        [N, k]
  *
  * When is this the float32 encoder? Let e bound |q_f - pre_f| for every feature f of a token, q_(j) be the j-th
@@ -30,7 +31,7 @@ import { formatError } from '../../errors.js';
 import { GraphBuilder, TensorDataType, attr } from '../onnx/graph-builder.js';
 import { type BlockedUint8, type PerChannelInt8, quantizeBlocked, quantizePerChannel } from '../quantize.js';
 import type { TopKSae } from '../sae/types.js';
-import { NBITS_BLOCK, int8LinearTransB, type Int8Kernel } from './int8.js';
+import { INT8_GRAPH_CHOICES, NBITS_BLOCK, int8LinearTransB, type Int8Kernel } from './int8.js';
 
 export interface ExactCandidateOutputs {
   /** float [N, k]: relu of the k largest float32 pre-activations among the candidates, descending */
@@ -121,10 +122,8 @@ export function emitExactCandidateTopK(
   const table = exactBf16
     ? g.weight('sae.w_enc_rows', TensorDataType.BFLOAT16, [S, D], bf16Bits(wEnc))
     : g.weight('sae.w_enc_rows', TensorDataType.FLOAT, [S, D], wEnc);
-  let rows = g.op('Gather', [table, cand], { axis: attr.int(0) }); //                                    [N, c, D]
-  if (exactBf16) rows = g.op('Cast', [rows], { to: attr.int(TensorDataType.FLOAT) });
-  const dots = g.op('MatMul', [rows, g.op('Unsqueeze', [x, g.constI64('sae_ax_last', [-1])])]); //        [N, c, 1]
-  const pre = g.op('Add', [g.op('Squeeze', [dots, g.constI64('sae_ax_last2', [-1])]), g.op('Gather', [bias, cand], { axis: attr.int(0) })]); // [N, c]
+  const dots = candidateDots(g, table, exactBf16, x, cand, c); //                                         [N, c]
+  const pre = g.op('Add', [dots, g.op('Gather', [bias, cand], { axis: attr.int(0) })]); //                 [N, c]
   const [vals, pos] = g.node('TopK', [pre, g.constI64('sae_k', [k])], { outputs: 2, attrs: { axis: attr.int(-1), largest: attr.int(1), sorted: attr.int(1) } }); // [N, k]
   const indices = g.op('GatherElements', [cand, pos], { axis: attr.int(1) }); //                          [N, k]
 
@@ -159,6 +158,47 @@ export function emitExactCandidateTopK(
     exact = g.op('Squeeze', [g.op('Less', [g.op('Add', [qlast, bound]), ceiling]), g.constI64('sae_ax1d', [1])]); // bool [N]
   }
   return { values: g.op('Relu', [vals]), indices, exact, quantized: q, bound };
+}
+
+/** Tokens per step of the candidate recomputation: bounds its [chunk, c, D] Gather (128 x 82 x 2048 x 4 B = 86 MB). */
+export const RECOMPUTE_CHUNK = INT8_GRAPH_CHOICES.saeRecomputeChunk;
+
+/**
+ * dots[n, j] = x[n] . table[cand[n, j]] in float32: x [N, D], cand [N, c] -> [N, c]. A Loop over chunks of
+ * RECOMPUTE_CHUNK tokens, so the gathered rows never exceed [chunk, c, D] (all N at once would be
+ * 1024 x 82 x 2048 x 4 B = 688 MB for a 2048-wide model); x and cand are zero-padded to whole chunks first.
+ */
+function candidateDots(g: GraphBuilder, table: string, bf16: boolean, x: string, cand: string, c: number): string {
+  const CH = RECOMPUTE_CHUNK;
+  const ch = g.constI64('sae_chunk', [CH], []);
+  const n = g.op('Squeeze', [g.op('Shape', [x], { start: attr.int(0), end: attr.int(1) }), g.constI64('sae_ax0', [0])]); // scalar N
+  const steps = g.op('Div', [g.op('Add', [n, g.constI64('sae_chunk_m1', [CH - 1], [])]), ch]); //            ceil(N / CH)
+  const padRows = g.op('Sub', [g.op('Mul', [steps, ch]), n]); //                                            scalar
+  const zero = g.constI64('sae_pad0', [0], []);
+  const pads = g.op('Concat', [zero, zero, padRows, zero].map((v) => g.op('Unsqueeze', [v, g.constI64('sae_ax0b', [0])])), { axis: attr.int(0) }); // [4]
+  const xPad = g.op('Pad', [x, pads]); //                                                                    [steps*CH, D]
+  const cPad = g.op('Pad', [cand, pads]); //                                                                 [steps*CH, c]
+
+  const b = g.subgraph();
+  const iter = b.input(b.fresh('sae_iter'), TensorDataType.INT64, []);
+  const condIn = b.input(b.fresh('sae_cond_in'), TensorDataType.BOOL, []);
+  const start = b.op('Unsqueeze', [b.op('Mul', [iter, ch]), g.constI64('sae_ax0c', [0])]); //              [1]
+  const end = b.op('Add', [start, g.constI64('sae_chunk_1d', [CH])]);
+  const axis0 = g.constI64('sae_ax0d', [0]);
+  const xs = b.op('Slice', [xPad, start, end, axis0]); //                                                     [CH, D]
+  const cs = b.op('Slice', [cPad, start, end, axis0]); //                                                     [CH, c]
+  let rows = b.op('Gather', [table, cs], { axis: attr.int(0) }); //                                          [CH, c, D]
+  if (bf16) rows = b.op('Cast', [rows], { to: attr.int(TensorDataType.FLOAT) });
+  const dots = b.op('Squeeze', [b.op('MatMul', [rows, b.op('Unsqueeze', [xs, g.constI64('sae_ax_last', [-1])])]), g.constI64('sae_ax_last2', [-1])]); // [CH, c]
+  const [condOut] = b.node('Identity', [condIn], { outputs: ['sae_cond_out'] });
+  const [dotsOut] = b.node('Identity', [dots], { outputs: ['sae_dots_out'] });
+  b.output(condOut, TensorDataType.BOOL, []);
+  b.output(dotsOut, TensorDataType.FLOAT, null);
+  const body = b.toGraph('sae_recompute_chunk');
+
+  const stacked = g.op('Loop', [steps, ''], { body: attr.graph(body) }); //                                [steps, CH, c]
+  const flat = g.op('Reshape', [stacked, g.constI64('sae_flat_c', [-1, c])]); //                             [steps*CH, c]
+  return g.op('Slice', [flat, g.constI64('sae_s0', [0]), g.op('Unsqueeze', [n, g.constI64('sae_ax0e', [0])]), g.constI64('sae_ax0f', [0])]); // [N, c]
 }
 
 function bf16Bits(a: Float32Array): Uint16Array {
