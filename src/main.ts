@@ -20,8 +20,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { ensureDemoBundle } from './bundle/demo/demo-bundle.js';
-import { jsonHashCache } from './bundle/file-hash.js';
-import { readBundle } from './bundle/load.js';
+import { readBundleOffThread } from './bundle/read-off-thread.js';
 import type { Config, LimitsConfig } from './config.js';
 import { createDb } from './db/client.js';
 import { DatabaseConnector } from './db/connector.js';
@@ -227,7 +226,8 @@ export async function loadServingBundle(
       onProgress: progressLogger((stage, done, total) => log.info(`building the demo bundle: ${stage}`, { done, total, percent: Math.floor((100 * done) / total) })),
     }));
   // the model and SAE are found by content hash: the recorded location, the bundle, then TOXSCOPE_MODEL_DIR
-  const bundle = readBundle(dir, { modelDirs: config.modelDirs, hashCache: jsonHashCache(join(config.dataDir, 'hash-cache.json')) });
+  // read, hashed and validated on a worker thread: the event loop keeps serving the old bundle meanwhile
+  const bundle = await readBundleOffThread(dir, { modelDirs: config.modelDirs, hashCachePath: join(config.dataDir, 'hash-cache.json') });
   const limits = bundleLimits(config, bundle.manifest.metrics, dir);
   const m = bundle.manifest;
   // The engine runs on a worker thread: onnxruntime's run blocks its thread, and HTTP must not wait on it.

@@ -9,7 +9,7 @@
  * No HTTP here. The head is read once per request, so a threshold change (setHead) applies atomically to
  * requests that start after it.
  */
-import { ToxScopeError, validationError } from '../errors.js';
+import { formatError, ToxScopeError, validationError } from '../errors.js';
 import type { BatchingConfig, LimitsConfig } from '../config.js';
 import type { Head } from '../head/head.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -221,8 +221,21 @@ export class Classifier {
   }
 
   /** One short text through the whole pipeline, with no deadline: the warm-up and deep readiness check. */
+  /**
+   * One request through the whole pipeline before the bundle serves. A bundle whose engine yields non-finite
+   * codes (NaN or infinite weights in the model or SAE: every feature then looks silent and every text scores
+   * the head's bias) or whose score is not a finite probability is refused here, as a 'format' error.
+   */
   async warmUp(): Promise<void> {
-    await this.classify({ texts: ['warm-up'], language: 'en', timeoutMs: 0 });
+    let score: number;
+    try {
+      const r = await this.classify({ texts: [WARM_UP_TEXT], language: 'en', timeoutMs: 0 });
+      score = r.results[0].score;
+    } catch (e) {
+      if (e instanceof ToxScopeError && e.details?.nonFinite) throw formatError(`warm-up refused the bundle: ${e.message}`);
+      throw e;
+    }
+    if (!(Number.isFinite(score) && score >= 0 && score <= 1)) throw formatError(`warm-up refused the bundle: it scored the warm-up text ${score}, not a probability`);
   }
 
   /** Finish everything queued, then release the engine (once, however often it is called). */
@@ -264,6 +277,9 @@ export class Classifier {
   /** The batch function: one padded forward pass; each window's own tokens' codes. */
   private async forward(items: WindowItem[]): Promise<TokenCodes[]> {
     const batch = await this.parts.engine.runTopK(items.map((w) => w.ids), 'right'); // codes [B, T, k]
+    const bad = firstNonFinite(batch.values);
+    if (bad >= 0)
+      throw new ToxScopeError('internal', `the engine produced a non-finite SAE code (${batch.values[bad]} at [${Math.floor(bad / (batch.seqLen * batch.k))}, ${Math.floor(bad / batch.k) % batch.seqLen}, ${bad % batch.k}]): NaN or infinite weights in the model or SAE?`, { nonFinite: true });
     return items.map((w, r) => sliceRow(batch, r, w.ownFrom, w.ids.length));
   }
 }
@@ -285,6 +301,16 @@ function explain(
     .sort((a, b) => Math.abs(b[1].contribution) - Math.abs(a[1].contribution) || a[0] - b[0])
     .slice(0, topN)
     .map(([id, e]) => ({ id, contribution: e.contribution, firingRate: e.firingRate, spans: featureSpans(codes, offsets, id) }));
+}
+
+/** Words in several scripts, so the warm-up's tokens reach more than one corner of the embedding table. */
+const WARM_UP_TEXT = 'warm-up: hello world, Guten Morgen, bonjour, привет, 你好, مرحبا, नमस्ते 123 !?';
+
+/** Index of the first NaN or infinite value, or -1 (x * 0 is 0 only for finite x). */
+function firstNonFinite(a: Float32Array): number {
+  let probe = 0;
+  for (let i = 0; i < a.length; i++) probe += a[i] * 0;
+  return probe === 0 ? -1 : a.findIndex((x) => !Number.isFinite(x));
 }
 
 /** Index of the first unpaired surrogate, or -1 (String.prototype.isWellFormed is ES2024). */

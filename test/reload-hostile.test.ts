@@ -1,0 +1,211 @@
+/**
+ * POST /admin/reload with the production loader (src/main.ts loadServingBundle: the bundle read on a worker
+ * thread, the engine on another, then the warm-up) against hostile and slow bundles, through app.request.
+ * Each bundle is a copy of one trained here, with one artifact replaced and the hashes re-bound so that the
+ * head accepts it: the attacker controls every file of a bundle, so the parsers are what must hold.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { modelDigest, saeDigest } from '../src/bundle/artifacts.js';
+import { readBundle } from '../src/bundle/load.js';
+import { createLanguageIdentifier } from '../src/engine/language.js';
+import { loadServingBundle } from '../src/main.js';
+import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../src/model/safetensors.js';
+import { createLogger } from '../src/util/logger.js';
+import { ADMIN_TOKEN, buildTestApp, post, type TestApp } from './helpers/app.js';
+import { goldenCheckpointDir } from './helpers/goldens.js';
+import { memoDagPickle, strideZeroTorchFile, torchZip, zipBombTorchFile } from './helpers/hostile-artifacts.js';
+import { trainServeBundle } from './helpers/serve-bundle.js';
+
+const root = mkdtempSync(join(tmpdir(), 'toxscope-reload-hostile-'));
+const trained = join(root, 'trained');
+const logLines: string[] = [];
+let t: TestApp;
+let n = 0;
+
+beforeAll(async () => {
+  await trainServeBundle(trained, 'reload-hostile', join(root, 'cache'));
+  const lid = await createLanguageIdentifier();
+  const log = createLogger('info', (line) => logLines.push(line));
+  t = await buildTestApp({
+    env: { TOXSCOPE_ADMIN_TOKEN: ADMIN_TOKEN, TOXSCOPE_DATA_DIR: join(root, 'data'), TOXSCOPE_THREADS: '1' },
+    deps: { loadBundle: (path) => loadServingBundle(path, t.config, { metrics: t.metrics, lid, log }), log },
+  });
+}, 300_000);
+afterAll(async () => {
+  await t?.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
+const reload = (path: string) => post(t.app, '/admin/reload', { path }, auth);
+const classify = (text: string) => post(t.app, '/v1/classify', { texts: [text] });
+
+/**
+ * A copy of the trained bundle pointing at `model` / `sae` (absolute), with the head's trained_for, the
+ * manifest's hashes and the head's sha256 re-bound to them (or to `claim`, to make the hash check fail late).
+ */
+function rebind(opts: { model?: string; sae?: string; claimModelSha?: string } = {}): string {
+  const src = readBundle(trained);
+  const out = join(root, `bundle-${n++}`);
+  mkdirSync(out);
+  const manifest = JSON.parse(readFileSync(join(trained, 'manifest.json'), 'utf8'));
+  const head = JSON.parse(readFileSync(join(trained, manifest.head.path), 'utf8'));
+  if (existsSync(join(trained, 'rule.json'))) copyFileSync(join(trained, 'rule.json'), join(out, 'rule.json'));
+  const model = opts.model ?? src.modelDir;
+  const sae = opts.sae ?? src.saePath;
+  const modelSha = opts.claimModelSha ?? modelDigest(model);
+  const saeSha = saeDigest(sae, manifest.layer).sha256;
+  head.meta.trained_for = { ...head.meta.trained_for, model_sha256: modelSha, sae_sha256: saeSha };
+  const headBytes = Buffer.from(JSON.stringify(head));
+  writeFileSync(join(out, 'head.json'), headBytes);
+  manifest.head = { path: 'head.json', sha256: createHash('sha256').update(headBytes).digest('hex') };
+  manifest.model = { ...manifest.model, path: model, sha256: modelSha };
+  manifest.sae = { ...manifest.sae, path: sae, sha256: saeSha, ...(sae.endsWith('.pt') && { format: 'qwen-scope' }) };
+  manifest.version = `hostile-${n}`;
+  writeFileSync(join(out, 'manifest.json'), JSON.stringify(manifest));
+  return out;
+}
+
+/** A hostile Qwen-Scope file named for the bundle's layer, in a directory of its own. */
+function hostileSae(bytes: Buffer): string {
+  const dir = join(root, `sae-${n++}`);
+  mkdirSync(dir);
+  const p = join(dir, 'layer2.sae.pt');
+  writeFileSync(p, bytes);
+  return p;
+}
+
+/** A copy of the golden checkpoint whose tensors pass through `edit` (raw little-endian bytes), plus extra shards. */
+function modelCopy(edit: (name: string, bytes: Buffer) => void = () => undefined): string {
+  const dir = join(root, `model-${n++}`);
+  mkdirSync(dir);
+  copyFileSync(join(goldenCheckpointDir, 'config.json'), join(dir, 'config.json'));
+  const st = SafetensorsFile.open(join(goldenCheckpointDir, 'model.safetensors'));
+  const tensors: Record<string, TensorToWrite> = {};
+  for (const [name, info] of st.tensors) {
+    const bytes = st.readBytes(name);
+    edit(name, bytes);
+    tensors[name] = { dtype: info.dtype, shape: info.shape, data: bytes };
+  }
+  st.close();
+  writeSafetensors(join(dir, 'model.safetensors'), tensors);
+  return dir;
+}
+
+/** The golden checkpoint re-laid as two shards, the second holding one extra `mib` MiB tensor (sparse on disk). */
+function bigShardedModel(mib: number): string {
+  const dir = modelCopy();
+  rmSync(join(dir, 'model.safetensors'));
+  copyFileSync(join(goldenCheckpointDir, 'model.safetensors'), join(dir, 'model-00001-of-00002.safetensors'));
+  const header = Buffer.from(JSON.stringify({ 'padding.weight': { dtype: 'U8', shape: [mib << 20], data_offsets: [0, mib << 20] } }));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(header.length));
+  const fd = openSync(join(dir, 'model-00002-of-00002.safetensors'), 'w');
+  writeSync(fd, Buffer.concat([len, header]));
+  writeSync(fd, Buffer.alloc(1), 0, 1, 8 + header.length + (mib << 20) - 1); // a hole up to the last byte
+  closeSync(fd);
+  const st = SafetensorsFile.open(join(goldenCheckpointDir, 'model.safetensors'));
+  const weightMap: Record<string, string> = { 'padding.weight': 'model-00002-of-00002.safetensors' };
+  for (const name of st.tensors.keys()) weightMap[name] = 'model-00001-of-00002.safetensors';
+  st.close();
+  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+  return dir;
+}
+
+/** The refusal's body, asserted to be a bounded 422 that leaks no path of this machine. */
+async function refusal(path: string): Promise<string> {
+  const res = await reload(path);
+  const body = await res.json();
+  expect(res.status).toBe(422);
+  const message: string = body.error.message;
+  expect(message).toMatch(/^bundle refused, the previous bundle keeps serving: /);
+  expect(message.length).toBeLessThan(800);
+  expect(message).not.toContain(root);
+  expect(message).not.toContain(process.cwd());
+  return message;
+}
+
+async function stillServingV1(): Promise<void> {
+  const res = await classify('the old bundle still answers');
+  expect(res.status).toBe(200);
+  expect((await res.json()).bundle_version).toBe('tiny-v1');
+}
+
+describe('hostile bundles through POST /admin/reload', () => {
+  it('refuses an SAE whose pickle memo spells 2^26 tensor names, and keeps serving', async () => {
+    expect(await refusal(rebind({ sae: hostileSae(torchZip(memoDagPickle(26))) }))).toMatch(/more than 200000 tensor names/);
+    await stillServingV1();
+  });
+
+  it('refuses an SAE zip bomb by its declared size, before inflating it', async () => {
+    expect(await refusal(rebind({ sae: hostileSae(zipBombTorchFile(512, 512 << 20)) }))).toMatch(/declares 536870912 bytes, more than the 67108864-byte limit/);
+    await stillServingV1();
+  });
+
+  it('refuses an SAE whose encoder is a stride-0 view of one element', async () => {
+    expect(await refusal(rebind({ sae: hostileSae(strideZeroTorchFile(512, 64)) }))).toMatch(/has stride 0 on a dimension longer than 1/);
+    await stillServingV1();
+  });
+
+  it('refuses a model whose weights hold NaN at warm-up, naming the non-finite codes', async () => {
+    const model = modelCopy((name, bytes) => {
+      if (name === 'model.layers.0.input_layernorm.weight') for (let i = 0; i < bytes.length; i += 2) bytes.writeUInt16LE(0x7fc0, i); // bf16 NaN
+    });
+    expect(await refusal(rebind({ model }))).toMatch(/warm-up refused the bundle: the engine produced a non-finite SAE code \(NaN at/);
+    await stillServingV1();
+  });
+
+  it('answers a manifest that is a symlink to another file without quoting that file or naming this machine\'s paths', async () => {
+    const bundle = rebind();
+    const secret = join(root, 'secret.txt');
+    writeFileSync(secret, 'root:x:0:0:SECRET-hunter2:/root:/bin/bash\n');
+    rmSync(join(bundle, 'manifest.json'));
+    symlinkSync(secret, join(bundle, 'manifest.json'));
+    const message = await refusal(bundle);
+    expect(message).toMatch(/^bundle refused, the previous bundle keeps serving: manifest\.json: not valid JSON \(an unexpected character\) \(reference [0-9a-f]{8} in the server log\)$/);
+    expect(message).not.toMatch(/root:x|SECRET|hunter2/);
+    const reference = /reference ([0-9a-f]{8})/.exec(message)![1];
+    const logged = logLines.map((l) => JSON.parse(l)).find((l) => l.reference === reference);
+    expect(logged).toMatchObject({ level: 'warn', msg: 'bundle refused: the previous bundle keeps serving', error: expect.stringContaining(join(bundle, 'manifest.json')) });
+    await stillServingV1();
+  });
+});
+
+describe('a slow reload', () => {
+  it('keeps answering classify requests with the old bundle while a 1 GiB checkpoint is hashed, then refuses it', async () => {
+    // the head claims another model: the refusal comes only after the whole checkpoint has been hashed
+    const bundle = rebind({ model: bigShardedModel(1024), claimModelSha: 'f'.repeat(64) });
+    let reloadDone = false;
+    const reloading = reload(bundle).finally(() => (reloadDone = true));
+    let answeredDuring = 0;
+    while (!reloadDone) {
+      const res = await classify(`asked while the reload runs ${answeredDuring}`);
+      expect(res.status).toBe(200);
+      expect((await res.json()).bundle_version).toBe('tiny-v1');
+      if (!reloadDone) answeredDuring++;
+    }
+    const res = await reloading;
+    expect(res.status).toBe(422);
+    expect((await res.json()).error.message).toMatch(/model/);
+    // before: readBundle hashed on the event loop and nothing was answered until the reload was
+    expect(answeredDuring).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('swaps in a big but valid bundle after serving the old one throughout', async () => {
+    const bundle = rebind({ model: bigShardedModel(256) });
+    let reloadDone = false;
+    const reloading = reload(bundle).finally(() => (reloadDone = true));
+    const versions = new Set<string>();
+    while (!reloadDone) versions.add((await (await classify('during a good reload')).json()).bundle_version);
+    const res = await reloading;
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: 'reloaded', previous_version: 'tiny-v1' });
+    expect([...versions]).toEqual(['tiny-v1']);
+    const after = await classify('after the reload');
+    expect((await after.json()).bundle_version).toMatch(/^hostile-/);
+  }, 120_000);
+});
