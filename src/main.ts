@@ -264,7 +264,7 @@ export async function loadServingBundle(
       version: m.version,
       syntheticBackbone: m.synthetic_backbone,
       notice: m.notice,
-      model: { path: bundle.modelDir, numLayers: m.model.num_layers, hiddenSize: m.model.hidden_size },
+      model: { path: bundle.modelDir, family: e.family, numLayers: m.model.num_layers, hiddenSize: m.model.hidden_size },
       sae: { path: bundle.saePath, format: m.sae.format, dSae: m.sae.d_sae, k: m.k },
       layer: m.layer,
       head: { path: join(dir, m.head.path), version: m.head.sha256.slice(0, 12) },

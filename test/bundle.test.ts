@@ -62,6 +62,7 @@ describe('a trained bundle', () => {
     expect(b.manifest.layer).toBe(2);
     expect(b.manifest.k).toBe(32);
     expect(b.manifest.sae.format).toBe('qwen-scope');
+    expect(b.manifest.model.family).toBe('qwen3');
     expect(b.manifest.sae.d_sae).toBe(512);
     expect(b.manifest.synthetic_backbone).toBe(false);
     expect(b.manifest.precision).toBe('f32'); // the precision its training features were computed at (auto on CPU)

@@ -182,7 +182,6 @@ describe('checkpoint failures each get their own message', () => {
   });
 
   for (const [type, message] of [
-    ['qwen3_moe', 'Qwen3 mixture-of-experts checkpoints (qwen3_moe) are not supported yet'],
     ['qwen3_5', 'Qwen3.5 checkpoints (qwen3_5, hybrid linear attention) are not supported yet'],
     ['qwen3_5_moe', 'Qwen3.5 mixture-of-experts checkpoints (qwen3_5_moe) are not supported yet'],
   ]) {
@@ -193,10 +192,16 @@ describe('checkpoint failures each get their own message', () => {
     });
   }
 
+  it('a Qwen3 config relabelled qwen3_moe is parsed by the Qwen3-MoE family and refused for its missing expert keys', () => {
+    const t = tiny();
+    editConfig(t.dir, (c) => (c.model_type = 'qwen3_moe'));
+    expect(() => Checkpoint.open(t.dir)).toThrow(new RegExp(`^${join(t.dir, 'config.json')}: not a Qwen3-MoE config \\(num_experts: `));
+  });
+
   it('refuses an unknown model_type, or none, naming the supported families', () => {
     const t = tiny();
     editConfig(t.dir, (c) => (c.model_type = 'llama'));
-    expect(() => Checkpoint.open(t.dir)).toThrow(`${join(t.dir, 'config.json')}: unknown model_type 'llama' (supported: qwen3`);
+    expect(() => Checkpoint.open(t.dir)).toThrow(`${join(t.dir, 'config.json')}: unknown model_type 'llama' (supported: qwen3, qwen3_moe`);
     editConfig(t.dir, (c) => delete c.model_type);
     expect(() => Checkpoint.open(t.dir)).toThrow(`${join(t.dir, 'config.json')}: has no model_type string: cannot tell the model family`);
   });

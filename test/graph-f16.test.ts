@@ -15,6 +15,7 @@ import { OrtSession } from '../src/runtime/session.js';
 import { Rng } from '../src/util/random.js';
 import type { TopKSae } from '../src/model/sae/types.js';
 import { tinyCheckpoint } from './helpers/tiny-checkpoint.js';
+import { tinyMoeCheckpoint } from './helpers/tiny-moe-checkpoint.js';
 
 const work = mkdtempSync(join(tmpdir(), 'toxscope-f16-'));
 const tiny = tinyCheckpoint({ hiddenSize: 64, intermediateSize: 128, numLayers: 3, numHeads: 4, numKvHeads: 2, headDim: 16, vocabSize: 1000, seed: 5 });
@@ -64,6 +65,29 @@ describe('float16 weights', () => {
     // the strongest feature of every real token is the same
     const i32 = a.topk_indices.data as BigInt64Array, i16 = b.topk_indices.data as BigInt64Array;
     for (let t = 0; t < p.mask.length; t++) if (p.mask[t] === 1n) expect(i16[t * 8]).toBe(i32[t * 8]);
+  });
+
+  it('run the qwen3_moe MoE block too (float16 experts; float32 router logits rounded to float16 for the kernel)', async () => {
+    const moe = tinyMoeCheckpoint({ hiddenSize: 64, numLayers: 2, vocabSize: 1000, numExperts: 8, topK: 2, expertWidth: 32, headDim: 16, seed: 9 });
+    try {
+      const ckpt = Checkpoint.open(moe.dir);
+      const g32 = ensureGraph(join(work, 'cache-moe'), ckpt, 1, null, 'f32');
+      const g16 = ensureGraph(join(work, 'cache-moe'), ckpt, 1, null, 'f16');
+      ckpt.close();
+      const r32 = (await runGraph(g32.modelPath, ['resid_post'])).resid_post.data as Float32Array;
+      const r16 = (await runGraph(g16.modelPath, ['resid_post'])).resid_post.data as Float32Array;
+      const p = padBatch(rows, 'right');
+      let maxErr = 0, maxAbs = 0;
+      for (let i = 0; i < r32.length; i++) {
+        if (p.mask[Math.floor(i / 64)] !== 1n) continue;
+        maxErr = Math.max(maxErr, Math.abs(r32[i] - r16[i]));
+        maxAbs = Math.max(maxAbs, Math.abs(r32[i]));
+      }
+      expect(maxErr).toBeGreaterThan(0);
+      expect(maxErr / maxAbs).toBeLessThan(1e-2);
+    } finally {
+      moe.cleanup();
+    }
   });
 
   it('are not used when CUDA is asked for but cannot load: the engine falls back to the float32 graph on the CPU', async () => {

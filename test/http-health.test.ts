@@ -26,7 +26,7 @@ describe('health, info, metrics, openapi', () => {
       layer: 2,
       k: 16,
       sae: { format: 'saelens', d_sae: 512, k: 16 },
-      model: { num_layers: 4, hidden_size: 64 },
+      model: { family: 'qwen3', num_layers: 4, hidden_size: 64 },
       execution_provider: 'cpu',
       limits: { max_texts_per_request: 64, window_tokens: 64, window_overlap: 8 },
       language_identification: { licence: 'CC-BY-SA-3.0' },

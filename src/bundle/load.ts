@@ -70,7 +70,9 @@ export function readBundle(dir: string, opts: ReadBundleOptions = {}): Bundle {
     { what: 'model', path: manifest.model.path, sha256: trained.model_sha256, tailComponents: 1 },
     { bundleDir, searchDirs, digest: (p) => modelDigest(p, opts.hashCache) },
   ).path;
-  const { config } = readModelConfig(modelDir);
+  const { config, family } = readModelConfig(modelDir);
+  if (manifest.model.family !== undefined && manifest.model.family !== family)
+    throw formatError(`${bundleDir}: the manifest says the model is a ${manifest.model.family} checkpoint but ${modelDir}/config.json is ${family}`);
   if (manifest.layer >= config.numLayers)
     throw formatError(`${bundleDir}: layer ${manifest.layer} is past the model's depth (${config.numLayers} layers)`);
 

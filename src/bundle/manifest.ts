@@ -3,7 +3,7 @@
  *
  *   <bundle>/manifest.json   provenance + what the head was trained for (this schema)
  *   <bundle>/head.json       the calibrated head with per-language thresholds (src/head)
- *   <bundle>/model/          optional: the Qwen3 checkpoint (or manifest.model.path points elsewhere)
+ *   <bundle>/model/          optional: the checkpoint (any supported family) (or manifest.model.path points elsewhere)
  *   <bundle>/sae/            optional: the SAE files (or manifest.sae.path points elsewhere)
  *
  * Model and SAE are named by content hash (sha256) and a location relative to the bundle directory (or absolute,
@@ -27,6 +27,8 @@ export const BundleManifestSchema = z.object({
   notice: z.string().optional(),
   model: z.object({
     path: z.string().min(1),
+    /** the checkpoint's model family (config.json model_type: qwen3, qwen3_moe, ...); absent in bundles made before families */
+    family: z.string().min(1).optional(),
     /** digest over config.json and every safetensors file (src/bundle/file-hash.ts sha256Files) */
     sha256,
     num_layers: z.number().int().positive(),

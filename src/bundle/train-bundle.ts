@@ -1,5 +1,5 @@
 /**
- * Training a bundle: labeled texts + a Qwen3 checkpoint + an SAE -> a bundle directory.
+ * Training a bundle: labeled texts + a checkpoint (any supported family) + an SAE -> a bundle directory.
  *
  *   read data -> open the fused engine (model to layer L + SAE TopK) -> featurise every text (progress)
  *   -> trainHead (seeded split, LR, calibration, thresholds, discovery rule) -> head.json, rule.json, manifest.json
@@ -64,7 +64,7 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
   const texts = typeof o.data === 'string' ? readLabeled(o.data) : o.data;
   if (texts.length < 20) throw validationError(`train: ${texts.length} labeled texts is too few to train and calibrate a head`);
   const out = resolve(o.out);
-  const { config } = readModelConfig(o.modelDir);
+  const { config, family } = readModelConfig(o.modelDir);
   const sae = loadSae(o.saePath, { layer: o.layer, k: o.k });
   const k = sae.k;
   log(`data: ${texts.length} texts; model ${o.modelDir} (${config.numLayers} layers, hidden ${config.hiddenSize}); SAE ${sae.format} d_sae ${sae.dSae}, k ${k}, layer ${o.layer}`);
@@ -110,7 +110,7 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
     created_at: new Date().toISOString(),
     synthetic_backbone: o.syntheticBackbone ?? false,
     ...(o.notice ? { notice: o.notice } : {}),
-    model: { path: pathFrom(out, o.modelDir), sha256: modelSha, num_layers: config.numLayers, hidden_size: config.hiddenSize },
+    model: { path: pathFrom(out, o.modelDir), family, sha256: modelSha, num_layers: config.numLayers, hidden_size: config.hiddenSize },
     sae: { path: pathFrom(out, o.saePath), format: resolved.format, sha256: saeSha, d_sae: sae.dSae, d_model: sae.dModel },
     layer: o.layer,
     k,

@@ -1,5 +1,5 @@
 /**
- * `toxscope train`: labeled texts + Qwen3 checkpoint + SAE -> a bundle directory (head, thresholds, manifest).
+ * `toxscope train`: labeled texts + checkpoint + SAE -> a bundle directory (head, thresholds, manifest).
  * Without --model/--sae it trains on the demo backbone (synthetic), building it first if needed.
  */
 import { join } from 'node:path';
@@ -21,7 +21,7 @@ const USAGE = `usage: toxscope train --data <jsonl file or dir> --out <bundle di
 
   --data                labeled JSON Lines: {"text", "label": 0|1, "lang"} per line (a file or a directory of *.jsonl)
   --out                 the bundle directory to write
-  --model/--sae/--layer the Qwen3 checkpoint, the SAE (Qwen-Scope layer{L}.sae.pt, SAELens or sparsify) and its layer;
+  --model/--sae/--layer the checkpoint (any supported family), the SAE (Qwen-Scope layer{L}.sae.pt, SAELens or sparsify) and its layer;
                         without them the demo's SYNTHETIC backbone and SAE are used
   --k                   top-k for Qwen-Scope files (default: from a release name like '...-L0_50')
   --seed                seed of the explicit train/calibration split (default 0)

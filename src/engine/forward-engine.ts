@@ -5,7 +5,7 @@
 import { ToxScopeError, formatError, validationError } from '../errors.js';
 import { Checkpoint, assertRunnableTo } from '../model/checkpoint.js';
 import { ensureGraph } from '../model/graph-cache.js';
-import type { WeightDtype } from '../model/graph.js';
+import type { GraphOptions, WeightDtype } from '../model/graph.js';
 import type { TopKSae } from '../model/sae/types.js';
 import { GraphBuilder, TensorDataType } from '../model/onnx/graph-builder.js';
 import { HostTensor, OrtSession, Provider, providerUsable } from '../runtime/session.js';
@@ -29,6 +29,8 @@ export interface ForwardEngineOptions {
   padId?: number;
   /** weight precision setting (default 'auto': f16 on CUDA, f32 on CPU; see ./precision.ts) */
   precision?: PrecisionSetting;
+  /** choices between equivalent graph implementations (benchmarks and tests); defaults are the measured best */
+  graphOptions?: GraphOptions;
   warn?: (message: string) => void;
 }
 
@@ -99,7 +101,7 @@ export class ForwardEngine {
       }
       const setting = opts.precision ?? 'auto';
       weightDtype = resolvePrecision(setting, provider, { fellBackFromCuda: provider !== requested });
-      graph = ensureGraph(opts.cacheDir, ckpt, opts.layer, opts.sae, weightDtype);
+      graph = ensureGraph(opts.cacheDir, ckpt, opts.layer, opts.sae, weightDtype, opts.graphOptions);
       t0 = performance.now();
       session = await OrtSession.create(graph.modelPath, { provider, threads: opts.threads, prepacking: opts.prepacking, warn: opts.warn });
       if (provider === 'cuda' && session.info.provider !== 'cuda') {
@@ -109,7 +111,7 @@ export class ForwardEngine {
         if (cpuDtype !== weightDtype) {
           await session.close();
           weightDtype = cpuDtype;
-          graph = ensureGraph(opts.cacheDir, ckpt, opts.layer, opts.sae, weightDtype);
+          graph = ensureGraph(opts.cacheDir, ckpt, opts.layer, opts.sae, weightDtype, opts.graphOptions);
           t0 = performance.now();
           session = await OrtSession.create(graph.modelPath, { provider: 'cpu', threads: opts.threads, prepacking: opts.prepacking });
         }

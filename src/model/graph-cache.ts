@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writ
 import { join, resolve } from 'node:path';
 import { formatError } from '../errors.js';
 import type { Checkpoint } from './checkpoint.js';
-import { GRAPH_BUILDER_VERSION, MODEL_FILE, buildModelGraph, type WeightDtype } from './graph.js';
+import { GRAPH_BUILDER_VERSION, type GraphOptions, MODEL_FILE, buildModelGraph, type WeightDtype } from './graph.js';
 import { INT8_GRAPH_CHOICES } from './blocks/int8.js';
 import type { TopKSae } from './sae/types.js';
 
@@ -29,7 +29,7 @@ interface Meta {
   describe: unknown;
 }
 
-export function graphCacheKey(ckpt: Checkpoint, layer: number, sae: TopKSae | null | undefined, weightDtype: WeightDtype = 'f32'): { key: string; describe: unknown } {
+export function graphCacheKey(ckpt: Checkpoint, layer: number, sae: TopKSae | null | undefined, weightDtype: WeightDtype = 'f32', options: GraphOptions = {}): { key: string; describe: unknown } {
   const files = [join(ckpt.dir, 'config.json'), ...ckpt.fileNames()].map((f) => {
     const st = statSync(f);
     return { path: resolve(f), size: st.size, mtimeMs: st.mtimeMs };
@@ -44,6 +44,7 @@ export function graphCacheKey(ckpt: Checkpoint, layer: number, sae: TopKSae | nu
     layer,
     files,
     sae: sae ? saeIdentity(sae) : null,
+    options,
   };
   const key = createHash('sha256').update(JSON.stringify(describe)).digest('hex').slice(0, 32);
   return { key: `${ckpt.arch.family}-L${layer}${sae ? '-sae' : ''}${weightDtype === 'f32' ? '' : `-${weightDtype}`}-${key}`, describe };
@@ -60,8 +61,8 @@ function saeIdentity(sae: TopKSae): Record<string, unknown> {
 }
 
 /** The cached graph for (checkpoint, layer, sae), building it first when absent. */
-export function ensureGraph(cacheDir: string, ckpt: Checkpoint, layer: number, sae?: TopKSae | null, weightDtype: WeightDtype = 'f32'): CachedGraph {
-  const { key, describe } = graphCacheKey(ckpt, layer, sae, weightDtype);
+export function ensureGraph(cacheDir: string, ckpt: Checkpoint, layer: number, sae?: TopKSae | null, weightDtype: WeightDtype = 'f32', options: GraphOptions = {}): CachedGraph {
+  const { key, describe } = graphCacheKey(ckpt, layer, sae, weightDtype, options);
   const dir = join(cacheDir, key);
   const cached = readMeta(dir);
   if (cached) return { key, dir, modelPath: join(dir, MODEL_FILE), outputs: cached.outputs, built: false, buildSeconds: 0 };
@@ -75,7 +76,7 @@ export function ensureGraph(cacheDir: string, ckpt: Checkpoint, layer: number, s
   mkdirSync(tmp);
   const t0 = performance.now();
   try {
-    const built = buildModelGraph({ arch: ckpt.arch, layer, weights: ckpt, sae, weightDtype }, tmp);
+    const built = buildModelGraph({ arch: ckpt.arch, layer, weights: ckpt, sae, weightDtype, options }, tmp);
     const meta: Meta = { key, outputs: built.outputs, describe };
     writeFileSync(join(tmp, 'meta.json'), JSON.stringify(meta, null, 1));
     try {

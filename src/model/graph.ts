@@ -15,7 +15,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatError } from '../errors.js';
 import type { WeightSource } from './checkpoint.js';
-import type { BlockContext, DecoderInputs } from './blocks/context.js';
+import type { BlockContext, DecoderInputs, GraphOptions } from './blocks/context.js';
 import { causalPaddingMask, positionsFromMask } from './blocks/mask.js';
 import { type WeightDtype, precisionFor } from './blocks/precision.js';
 import { saeTopK } from './blocks/sae.js';
@@ -24,6 +24,7 @@ import { ExternalDataFile, GraphBuilder, TensorDataType, attr } from './onnx/gra
 import type { TopKSae } from './sae/types.js';
 
 export type { WeightDtype } from './blocks/precision.js';
+export type { GraphOptions } from './blocks/context.js';
 
 /** Version of the shared graph assembly (the families have their own); part of the graph cache key. */
 export const GRAPH_BUILDER_VERSION = 4;
@@ -36,6 +37,7 @@ export interface GraphSpec {
   sae?: TopKSae | null;
   /** default 'f32' */
   weightDtype?: WeightDtype;
+  options?: GraphOptions;
 }
 
 export interface BuiltGraph {
@@ -72,7 +74,7 @@ function emitModel(g: GraphBuilder, spec: GraphSpec): string[] {
   const D = arch.config.hiddenSize;
   const ids = g.input('input_ids', TensorDataType.INT64, ['batch', 'seq']);
   const mask = g.input('attention_mask', TensorDataType.INT64, ['batch', 'seq']);
-  const ctx: BlockContext = { g, w: weights, precision: precisionFor(spec.weightDtype ?? 'f32'), bt: g.op('Shape', [ids]) }; // bt = [B, T]
+  const ctx: BlockContext = { g, w: weights, precision: precisionFor(spec.weightDtype ?? 'f32'), options: spec.options ?? {}, bt: g.op('Shape', [ids]) }; // bt = [B, T]
 
   // Embedding: x [N, D]. Pads read token 0 (any pad id works, even one outside a small vocabulary).
   const flatIds = g.op('Reshape', [g.op('Mul', [ids, mask]), g.constI64('minus1', [-1])]); //                 [N]

@@ -1,6 +1,6 @@
 /**
- * A slow, naive, obviously-correct Qwen3 forward pass in plain TypeScript, written from the maths of
- * Hugging Face's modeling_qwen3.py (eager attention). It exists to check the ONNX engine: no tricks, no
+ * A slow, naive, obviously-correct forward pass in plain TypeScript, written from the maths of Hugging Face's
+ * modeling_qwen3.py and modeling_qwen3_moe.py (eager attention, eager experts: a loop over experts). It exists to check the ONNX engine: no tricks, no
  * fusion, every intermediate in float64 (weights are float32 as stored; RoPE tables are rounded to float32
  * exactly as HF builds them). Cost is O(L * B * T * (D * (H + KV) * hd + D * F + T * H * hd)): tiny models only.
  *
@@ -11,6 +11,7 @@ import { formatError, validationError } from '../errors.js';
 import type { WeightSource } from './checkpoint.js';
 import type { ModelArch } from './families/family.js';
 import type { Qwen3Config } from './families/qwen3.js';
+import { type Qwen3MoeConfig, isMoeLayer } from './families/qwen3-moe.js';
 
 export type Padding = 'right' | 'left';
 
@@ -26,9 +27,19 @@ export interface ReferenceInput {
 export interface ReferenceOutput {
   /** residPost[l]: the raw residual stream after decoder layer l (before model.norm), float32 [B, T, D] */
   residPost: Float32Array[];
+  /** the routing of every MoE layer run: the k chosen experts of each token (by probability, descending) and their weights */
+  router: Map<number, RouterChoice>;
   batch: number;
   seqLen: number;
   dModel: number;
+}
+
+export interface RouterChoice {
+  k: number;
+  /** [B, T, k] expert ids, by router probability descending */
+  experts: Int32Array;
+  /** [B, T, k] mixing weights (renormalised when the config says so) */
+  weights: Float64Array;
 }
 
 /** Pad rows to the longest one. Right: HF's default positions 0..T-1; left: positions = cumsum(mask) - 1. */
@@ -57,8 +68,9 @@ export function positionsFor(mask: number[][], padding: Padding): number[][] {
 
 /** Run decoder layers 0..lastLayer of `arch`'s family and return every layer's residual stream. */
 export function referenceForward(weights: WeightSource, arch: ModelArch, input: ReferenceInput, lastLayer = arch.config.numLayers - 1): ReferenceOutput {
-  if (arch.family !== 'qwen3') throw formatError(`reference forward: no reference implementation for the ${arch.family} family`);
-  const c = arch.config as Qwen3Config;
+  if (arch.family !== 'qwen3' && arch.family !== 'qwen3_moe') throw formatError(`reference forward: no reference implementation for the ${arch.family} family`);
+  const c = arch.config as Qwen3Config | Qwen3MoeConfig;
+  const moe = arch.family === 'qwen3_moe' ? (c as Qwen3MoeConfig) : null;
   const B = input.ids.length;
   const T = B ? input.ids[0].length : 0;
   const D = c.hiddenSize;
@@ -79,17 +91,88 @@ export function referenceForward(weights: WeightSource, arch: ModelArch, input: 
     }
 
   const residPost: Float32Array[] = [];
+  const router = new Map<number, RouterChoice>();
   for (let l = 0; l <= lastLayer; l++) {
-    decoderLayer(weights, c, l, x, B, T, mask, positions); // x [B, T, D] updated in place
+    const p = `model.layers.${l}.mlp.`;
+    const mlp: Mlp =
+      moe && isMoeLayer(moe, l)
+        ? (h, N) => {
+            const r = moeMlp(h, N, D, weights.readF32(p + 'gate.weight'), moe, (e) => ({
+              gate: weights.readF32(`${p}experts.${e}.gate_proj.weight`),
+              up: weights.readF32(`${p}experts.${e}.up_proj.weight`),
+              down: weights.readF32(`${p}experts.${e}.down_proj.weight`),
+            }));
+            router.set(l, { k: moe.topK, experts: r.experts, weights: r.weights });
+            return r.out;
+          }
+        : (h, N) => denseMlp(h, N, D, (c as Qwen3Config).intermediateSize ?? (c as Qwen3MoeConfig).intermediateSize!, weights.readF32(p + 'gate_proj.weight'), weights.readF32(p + 'up_proj.weight'), weights.readF32(p + 'down_proj.weight'));
+    decoderLayer(weights, c, l, x, B, T, mask, positions, mlp); // x [B, T, D] updated in place
     residPost.push(Float32Array.from(x));
   }
-  return { residPost, batch: B, seqLen: T, dModel: D };
+  return { residPost, router, batch: B, seqLen: T, dModel: D };
 }
 
-/** One Qwen3DecoderLayer: x = x + attn(norm(x)); x = x + mlp(norm(x)). x [B, T, D], in place. */
-function decoderLayer(w: WeightSource, c: Qwen3Config, l: number, x: Float64Array, B: number, T: number, mask: number[][], positions: number[][]): void {
+/** An MLP block: h [N, D] -> [N, D]. */
+type Mlp = (h: Float64Array, N: number) => Float64Array;
+
+/** down(silu(gate(h)) * up(h)) with HF Linear weights gate, up [F, D], down [D, F]. */
+export function denseMlp(h: Float64Array, N: number, D: number, F: number, gateW: Float32Array, upW: Float32Array, downW: Float32Array): Float64Array {
+  const gate = linear(h, gateW, N, D, F); // [N, F]
+  const up = linear(h, upW, N, D, F); //     [N, F]
+  for (let i = 0; i < gate.length; i++) gate[i] = (gate[i] / (1 + Math.exp(-gate[i]))) * up[i];
+  return linear(gate, downW, N, F, D); //    [N, D]
+}
+
+export interface MoeSpec {
+  numExperts: number;
+  topK: number;
+  expertWidth: number;
+  normTopK: boolean;
+}
+
+/**
+ * Hugging Face's sparse MoE block, token by token: p = softmax(h · router^T) over all experts; the k largest
+ * (ties to the lower expert id); w = p_top / sum(p_top) when normTopK; out = Σ w_e · expert_e(h). A loop over
+ * experts, each run on the tokens routed to it (as the eager HF code does). h [N, D], router [E, D].
+ */
+export function moeMlp(h: Float64Array, N: number, D: number, router: Float32Array, s: MoeSpec, expert: (e: number) => { gate: Float32Array; up: Float32Array; down: Float32Array }): { out: Float64Array; experts: Int32Array; weights: Float64Array } {
+  const { numExperts: E, topK: k, expertWidth: I } = s;
+  const logits = linear(h, router, N, D, E); // [N, E]
+  const experts = new Int32Array(N * k);
+  const weights = new Float64Array(N * k);
+  for (let n = 0; n < N; n++) {
+    const row = logits.subarray(n * E, (n + 1) * E);
+    const max = Math.max(...row);
+    const p = Array.from(row, (v) => Math.exp(v - max));
+    const sum = p.reduce((a, b) => a + b, 0);
+    const order = p.map((v, e) => [v / sum, e] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]).slice(0, k);
+    const norm = s.normTopK ? order.reduce((a, [v]) => a + v, 0) : 1;
+    order.forEach(([v, e], j) => {
+      experts[n * k + j] = e;
+      weights[n * k + j] = v / norm;
+    });
+  }
+  const out = new Float64Array(N * D);
+  for (let e = 0; e < E; e++) {
+    const rows: number[] = [];
+    const w: number[] = [];
+    for (let i = 0; i < N * k; i++) if (experts[i] === e) { rows.push(Math.floor(i / k)); w.push(weights[i]); }
+    if (!rows.length) continue;
+    const xe = new Float64Array(rows.length * D);
+    rows.forEach((n, r) => xe.set(h.subarray(n * D, (n + 1) * D), r * D));
+    const { gate, up, down } = expert(e);
+    const ye = denseMlp(xe, rows.length, D, I, gate, up, down); // [M, D]
+    rows.forEach((n, r) => {
+      for (let i = 0; i < D; i++) out[n * D + i] += w[r] * ye[r * D + i];
+    });
+  }
+  return { out, experts, weights };
+}
+
+/** One Qwen3(Moe)DecoderLayer: x = x + attn(norm(x)); x = x + mlp(norm(x)). x [B, T, D], in place. */
+function decoderLayer(w: WeightSource, c: Qwen3Config | Qwen3MoeConfig, l: number, x: Float64Array, B: number, T: number, mask: number[][], positions: number[][], mlp: Mlp): void {
   const p = `model.layers.${l}.`;
-  const D = c.hiddenSize, H = c.numHeads, KV = c.numKvHeads, hd = c.headDim, F = c.intermediateSize;
+  const D = c.hiddenSize, H = c.numHeads, KV = c.numKvHeads, hd = c.headDim;
   const N = B * T;
 
   // --- self-attention block
@@ -105,12 +188,9 @@ function decoderLayer(w: WeightSource, c: Qwen3Config, l: number, x: Float64Arra
   const o = linear(attn, w.readF32(p + 'self_attn.o_proj.weight'), N, H * hd, D); // [N, D]
   for (let i = 0; i < x.length; i++) x[i] += o[i];
 
-  // --- MLP block: down(silu(gate(h)) * up(h))
+  // --- MLP block (dense or mixture of experts)
   const h2 = rmsNorm(x, w.readF32(p + 'post_attention_layernorm.weight'), D, c.rmsNormEps); // [N, D]
-  const gate = linear(h2, w.readF32(p + 'mlp.gate_proj.weight'), N, D, F); // [N, F]
-  const up = linear(h2, w.readF32(p + 'mlp.up_proj.weight'), N, D, F); //     [N, F]
-  for (let i = 0; i < gate.length; i++) gate[i] = (gate[i] / (1 + Math.exp(-gate[i]))) * up[i];
-  const down = linear(gate, w.readF32(p + 'mlp.down_proj.weight'), N, F, D); // [N, D]
+  const down = mlp(h2, N); //                                                                   [N, D]
   for (let i = 0; i < x.length; i++) x[i] += down[i];
 }
 
@@ -127,7 +207,7 @@ function rmsNorm(x: Float64Array, weight: Float32Array, n: number, eps: number):
 }
 
 /** y = x W^T with HF's Linear weight W [out, in]: x [N, in] -> y [N, out]. */
-function linear(x: Float64Array, W: Float32Array, N: number, inDim: number, outDim: number): Float64Array {
+export function linear(x: Float64Array, W: Float32Array, N: number, inDim: number, outDim: number): Float64Array {
   const y = new Float64Array(N * outDim);
   for (let r = 0; r < N; r++)
     for (let o = 0; o < outDim; o++) {

@@ -39,7 +39,7 @@ export interface BundleInfo {
   version: string;
   syntheticBackbone: boolean;
   notice?: string;
-  model: { path: string; numLayers: number; hiddenSize: number };
+  model: { path: string; family: string; numLayers: number; hiddenSize: number };
   sae: { path: string; format: string; dSae: number; k: number };
   layer: number;
   head: { path?: string; version?: string | number };

@@ -130,7 +130,7 @@ export async function loadTinyBundle(dir: string, config: Config, metrics?: Metr
       version,
       syntheticBackbone: true,
       notice: 'golden tiny checkpoint with random weights: scores measure the pipeline only',
-      model: { path: goldenCheckpointDir, numLayers: 4, hiddenSize: 64 },
+      model: { path: goldenCheckpointDir, family: engine.info.family, numLayers: 4, hiddenSize: 64 },
       sae: { path: TINY_SAE_DIR, format: s.sae.format, dSae: s.sae.dSae, k: s.sae.k },
       layer: TINY_LAYER,
       head: { path: join(dir, 'head.json') },

@@ -50,6 +50,13 @@ export class Goldens {
     return { shape: info.shape, data: Array.from(raw, Number) };
   }
 
+  /** int32 tensors (router expert ids) as they are stored. */
+  i32(name: string): GoldenTensor<Int32Array> {
+    const raw = this.file.readTyped(name);
+    if (!(raw instanceof Int32Array)) throw new Error(`golden tensor '${name}' is ${this.file.info(name).dtype}, expected I32`);
+    return { shape: this.file.info(name).shape, data: raw };
+  }
+
   /** An int64 [B, T] tensor as rows. */
   rows(name: string): number[][] {
     const { shape, data } = this.ints(name);

@@ -40,7 +40,7 @@ export function healthRoutes(deps: ServiceDeps, serviceVersion: string): Hono {
       service: { name: 'toxscope', version: serviceVersion, readiness: deps.host.readiness },
       bundle: { name: info.name, version: info.version, notice: info.notice ?? null },
       synthetic_backbone: info.syntheticBackbone,
-      model: { path: info.model.path, num_layers: info.model.numLayers, hidden_size: info.model.hiddenSize },
+      model: { path: info.model.path, family: info.model.family, num_layers: info.model.numLayers, hidden_size: info.model.hiddenSize },
       sae: { path: info.sae.path, format: info.sae.format, d_sae: info.sae.dSae, k: info.sae.k },
       layer: info.layer,
       k: info.sae.k,

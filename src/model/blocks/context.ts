@@ -1,13 +1,21 @@
 /** What every block reads while it writes its part of a graph. */
 import type { WeightSource } from '../checkpoint.js';
 import { type GraphBuilder, attr } from '../onnx/graph-builder.js';
+import type { MoeKernel } from './moe.js';
 import type { Precision } from './precision.js';
+
+/** Choices between equivalent implementations (each part of the graph cache key); defaults are the measured best. */
+export interface GraphOptions {
+  /** sparse MLP kernel; default 'ort-moe' (see blocks/moe.ts) */
+  moeKernel?: MoeKernel;
+}
 
 export interface BlockContext {
   g: GraphBuilder;
   /** the checkpoint's tensors (read lazily, one at a time) */
   w: WeightSource;
   precision: Precision;
+  options: GraphOptions;
   /** int64 [2]: the runtime B and T, to reshape flat [N, X] rows back to [B, T, X] */
   bt: string;
 }
