@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { modelDigest, saeDigest } from '../src/bundle/artifacts.js';
+import { sha256Files } from '../src/bundle/file-hash.js';
 import { readBundle } from '../src/bundle/load.js';
 import { createLanguageIdentifier } from '../src/engine/language.js';
 import { loadServingBundle } from '../src/main.js';
@@ -171,6 +172,26 @@ describe('hostile bundles through POST /admin/reload', () => {
     const reference = /reference ([0-9a-f]{8})/.exec(message)![1];
     const logged = logLines.map((l) => JSON.parse(l)).find((l) => l.reference === reference);
     expect(logged).toMatchObject({ level: 'warn', msg: 'bundle refused: the previous bundle keeps serving', error: expect.stringContaining(join(bundle, 'manifest.json')) });
+    await stillServingV1();
+  });
+
+  it("answers a model config.json that is a symlink to another file without quoting it", async () => {
+    const model = modelCopy();
+    writeFileSync(join(root, 'secret-config.txt'), 'SECRET-token-42 not json\n');
+    rmSync(join(model, 'config.json'));
+    symlinkSync(join(root, 'secret-config.txt'), join(model, 'config.json'));
+    // the head claims this directory's content hash (what modelDigest would give if the config parsed)
+    const claimModelSha = sha256Files([join(model, 'config.json'), join(model, 'model.safetensors')]);
+    const message = await refusal(rebind({ model, claimModelSha }));
+    expect(message).toMatch(/unreadable: \.\.\.\/config\.json: not valid JSON \(an unexpected character\)/);
+    expect(message).not.toMatch(/SECRET/);
+    await stillServingV1();
+  });
+
+  it('refuses a checkpoint whose tokenizer.json is a symlink to /dev/zero, before the main thread reads it', async () => {
+    const model = modelCopy();
+    symlinkSync('/dev/zero', join(model, 'tokenizer.json'));
+    expect(await refusal(rebind({ model }))).toMatch(/\.\.\/tokenizer\.json: not a regular file/);
     await stillServingV1();
   });
 });

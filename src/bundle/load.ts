@@ -4,7 +4,7 @@
  * leaves the running bundle untouched.
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { formatError } from '../errors.js';
 import { DiscoveryRule } from '../head/discovery.js';
@@ -73,6 +73,7 @@ export function readBundle(dir: string, opts: ReadBundleOptions = {}): Bundle {
   const { config, family } = readModelConfig(modelDir);
   if (manifest.model.family !== undefined && manifest.model.family !== family)
     throw formatError(`${bundleDir}: the manifest says the model is a ${manifest.model.family} checkpoint but ${modelDir}/config.json is ${family}`);
+  checkTokenizerFiles(modelDir);
   if (manifest.layer >= config.numLayers)
     throw formatError(`${bundleDir}: layer ${manifest.layer} is past the model's depth (${config.numLayers} layers)`);
 
@@ -86,6 +87,20 @@ export function readBundle(dir: string, opts: ReadBundleOptions = {}): Bundle {
   if (sae.dSae !== head.transform.dSae)
     throw formatError(`${bundleDir}: the head expects ${head.transform.dSae} SAE features but the SAE has ${sae.dSae}`);
   return { dir: bundleDir, manifest, head, rule, modelDir, saePath, sae };
+}
+
+/**
+ * The checkpoint's tokenizer files are read on the main thread once the bundle is accepted (src/engine/tokenizer.ts):
+ * here, off it, they must be regular files within budget (a symlink to /dev/zero would be read without end).
+ */
+function checkTokenizerFiles(modelDir: string): void {
+  for (const name of ['tokenizer.json', 'tokenizer_config.json']) {
+    const p = join(modelDir, name);
+    if (!existsSync(p)) continue;
+    const st = statSync(p);
+    if (!st.isFile()) throw formatError(`${p}: not a regular file`);
+    if (st.size > ARTIFACT_LIMITS.tokenizerJsonBytes) throw formatError(`${p}: ${st.size} bytes, more than the ${ARTIFACT_LIMITS.tokenizerJsonBytes}-byte limit`);
+  }
 }
 
 function inBundle(bundleDir: string, p: string): string {

@@ -4,9 +4,10 @@
  * the family its model_type names (./families/registry.ts); this file knows no family. Tensors are read lazily,
  * one at a time: as float32, or as their raw stored bytes.
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { formatError } from '../errors.js';
+import { formatError, ToxScopeError } from '../errors.js';
+import { ARTIFACT_LIMITS, clip, readJsonFile } from './artifact-limits.js';
 import type { BaseConfig, ModelArch } from './families/family.js';
 import { readModelConfig } from './families/registry.js';
 import { SafetensorsFile, TensorInfo } from './safetensors.js';
@@ -46,17 +47,18 @@ export class Checkpoint implements WeightSource {
       if (existsSync(index)) {
         let weightMap: Record<string, string>;
         try {
-          weightMap = JSON.parse(readFileSync(index, 'utf8')).weight_map;
+          weightMap = (readJsonFile(index, ARTIFACT_LIMITS.smallJsonBytes, 'checkpoint index') as { weight_map: Record<string, string> }).weight_map;
         } catch (e) {
-          throw formatError(`${index}: not valid JSON (${(e as Error).message})`);
+          if (e instanceof ToxScopeError) throw e;
+          throw formatError(`${index}: has no weight_map object`);
         }
         if (typeof weightMap !== 'object' || weightMap === null) throw formatError(`${index}: has no weight_map object`);
         for (const [tensor, file] of Object.entries(weightMap)) {
           if (typeof file !== 'string' || file.includes('/') || file.includes('\\'))
-            throw formatError(`${index}: weight_map entry for '${tensor}' is not a file name in the directory`);
+            throw formatError(`${index}: weight_map entry for '${clip(tensor)}' is not a file name in the directory`);
           let st = files.get(file);
           if (!st) files.set(file, (st = SafetensorsFile.open(join(dir, file))));
-          if (!st.tensors.has(tensor)) throw formatError(`${join(dir, file)}: index says it holds '${tensor}' but it does not`);
+          if (!st.tensors.has(tensor)) throw formatError(`${join(dir, file)}: index says it holds '${clip(tensor)}' but it does not`);
           where.set(tensor, st);
         }
       } else {

@@ -9,7 +9,7 @@
  * Family.parse receives the whole config.json object and reads `text_config` itself, and its ModelArch names its
  * own tensors (`embeddingName`, `requiredTensors`) with whatever prefix its files use.
  */
-import { readFileSync } from 'node:fs';
+import { ARTIFACT_LIMITS, readJsonFile } from '../artifact-limits.js';
 import { join } from 'node:path';
 import { formatError } from '../../errors.js';
 import type { Family, ModelArch } from './family.js';
@@ -48,17 +48,6 @@ export function parseModelConfig(raw: unknown, where = 'config.json'): ModelArch
 /** `<dir>/config.json`, parsed by its family. */
 export function readModelConfig(dir: string): ModelArch {
   const path = join(dir, 'config.json');
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw formatError(`${path}: cannot read the model config (${(e as Error).message})`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw formatError(`${path}: not valid JSON (${(e as Error).message})`);
-  }
-  return parseModelConfig(raw, path);
+  // a regular file within budget, parsed without quoting it on failure (src/model/artifact-limits.ts)
+  return parseModelConfig(readJsonFile(path, ARTIFACT_LIMITS.smallJsonBytes, 'model config'), path);
 }
