@@ -72,7 +72,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
     onUp: (handle) => {
       log.info('database ready (migrations applied): replaying the journal', { driver: handle.driver, journaled: queue.stats().queued + queue.stats().spilled });
       queue.wake();
-      if (host.peek()) void thresholds.sync();
+      if (host.peek()) void thresholds.sync().then((o) => o.status !== 'unchanged' && o.status !== 'idle' && logThresholdSync(log, o, 'sync'));
     },
   });
   const repo = connector.repository;

@@ -218,6 +218,36 @@ describe('write queue (PGlite)', () => {
     await second.close();
   });
 
+  it('under steady load (never idle) committed rows are released segment by segment: a small journal limit is never reached', async () => {
+    const journalDir = join(dir, 'journal');
+    let q: WriteQueue | undefined;
+    const total = 4_000; // about 1.4 MB of journal lines, more than the limit below
+    let enqueued = 0;
+    const add = () => {
+      q!.enqueuePredictions([predictionRow()]);
+      enqueued += 1;
+    };
+    // every write finds a newer row already waiting: the queue is never idle, so its active segment is never truncated
+    const busy: Repository = {
+      ...repo,
+      async insertPredictions(rows) {
+        if (enqueued < total) add();
+        return repo.insertPredictions(rows);
+      },
+    };
+    q = new WriteQueue({ repo: busy, journalDir, maxJournalBytes: 1 << 20, batchSize: 50, flushDelayMs: 60_000 });
+    let maxBytes = 0;
+    add();
+    while (enqueued < total || q.stats().queued > 0) {
+      for (let i = 0; i < 40 && enqueued < total; i++) add();
+      await q.flush();
+      maxBytes = Math.max(maxBytes, q.stats().journalBytes);
+    }
+    expect(q.stats()).toMatchObject({ refused: 0, written: total, dropped: 0 });
+    expect(maxBytes).toBeLessThan(1 << 19);
+    await q.close();
+  });
+
   it('the background writer retries on its own with backoff and catches up when the database returns', async () => {
     const { state, repo: r } = switchable(repo);
     const retries: boolean[] = [];

@@ -129,8 +129,12 @@ export class WriteQueue {
     if (!(this.maxQueued >= 1) || !(this.batchSize >= 1)) {
       throw new ToxScopeError('validation', `write queue maxQueued and batchSize must be at least 1; got ${this.maxQueued} and ${this.batchSize}`);
     }
+    // Segments of a sixteenth of the limit: under steady load the journal is never idle long enough to be
+    // truncated, so committed rows linger until their segment is sealed and released; small segments keep that
+    // overhead to about two segments, an eighth of the limit.
+    const segmentBytes = Math.max(64 << 10, Math.min(64 << 20, Math.floor(this.maxJournalBytes / 16)));
     this.journal = Journal.open(
-      { dir: options.journalDir, syncMs: options.syncMs, onSyncError: (e) => this.onError(e, { retrying: true }) },
+      { dir: options.journalDir, syncMs: options.syncMs, segmentBytes, onSyncError: (e) => this.onError(e, { retrying: true }) },
       (e) => {
         this.track(e, +1);
         this.nextSeq = Math.max(this.nextSeq, e.seq + 1);
