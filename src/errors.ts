@@ -12,6 +12,7 @@ export type ErrorKind =
   | 'overloaded' //      queue full: retry later
   | 'timeout' //         the request took longer than its deadline
   | 'unavailable' //     not ready yet, draining, or a dependency is down
+  | 'aborted' //         the caller went away (closed the connection) before its answer
   | 'format' //          an artifact on disk (checkpoint, SAE, bundle) is malformed or mismatched
   | 'internal'; //       a bug
 

@@ -142,13 +142,13 @@ describe('Batcher', () => {
     const stays = b.submit([seq(3)]);
     client.abort();
     const e = await rejection(gone);
-    expect(e.kind).toBe('unavailable');
+    expect(e.kind).toBe('aborted');
     expect(b.depth).toBe(1);
     release();
     await running;
     await stays;
     expect(log.flat().map((s) => s.length)).toEqual([1, 3]); // 7 and 8 never computed
-    expect((await rejection(b.submit([seq(2)], { signal: AbortSignal.abort() }))).kind).toBe('unavailable');
+    expect((await rejection(b.submit([seq(2)], { signal: AbortSignal.abort() }))).kind).toBe('aborted');
   });
 
   it('times a request out and never computes its queued items', async () => {

@@ -133,7 +133,7 @@ export class Batcher<I, O> {
     }
     if (signal?.aborted) {
       this.opts.observer?.rejected?.('aborted');
-      return Promise.reject(new ToxScopeError('unavailable', 'the client went away before the request was queued'));
+      return Promise.reject(new ToxScopeError('aborted', 'the client went away before the request was queued'));
     }
     if (inputs.length === 0) return Promise.resolve({ outputs: [], queueMs: 0, inferenceMs: 0 });
     const tokens = inputs.map((x) => this.opts.tokensOf(x));
@@ -147,7 +147,7 @@ export class Batcher<I, O> {
     return new Promise<BatchedResult<O>>((resolve, reject) => {
       const now = performance.now();
       let timer: NodeJS.Timeout | undefined;
-      const onAbort = () => this.fail(request, new ToxScopeError('unavailable', 'the client went away'), 'aborted');
+      const onAbort = () => this.fail(request, new ToxScopeError('aborted', 'the client went away'), 'aborted');
       const request: Request<I, O> = {
         items: [],
         remaining: inputs.length,

@@ -19,17 +19,20 @@ import { type LanguageIdentifier, type LanguageTag, resolveLanguages, UNDETERMIN
 import type { Padding } from './padding.js';
 import type { Tokenizer } from './tokenizer.js';
 import type { TopKBatch } from './types.js';
+import { tokenizeWithinBudget } from './tokenize-budget.js';
 import { featureSpans, planWindows, sliceRow, stitch, type TokenCodes } from './windows.js';
 
 /** What the classifier needs from the forward engine (ForwardEngine satisfies it). */
 export interface TopKRunner {
   runTopK(ids: number[][], padding?: Padding): Promise<TopKBatch>;
   close?(): Promise<void>;
+  /** why the engine can no longer run (e.g. its worker thread died), or null */
+  failure?(): string | null;
 }
 
 export interface ClassifierParts {
   engine: TopKRunner;
-  tokenizer: Pick<Tokenizer, 'encodeWithOffsets'>;
+  tokenizer: Pick<Tokenizer, 'encodeWithOffsets' | 'splitPieces'>;
   head: Head;
   lid: LanguageIdentifier;
   /** the bundle's version, echoed in every response */
@@ -97,6 +100,7 @@ export class Classifier {
   private currentHead: Head;
   private readonly parts: ClassifierParts;
   private readonly limitsConfig: LimitsConfig;
+  private readonly batchingTimeoutMs: number;
   private readonly metrics?: Metrics;
   private readonly batcher: Batcher<WindowItem, TokenCodes>;
   private closing: Promise<void> | undefined;
@@ -106,6 +110,7 @@ export class Classifier {
     this.version = parts.version;
     this.currentHead = parts.head;
     this.limitsConfig = limits;
+    this.batchingTimeoutMs = batching.requestTimeoutMs;
     this.metrics = metrics;
     this.batcher = new Batcher<WindowItem, TokenCodes>({
       process: (items) => this.forward(items),
@@ -148,6 +153,11 @@ export class Classifier {
     this.currentHead = head;
   }
 
+  /** Why this classifier can no longer answer (its engine died), or null: readiness and liveness read it. */
+  failure(): string | null {
+    return this.parts.engine.failure?.() ?? null;
+  }
+
   get queueDepth(): number {
     return this.batcher.depth;
   }
@@ -163,19 +173,17 @@ export class Classifier {
     const { texts } = input;
     this.checkTexts(texts);
     this.batcher.assertRoom(texts.length); // every text is at least one window: refuse before tokenizing
+    // one deadline for the whole request, tokenization included (0: none)
+    const timeoutMs = input.timeoutMs ?? this.batchingTimeoutMs;
+    const deadline = timeoutMs > 0 ? t0 + timeoutMs : undefined;
     const languages = resolveLanguages(texts, input.language, this.parts.lid);
 
-    const encodings = texts.map((t) => this.parts.tokenizer.encodeWithOffsets(t));
-    let total = 0;
-    encodings.forEach((e, i) => {
-      if (e.ids.length === 0) throw validationError(`texts[${i}] has no tokens`);
-      total += e.ids.length;
+    // in bounded slices, refused as soon as the running count passes the budget (never tokenized whole)
+    const encodings = await tokenizeWithinBudget(this.parts.tokenizer, texts, {
+      maxTokens: this.limitsConfig.maxTokensPerRequest,
+      signal: input.signal,
+      deadline,
     });
-    if (total > this.limitsConfig.maxTokensPerRequest)
-      throw new ToxScopeError('payload_too_large', `the texts have ${total} tokens together, more than the limit of ${this.limitsConfig.maxTokensPerRequest} per request`, {
-        tokens: total,
-        limit: this.limitsConfig.maxTokensPerRequest,
-      });
     const tokenizeMs = performance.now() - t0;
     this.metrics?.tokenizeDuration.observe(tokenizeMs / 1000);
 
@@ -191,7 +199,8 @@ export class Classifier {
       return ws.length;
     });
 
-    const batched = await this.batcher.submit(items, { signal: input.signal, timeoutMs: input.timeoutMs });
+    const left = deadline === undefined ? 0 : Math.max(1, deadline - performance.now());
+    const batched = await this.batcher.submit(items, { signal: input.signal, timeoutMs: left });
 
     const perText: TokenCodes[][] = texts.map(() => []);
     batched.outputs.forEach((codes, i) => perText[owner[i]].push(codes));

@@ -103,6 +103,11 @@ export class WorkerEngine {
     return new WorkerEngine(worker, info, warn);
   }
 
+  /** Why the engine cannot run (its worker thread died or exited), or null while it can; not set by close(). */
+  failure(): string | null {
+    return this.dead && !this.closing ? this.dead.message : null;
+  }
+
   /** Fused SAE codes for a batch of token-id lists: [B, T, k], as ForwardEngine.runTopK. */
   runTopK(ids: number[][], padding: Padding = 'right'): Promise<TopKBatch> {
     if (this.dead) return Promise.reject(this.dead);

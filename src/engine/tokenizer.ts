@@ -13,6 +13,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { formatError, ToxScopeError, validationError } from '../errors.js';
+import { PIECE_CHARS, splitPieces } from './tokenizer-pieces.js';
 
 export interface EncodingWithOffsets {
   ids: number[];
@@ -27,8 +28,11 @@ export interface Tokenizer {
   readonly padId: number;
   /** number of ids the tokenizer can produce, added tokens included (151669 for Qwen3; the model's embedding may be larger) */
   readonly vocabSize: number;
+  /** ids of `text`, tokenized in pieces of at most PIECE_CHARS characters (src/engine/tokenizer-pieces.ts) */
   encode(text: string): number[];
   encodeWithOffsets(text: string): EncodingWithOffsets;
+  /** the pieces encode() tokenizes one by one: [start, end) code units; each piece's tokens are its own */
+  splitPieces(text: string): [number, number][];
   /** each text encoded and cut to its first maxTokens ids (no padding: the engine pads) */
   encodeBatch(texts: string[], opts?: { maxTokens?: number }): number[][];
   decode(ids: number[]): string;
@@ -87,6 +91,8 @@ class QwenTokenizer implements Tokenizer {
   /** token id -> its UTF-8 bytes (byte-level BPE tokens; added tokens are their literal content) */
   private readonly tokenBytes = new Map<number, Uint8Array>();
   private readonly added: Map<number, string>;
+  /** added tokens' contents: never cut inside one */
+  private readonly specials: string[];
 
   constructor(readonly path: string, private readonly hf: HfTokenizer, config: Record<string, unknown>) {
     const padToken = typeof config.pad_token === 'string' ? config.pad_token : '<|endoftext|>';
@@ -95,10 +101,21 @@ class QwenTokenizer implements Tokenizer {
     this.padId = pad;
     this.vocabSize = hf.get_vocab(true).size;
     this.added = new Map([...hf.get_added_tokens_decoder()].map(([id, t]) => [id, t.content]));
+    this.specials = [...new Set(this.added.values())];
   }
 
   encode(text: string): number[] {
-    return this.hf.encode(text, { add_special_tokens: false }).ids;
+    const pieces = this.splitPieces(text);
+    if (pieces.length === 1) return this.encodePiece(text);
+    return pieces.flatMap(([start, end]) => this.encodePiece(text.slice(start, end)));
+  }
+
+  splitPieces(text: string): [number, number][] {
+    return splitPieces(text, PIECE_CHARS, this.specials);
+  }
+
+  private encodePiece(piece: string): number[] {
+    return this.hf.encode(piece, { add_special_tokens: false }).ids;
   }
 
   decode(ids: number[]): string {
@@ -115,7 +132,21 @@ class QwenTokenizer implements Tokenizer {
   }
 
   encodeWithOffsets(text: string): EncodingWithOffsets {
-    const ids = this.encode(text);
+    const pieces = this.splitPieces(text);
+    if (pieces.length === 1) return this.encodePieceWithOffsets(text);
+    const out: EncodingWithOffsets = { ids: [], offsets: [] };
+    for (const [start, end] of pieces) {
+      const e = this.encodePieceWithOffsets(text.slice(start, end));
+      for (let i = 0; i < e.ids.length; i++) {
+        out.ids.push(e.ids[i]);
+        out.offsets.push([e.offsets[i][0] + start, e.offsets[i][1] + start]);
+      }
+    }
+    return out;
+  }
+
+  private encodePieceWithOffsets(text: string): EncodingWithOffsets {
+    const ids = this.encodePiece(text);
     const { normalized, origStart, origEnd } = alignNfc(text);
     // For every UTF-8 byte of the normalised text: the code-unit span of the character it belongs to.
     const { charStart, charEnd, bytes } = byteToCharSpans(normalized);

@@ -19,11 +19,13 @@ const STATUS: Record<ErrorKind, ContentfulStatusCode> = {
   overloaded: 429,
   timeout: 504,
   unavailable: 503,
+  aborted: 499 as ContentfulStatusCode, // nginx's "client closed request": no one reads it, the metrics do
   format: 500, // an artifact on disk is broken: our fault, not the caller's (reload maps it to 422 itself)
   internal: 500,
 };
 
 const GOOGLE_STATUS: Record<number, string> = {
+  499: 'CANCELLED',
   400: 'INVALID_ARGUMENT',
   401: 'UNAUTHENTICATED',
   403: 'PERMISSION_DENIED',
@@ -45,7 +47,11 @@ export function statusOf(e: ToxScopeError, validationStatus: 400 | 422 = 422): C
 export function errorHandler(log?: Logger) {
   return function onError(err: Error, c: Context): Response {
     let e: ToxScopeError;
-    if (err instanceof ToxScopeError) e = err;
+    // a client that closed its connection (mid-upload, or while its texts were scored) is no server error,
+    // whatever broke first when its body stream ended early
+    if (c.req.raw.signal?.aborted && !(err instanceof ToxScopeError && err.kind !== 'internal'))
+      e = new ToxScopeError('aborted', 'the client closed the connection before the answer', undefined, { cause: err });
+    else if (err instanceof ToxScopeError) e = err;
     else if (err instanceof HTTPException) {
       const s = err.status;
       const kind: ErrorKind = s === 413 ? 'payload_too_large' : s === 401 ? 'unauthorized' : s === 404 ? 'not_found' : s < 500 ? 'validation' : 'internal';

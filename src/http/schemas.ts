@@ -7,6 +7,16 @@
 import { z } from 'zod';
 import { LANGUAGE_TAG } from '../util/language-tag.js';
 
+/**
+ * A string that is stored in the database as given (feedback ids and sources, audit actors and reasons):
+ * PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded as UTF-8, so both are refused here
+ * rather than failing (or being dropped) when the row is written.
+ */
+export const StoredString = z
+  .string()
+  .refine((s) => !s.includes('\0'), 'must not contain NUL (U+0000) characters')
+  .refine((s) => !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s), 'must be valid UTF-16 (no lone surrogates)');
+
 export const LanguageCode = z
   .string()
   .regex(LANGUAGE_TAG, 'expected an ISO 639 language code such as "en" or "pt-BR"')
@@ -66,13 +76,15 @@ const ScoreType = z.enum(['SCORE_TYPE_UNSPECIFIED', 'PROBABILITY', 'STD_DEV_SCOR
  * (lowerCamelCase), and Perspective's own client examples send `requested_attributes`, `span_annotations`, ...
  * Keys are camel-cased before validation; upper-case names such as SEVERE_TOXICITY are left alone.
  */
-function camelizeKeys(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(camelizeKeys);
+function camelizeKeys(v: unknown, depth = 0): unknown {
+  // bodies are at most 32 levels deep (src/http/validate.ts); deeper values are left as they are, never recursed into
+  if (depth > 64) return v;
+  if (Array.isArray(v)) return v.map((x) => camelizeKeys(x, depth + 1));
   if (v === null || typeof v !== 'object') return v;
-  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()), camelizeKeys(x)]));
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()), camelizeKeys(x, depth + 1)]));
 }
 
-export const AnalyzeCommentRequest = z.preprocess(camelizeKeys, z
+export const AnalyzeCommentRequest = z.preprocess((v) => camelizeKeys(v), z
   .object({
     comment: z.object({ text: z.string(), type: z.enum(['TEXT_TYPE_UNSPECIFIED', 'PLAIN_TEXT', 'HTML']).optional() }).loose(),
     requestedAttributes: z
@@ -151,13 +163,13 @@ export const FeedbackRequest = z
       .array(
         z
           .object({
-            id: z.string().min(1).max(200).describe('prediction id from /v1/classify'),
+            id: StoredString.min(1).max(200).describe('prediction id from /v1/classify'),
             label: z.union([z.literal(0), z.literal(1)]).describe('1 = toxic'),
           })
           .strict(),
       )
       .min(1, 'items must hold at least one item'),
-    source: z.string().min(1).max(100).optional().describe("who labeled (default 'api')"),
+    source: StoredString.min(1).max(100).optional().describe("who labeled (default 'api')"),
   })
   .strict();
 
@@ -183,8 +195,8 @@ export const ThresholdsUpdate = z
       .record(z.union([z.literal('pooled'), LanguageCode]), Probability.nullable())
       .refine((t) => Object.keys(t).length > 0, 'give at least one threshold')
       .describe("'pooled' or a language code -> a probability; null removes a language's own threshold"),
-    actor: z.string().min(1).max(200).optional().describe('who makes the change (audit)'),
-    reason: z.string().max(1000).optional(),
+    actor: StoredString.min(1).max(200).optional().describe('who makes the change (audit)'),
+    reason: StoredString.max(1000).optional(),
   })
   .strict();
 

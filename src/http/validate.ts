@@ -9,8 +9,15 @@ import { zValidator } from '@hono/zod-validator';
 import type { Context, MiddlewareHandler, Next } from 'hono';
 import type { z } from 'zod';
 import { ToxScopeError } from '../errors.js';
+import { jsonShapeProblem, type JsonShapeLimits } from '../util/json-shape.js';
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * No request of any API nests deeper than a few levels or holds more than a few thousand values (1000 feedback
+ * items are about 3000): bodies beyond these are refused before JSON.parse (src/util/json-shape.ts).
+ */
+export const JSON_LIMITS: JsonShapeLimits = { maxDepth: 32, maxValues: 20_000 };
 const JSON_TYPE = /^application\/([\w.+-]+\+)?json\b/i;
 
 export function jsonBody({ optional = false } = {}): MiddlewareHandler {
@@ -18,7 +25,14 @@ export function jsonBody({ optional = false } = {}): MiddlewareHandler {
     const type = c.req.header('content-type') ?? '';
     if (type !== '' && !JSON_TYPE.test(type))
       throw new ToxScopeError('validation', `request body must be JSON (Content-Type: application/json), got '${type}'`, { malformed: true });
-    const bytes = new Uint8Array(await c.req.arrayBuffer());
+    let bytes: Uint8Array;
+    try {
+      bytes = new Uint8Array(await c.req.arrayBuffer());
+    } catch (e) {
+      if (e instanceof ToxScopeError) throw e; // over the body limit
+      // the stream ended early: the client closed the connection mid-upload
+      throw new ToxScopeError('aborted', 'the request body was not received in full: the client went away', undefined, { cause: e });
+    }
     let text: string;
     try {
       text = strictUtf8.decode(bytes);
@@ -28,6 +42,10 @@ export function jsonBody({ optional = false } = {}): MiddlewareHandler {
     let json: unknown = {};
     if (text.trim() === '' && !optional) throw new ToxScopeError('validation', 'request body is empty: expected a JSON object', { malformed: true });
     if (text.trim() !== '') {
+      const problem = jsonShapeProblem(text, JSON_LIMITS);
+      if (problem?.kind === 'depth') throw new ToxScopeError('validation', `request body nests deeper than ${problem.limit} levels of arrays and objects`, { malformed: true });
+      if (problem?.kind === 'values')
+        throw new ToxScopeError('payload_too_large', `request body holds more than ${problem.limit} JSON values`, { limit: problem.limit });
       try {
         json = JSON.parse(text);
       } catch (e) {
@@ -48,6 +66,15 @@ export function jsonBody({ optional = false } = {}): MiddlewareHandler {
 export const valid = <S extends z.ZodType>(schema: S) =>
   zValidator('json', schema, (result) => {
     if (!result.success) throw validationFailure(result.error.issues, 'body');
+  });
+
+/**
+ * Checks a form body (urlencoded or multipart) against `schema` (c.req.valid('form')); a body that cannot be
+ * parsed as the form its Content-Type says is a 400 (the validator's HTTPException, mapped by app.onError).
+ */
+export const validForm = <S extends z.ZodType>(schema: S) =>
+  zValidator('form', schema, (result) => {
+    if (!result.success) throw validationFailure(result.error.issues, 'form');
   });
 
 export function validationFailure(issues: readonly z.core.$ZodIssue[], where: string): ToxScopeError {

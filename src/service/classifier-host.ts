@@ -28,7 +28,17 @@ export class ClassifierHost {
   notReadyReason(): string | null {
     if (this.state === 'starting') return 'the model is loading and warming up';
     if (this.state === 'draining') return 'the service is shutting down';
-    return null;
+    return this.broken();
+  }
+
+  /**
+   * Why the process should be restarted (liveness), or null: the serving bundle's engine died (its worker
+   * thread crashed or exited), so nothing can be scored until a new engine is loaded. Starting and draining
+   * are not failures.
+   */
+  broken(): string | null {
+    const why = this.state === 'ready' ? this.loaded?.classifier.failure() : null;
+    return why ? `the engine of bundle ${this.loaded!.info.version} is down: ${why}` : null;
   }
 
   /** The classifier serving new requests; 'unavailable' before warm-up and while draining. */

@@ -25,7 +25,8 @@ export function recordPredictions(deps: ServiceDeps, requestId: string, texts: r
     label: r.toxic,
     bundleVersion: out.version,
     textSha256: createHash('sha256').update(texts[i], 'utf8').digest('hex'),
-    text: deps.config.storeText ? texts[i] : null,
+    // PostgreSQL text cannot hold NUL: the stored copy has U+FFFD in its place (the hash is of the text as sent)
+    text: deps.config.storeText ? texts[i].replaceAll('\0', '\uFFFD') : null,
   }));
   try {
     deps.predictions.enqueuePredictions(rows);

@@ -10,14 +10,20 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Hono, type Context } from 'hono';
+import { z } from 'zod';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { parseWindow } from '../../drift/f1.js';
 import { ToxScopeError } from '../../errors.js';
 import { normalizeLanguageHint } from '../../engine/language.js';
 import type { ServiceDeps } from '../../service/deps.js';
+import { validForm } from '../validate.js';
 import { HISTOGRAM_BINS, languagesOf, renderDashboard, renderLogin, UI_BASE, type PageData } from '../admin-ui/view.js';
 
 export const ADMIN_COOKIE = 'toxscope_admin';
+
+/** The page's forms (urlencoded or multipart; a malformed body is a 400 before these run). Fields it does not know are ignored. */
+const LoginForm = z.object({ token: z.string().optional() }).loose();
+const ThresholdForm = z.object({ language: z.string().optional(), threshold: z.string().optional(), reason: z.string().optional(), window: z.string().optional() }).loose();
 const COOKIE_MAX_AGE_S = 8 * 3600;
 const DEFAULT_WINDOW = '7d';
 
@@ -54,9 +60,8 @@ export function adminUiRoutes(deps: ServiceDeps, forward: Forward): Hono {
 
   app.get('/login', (c) => html(c, renderLogin()));
 
-  app.post('/login', async (c) => {
-    const form = await c.req.parseBody();
-    const token = typeof form.token === 'string' ? form.token.trim() : undefined;
+  app.post('/login', validForm(LoginForm), async (c) => {
+    const token = c.req.valid('form').token?.trim();
     if (!matches(token)) return html(c, renderLogin('That is not the admin token.'), 401);
     setCookie(c, ADMIN_COOKIE, token!, { httpOnly: true, sameSite: 'Strict', secure: isHttps(c), path: UI_BASE, maxAge: COOKIE_MAX_AGE_S });
     return c.redirect(UI_BASE, 303);
@@ -113,11 +118,11 @@ export function adminUiRoutes(deps: ServiceDeps, forward: Forward): Hono {
   };
   app.get('/', (c) => dashboard(c));
 
-  app.post('/thresholds', async (c) => {
+  app.post('/thresholds', validForm(ThresholdForm), async (c) => {
     const token = tokenOf(c);
     if (!token) return c.redirect(`${UI_BASE}/login`, 303);
-    const form = await c.req.parseBody();
-    const field = (name: string) => (typeof form[name] === 'string' ? (form[name] as string).trim() : '');
+    const form = c.req.valid('form');
+    const field = (name: 'language' | 'threshold' | 'reason' | 'window') => form[name]?.trim() ?? '';
     const language = normalizeLanguageHint(field('language'), 'language');
     const threshold = Number(field('threshold'));
     if (field('threshold') === '' || !Number.isFinite(threshold)) throw new ToxScopeError('validation', `threshold must be a number, got '${field('threshold')}'`);

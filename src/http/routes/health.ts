@@ -8,7 +8,12 @@ export function healthRoutes(deps: ServiceDeps, serviceVersion: string): Hono {
   const app = new Hono();
   const openapi = openApiDocument(serviceVersion);
 
-  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  /** Liveness: 503 once the serving engine died (its worker thread), so the orchestrator restarts the process. */
+  app.get('/healthz', (c) => {
+    const broken = deps.host.broken();
+    if (broken) throw new ToxScopeError('unavailable', broken);
+    return c.json({ status: 'ok' });
+  });
 
   /**
    * 503 before warm-up, while draining and while the write journal is full (rows could not be kept); ?deep=1

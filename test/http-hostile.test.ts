@@ -1,0 +1,99 @@
+/**
+ * Issue #10 items 1 and 4: small or hostile inputs get a 4xx with a message, never a 500, and budgets are
+ * enforced before the expensive work. In-process through app.request, except the mid-upload disconnect, which
+ * needs a real socket.
+ */
+import { connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_TOKEN, buildTestApp, post, request, type JsonResponse, type TestApp } from './helpers/app.js';
+
+async function expectError(res: JsonResponse, status: number, pattern: RegExp) {
+  const body = await res.json();
+  expect({ status: res.status, message: body.error?.message }).toEqual({ status, message: expect.stringMatching(pattern) });
+}
+
+const nested = (depth: number) => '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
+
+describe('hostile and malformed requests', () => {
+  let t: TestApp;
+  const logged: { level: string; msg: string }[] = [];
+  beforeAll(async () => {
+    const at = (level: string) => (msg: string) => void logged.push({ level, msg });
+    t = await buildTestApp({ env: { TOXSCOPE_ADMIN_TOKEN: ADMIN_TOKEN }, deps: { log: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } } });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('answers 5,000-deep JSON nesting in a Perspective request with 400, not a stack overflow', async () => {
+    const body = `{"comment": {"text": "hello"}, "requested_attributes": {"TOXICITY": {}}, "context": ${nested(5000)}}`;
+    await expectError(await post(t.app, '/v1alpha1/comments:analyze', body), 400, /nests deeper than 32 levels/);
+    // every JSON endpoint refuses it the same way, before parsing
+    await expectError(await post(t.app, '/v1/classify', `{"texts": [${'['.repeat(100_000)}`), 400, /nests deeper than 32 levels/);
+  });
+
+  it('refuses a body of more JSON values than any request needs, before parsing it', async () => {
+    await expectError(await post(t.app, '/v1/feedback', `{"items": [${'{},'.repeat(30_000)}{}]}`), 413, /more than 20000 JSON values/);
+  });
+
+  it('refuses NUL characters and lone surrogates in feedback ids and sources at validation', async () => {
+    await expectError(await post(t.app, '/v1/feedback', { items: [{ id: 'abc\u0000def', label: 1 }] }), 422, /items\.0\.id: must not contain NUL/);
+    await expectError(await post(t.app, '/v1/feedback', { items: [{ id: 'abc', label: 1 }], source: 'moderator\u0000' }), 422, /source: must not contain NUL/);
+    await expectError(await post(t.app, '/v1/feedback', '{"items": [{"id": "ab\\ud800c", "label": 0}]}'), 422, /items\.0\.id: must be valid UTF-16/);
+  });
+
+  it('refuses NUL characters in an audited threshold change', async () => {
+    const res = await request(t.app, '/admin/thresholds', {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ thresholds: { en: 0.5 }, actor: 'a\u0000b' }),
+    });
+    await expectError(res, 422, /actor: must not contain NUL/);
+  });
+
+  it('answers a malformed multipart body on the admin page with 400', async () => {
+    const multipart = { 'content-type': 'multipart/form-data; boundary=XyZ', origin: 'http://localhost' };
+    const garbage = '--XyZ\r\nContent-Disposition: form-data; name="token"\r\n\r\nabc'; // no closing boundary
+    const login = await request(t.app, 'http://localhost/admin/ui/login', { method: 'POST', headers: multipart, body: garbage });
+    await expectError(login, 400, /Malformed FormData/);
+    const thresholds = await request(t.app, 'http://localhost/admin/ui/thresholds', {
+      method: 'POST',
+      headers: { ...multipart, authorization: `Bearer ${ADMIN_TOKEN}` },
+      body: '\u0000\u0001 not multipart at all',
+    });
+    await expectError(thresholds, 400, /Malformed FormData/);
+    // a well-formed one still works
+    const form = new FormData();
+    form.set('token', ADMIN_TOKEN);
+    const ok = await request(t.app, 'http://localhost/admin/ui/login', { method: 'POST', headers: { origin: 'http://localhost' }, body: form });
+    expect(ok.status).toBe(303);
+  });
+
+  it('refuses a request over the token budget with 413 (tokenized within the budget, never whole)', async () => {
+    const long = 'word and another word, '.repeat(860); // ~20,000 characters, about 5,000 tokens
+    await expectError(await post(t.app, '/v1/classify', { texts: Array(10).fill(long) }), 413, /more than 8192 tokens together, the limit per request/);
+  });
+
+  it('does not count or log a client that disconnects mid-upload as a server error', async () => {
+    const server = serve({ fetch: t.app.fetch, port: 0, hostname: '127.0.0.1' });
+    await new Promise<void>((r) => server.once('listening', () => r()));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const socket = connect(port, '127.0.0.1');
+      await new Promise<void>((r) => socket.once('connect', () => r()));
+      socket.write(`POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"texts": ["${'a'.repeat(5000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+      socket.destroy();
+      // the server notices, the request ends: wait for its metric
+      const seen = async () => /toxscope_http_requests_total\{route="\/v1\/classify",method="POST",status="499"\} 1/.test(await t.metrics.render());
+      for (let i = 0; i < 100 && !(await seen()); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(await seen()).toBe(true);
+      expect(await t.metrics.render()).not.toMatch(/status="500"/);
+      expect(logged.filter((l) => l.level === 'error')).toEqual([]);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
