@@ -44,6 +44,7 @@ export interface Config {
   /** how often stored threshold overrides are re-read (replicas converge within one period) */
   thresholdSyncMs: number;
   writes: WritesConfig;
+  server: ServerConfig;
 }
 
 /** The write queue and its journal (src/db/write-queue.ts, src/db/journal.ts). */
@@ -54,6 +55,16 @@ export interface WritesConfig {
   maxJournalBytes: number;
   /** how long a row may wait to share a database write; null: 20 ms on Postgres, 250 ms on the embedded PGlite */
   flushDelayMs: number | null;
+}
+
+/** The HTTP listener's own guards against slow or many clients (src/http/server.ts). */
+export interface ServerConfig {
+  /** longest wait for a request's headers */
+  headersTimeoutMs: number;
+  /** longest wait for a whole request (headers and body) to arrive; its processing is the request deadline's */
+  uploadTimeoutMs: number;
+  /** most open connections; further ones are closed at once */
+  maxConnections: number;
 }
 
 export interface BatchingConfig {
@@ -143,6 +154,9 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'TOXSCOPE_JOURNAL_SYNC_MS', path: 'writes.journalSyncMs', schema: int(0, 10_000), default: '50', help: "group-commit window: an accepted row is in the journal (write) before its answer and fsync'd at most this long after it (0: fsync before answering)" },
   { env: 'TOXSCOPE_JOURNAL_MAX_BYTES', path: 'writes.maxJournalBytes', schema: int(1 << 20), default: '1073741824', help: 'largest write journal (rows waiting for the database); past it new rows are refused with 429' },
   { env: 'TOXSCOPE_WRITE_FLUSH_MS', path: 'writes.flushDelayMs', schema: int(0, 600_000), help: 'longest wait for a row to share a database write (default: 20 on Postgres, 250 on the embedded PGlite)' },
+  { env: 'TOXSCOPE_HEADERS_TIMEOUT_MS', path: 'server.headersTimeoutMs', schema: int(100), default: '10000', help: "longest wait for a request's headers (the connection is closed after it)" },
+  { env: 'TOXSCOPE_UPLOAD_TIMEOUT_MS', path: 'server.uploadTimeoutMs', schema: int(100), default: '30000', help: 'longest wait for a whole request body to arrive (408 and closed after it)' },
+  { env: 'TOXSCOPE_MAX_CONNECTIONS', path: 'server.maxConnections', schema: int(1), default: '1024', help: 'most open client connections (further ones are closed at once)' },
   { env: 'TOXSCOPE_THRESHOLD_SYNC_MS', path: 'thresholdSyncMs', schema: int(1000), default: '15000', help: 'how often threshold overrides are re-read from the database (replicas converge within one period)' },
 ];
 

@@ -16,9 +16,7 @@
  * row is in the journal before its answer (src/db/journal.ts).
  */
 import { mkdirSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { serve, type ServerType } from '@hono/node-server';
 import { ensureDemoBundle } from './bundle/demo/demo-bundle.js';
 import { readBundleOffThread } from './bundle/read-off-thread.js';
 import type { Config, LimitsConfig } from './config.js';
@@ -36,6 +34,7 @@ import { loadTokenizer } from './engine/tokenizer.js';
 import { createLanguageIdentifier, type LanguageIdentifier } from './engine/language.js';
 import { formatError } from './errors.js';
 import { createApp } from './http/app.js';
+import { listen } from './http/server.js';
 import { ClassifierHost, type LoadedBundle } from './service/classifier-host.js';
 import type { ServiceDeps, WritesStatus } from './service/deps.js';
 import { createLogger, type Logger } from './util/logger.js';
@@ -140,12 +139,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
   if (!config.databaseUrl) await firstAttempt;
   const app = createApp(deps);
 
-  const server: ServerType = serve({ fetch: app.fetch, port: config.port, hostname: config.host });
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  });
-  const { port } = server.address() as AddressInfo;
+  const { server, port } = await listen(app, config);
   const url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${port}`;
   log.info('listening; loading the bundle', { url });
 
@@ -264,10 +258,10 @@ export async function loadServingBundle(
       version: m.version,
       syntheticBackbone: m.synthetic_backbone,
       notice: m.notice,
-      model: { path: bundle.modelDir, family: e.family, numLayers: m.model.num_layers, hiddenSize: m.model.hidden_size },
-      sae: { path: bundle.saePath, format: m.sae.format, dSae: m.sae.d_sae, k: m.k },
+      model: { path: bundle.modelDir, sha256: m.model.sha256, family: e.family, numLayers: m.model.num_layers, hiddenSize: m.model.hidden_size },
+      sae: { path: bundle.saePath, sha256: m.sae.sha256, format: m.sae.format, dSae: m.sae.d_sae, k: m.k },
       layer: m.layer,
-      head: { path: join(dir, m.head.path), version: m.head.sha256.slice(0, 12) },
+      head: { path: join(dir, m.head.path), sha256: m.head.sha256, version: m.head.sha256.slice(0, 12) },
       executionProvider: e.provider,
       weightDtype: e.weightDtype,
       bundlePrecision,
@@ -299,7 +293,10 @@ function restartMonitor(previous: DriftMonitor | undefined, repo: Repository, ba
     minLabeled: config.drift.minLabeled,
     intervalMs: config.drift.intervalMs,
     onUpdate: (s) => {
+      // per-language series only for the bundle's own languages (those with a baseline F1): stored predictions
+      // carry any language code a caller hinted, and each would be a new series (bounded label values)
       for (const [language, d] of Object.entries(s.languages)) {
+        if (!(language in baselines)) continue;
         // an undefined F1 (no predicted or true positives in the window) drops the series instead of keeping a stale value
         if (d.f1 !== null) metrics.f1.set({ language }, d.f1);
         else metrics.f1.remove({ language });
@@ -308,7 +305,7 @@ function restartMonitor(previous: DriftMonitor | undefined, repo: Repository, ba
         metrics.labeledInWindow.set({ language }, d.n);
         metrics.driftAlarm.set({ language }, d.alarm ? 1 : 0);
       }
-      for (const [language, n] of Object.entries(s.feedbackTotals)) metrics.feedback.set({ language }, n);
+      for (const [language, n] of Object.entries(s.feedbackTotals)) if (language in baselines) metrics.feedback.set({ language }, n);
       if (s.alarms.length > 0) log.warn('F1 drift alarm', { languages: s.alarms });
     },
     onError: (e) => log.warn('drift computation failed', { error: (e as Error)?.message ?? String(e) }),

@@ -104,6 +104,10 @@ export class Classifier {
   private readonly metrics?: Metrics;
   private readonly batcher: Batcher<WindowItem, TokenCodes>;
   private closing: Promise<void> | undefined;
+  /** no new requests (draining or closing) */
+  private stopping = false;
+  /** requests between their start and the queue (tokenizing) */
+  private readonly admitting = new Set<Promise<void>>();
 
   constructor(parts: ClassifierParts, { limits, batching, metrics }: ClassifierOptions) {
     this.parts = parts;
@@ -171,6 +175,46 @@ export class Classifier {
     const t0 = performance.now();
     const head = this.currentHead;
     const { texts } = input;
+    if (this.stopping) throw new ToxScopeError('unavailable', 'the service is shutting down and accepts no new work');
+    // until its windows are queued the request is being admitted: a drain waits for that (tokenizing yields)
+    const admission = this.admit(input, t0);
+    const settled = admission.then(() => undefined, () => undefined);
+    this.admitting.add(settled);
+    void settled.then(() => this.admitting.delete(settled));
+    const { submitted, languages, encodings, tokenizeMs, windowCounts, owner } = await admission;
+    const batched = await submitted;
+
+    const perText: TokenCodes[][] = texts.map(() => []);
+    batched.outputs.forEach((codes, i) => perText[owner[i]].push(codes));
+    const results = perText.map((parts, i): TextResult => {
+      const codes = stitch(parts); // [1, n, k]
+      const features = new FeatureAccumulator().addRow(codes, 0).result();
+      const lang = languages[i];
+      const s = head.score(features, lang.code === UNDETERMINED ? undefined : lang.code);
+      const label = metricLanguage(lang, s.languageUsed, s.calibrationUsed);
+      this.metrics?.predictions.inc({ language: label, label: s.toxic ? 'toxic' : 'non_toxic' });
+      this.metrics?.scores.observe({ language: label }, s.probability);
+      const result: TextResult = {
+        score: s.probability,
+        toxic: s.toxic,
+        threshold: s.threshold,
+        language: { ...lang, thresholds: s.languageUsed },
+        tokens: features.nTokens,
+        windows: windowCounts[i],
+      };
+      if (input.explain) result.explanation = explain(s.contributions(Number.MAX_SAFE_INTEGER), codes, encodings[i].offsets, input.topFeatures ?? 5);
+      return result;
+    });
+    return {
+      results,
+      version: this.version,
+      timings: { tokenizeMs, queueMs: batched.queueMs, inferenceMs: batched.inferenceMs, totalMs: performance.now() - t0 },
+    };
+  }
+
+  /** Checks, languages, tokens within the budget, windows, then into the queue (synchronously, in one step). */
+  private async admit(input: ClassifyInput, t0: number) {
+    const { texts } = input;
     this.checkTexts(texts);
     this.batcher.assertRoom(texts.length); // every text is at least one window: refuse before tokenizing
     // one deadline for the whole request, tokenization included (0: none)
@@ -198,35 +242,10 @@ export class Classifier {
       }
       return ws.length;
     });
-
     const left = deadline === undefined ? 0 : Math.max(1, deadline - performance.now());
-    const batched = await this.batcher.submit(items, { signal: input.signal, timeoutMs: left });
-
-    const perText: TokenCodes[][] = texts.map(() => []);
-    batched.outputs.forEach((codes, i) => perText[owner[i]].push(codes));
-    const results = perText.map((parts, i): TextResult => {
-      const codes = stitch(parts); // [1, n, k]
-      const features = new FeatureAccumulator().addRow(codes, 0).result();
-      const lang = languages[i];
-      const s = head.score(features, lang.code === UNDETERMINED ? undefined : lang.code);
-      this.metrics?.predictions.inc({ language: lang.code, label: s.toxic ? 'toxic' : 'non_toxic' });
-      this.metrics?.scores.observe({ language: lang.code }, s.probability);
-      const result: TextResult = {
-        score: s.probability,
-        toxic: s.toxic,
-        threshold: s.threshold,
-        language: { ...lang, thresholds: s.languageUsed },
-        tokens: features.nTokens,
-        windows: windowCounts[i],
-      };
-      if (input.explain) result.explanation = explain(s.contributions(Number.MAX_SAFE_INTEGER), codes, encodings[i].offsets, input.topFeatures ?? 5);
-      return result;
-    });
-    return {
-      results,
-      version: this.version,
-      timings: { tokenizeMs, queueMs: batched.queueMs, inferenceMs: batched.inferenceMs, totalMs: performance.now() - t0 },
-    };
+    const submitted = this.batcher.submit(items, { signal: input.signal, timeoutMs: left }); // queued now
+    submitted.catch(() => undefined); // the caller awaits it: no unhandled rejection meanwhile
+    return { submitted, languages, encodings, tokenizeMs, windowCounts, owner };
   }
 
   /** One short text through the whole pipeline, with no deadline: the warm-up and deep readiness check. */
@@ -250,15 +269,17 @@ export class Classifier {
   /** Finish everything queued, then release the engine (once, however often it is called). */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await this.batcher.drain();
+      await this.drain();
       await this.parts.engine.close?.();
     })();
     return this.closing;
   }
 
   /** Stop taking requests and finish the queued ones (graceful shutdown); the engine stays open. */
-  drain(): Promise<void> {
-    return this.batcher.drain();
+  async drain(): Promise<void> {
+    this.stopping = true;
+    await Promise.all([...this.admitting]); // requests being tokenized reach the queue first
+    await this.batcher.drain();
   }
 
   private checkTexts(texts: readonly string[]): void {
@@ -320,6 +341,16 @@ function firstNonFinite(a: Float32Array): number {
   let probe = 0;
   for (let i = 0; i < a.length; i++) probe += a[i] * 0;
   return probe === 0 ? -1 : a.findIndex((x) => !Number.isFinite(x));
+}
+
+/**
+ * The `language` label of the prediction metrics, from a bounded set: a detected language is one of the
+ * identifier's 176 labels (or 'und'); a hinted one is any code a caller sends ('qq', 'zz', 'abc' would each make
+ * new series), so it keeps its code only when the head has its own threshold or calibration for it, else 'other'.
+ */
+export function metricLanguage(lang: LanguageTag, thresholdUsed: string, calibrationUsed: string): string {
+  if (lang.source !== 'hint' || lang.code === UNDETERMINED) return lang.code;
+  return thresholdUsed === lang.code || calibrationUsed === lang.code ? lang.code : 'other';
 }
 
 /** Index of the first unpaired surrogate, or -1 (String.prototype.isWellFormed is ES2024). */

@@ -92,6 +92,15 @@ export function adminAuth({ token }: { token: string | null }): MiddlewareHandle
   };
 }
 
+/** Whether an Authorization header carries the admin token (constant time); for answers that say more to admins. */
+export function adminTokenCheck(token: string | null): (authorization: string | undefined) => boolean {
+  const expected = token === null ? null : sha256(token);
+  return (authorization) => {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
+    return expected !== null && m !== null && timingSafeEqual(sha256(m[1]), expected);
+  };
+}
+
 /** While draining, ask clients to drop keep-alive connections so none is reused as the listener closes. */
 export function closeWhenDraining({ draining }: { draining: () => boolean }): MiddlewareHandler {
   return async function closeWhenDrainingMiddleware(c: Context, next: Next) {

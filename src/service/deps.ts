@@ -39,10 +39,11 @@ export interface BundleInfo {
   version: string;
   syntheticBackbone: boolean;
   notice?: string;
-  model: { path: string; family: string; numLayers: number; hiddenSize: number };
-  sae: { path: string; format: string; dSae: number; k: number };
+  /** path: where it was read (shown to admins only); sha256: the content digest the bundle's manifest records */
+  model: { path: string; sha256?: string; family: string; numLayers: number; hiddenSize: number };
+  sae: { path: string; sha256?: string; format: string; dSae: number; k: number };
   layer: number;
-  head: { path?: string; version?: string | number };
+  head: { path?: string; sha256?: string; version?: string | number };
   executionProvider: string;
   /** the serving precision (src/engine/precision.ts): f16 on CUDA, f32 on CPU by default, int8 when asked */
   weightDtype?: string;

@@ -1,11 +1,14 @@
 /** GET /healthz, /readyz, /info, /metrics, /openapi.json. */
+import { basename } from 'node:path';
 import { Hono } from 'hono';
 import { ToxScopeError } from '../../errors.js';
 import type { ServiceDeps } from '../../service/deps.js';
+import { adminTokenCheck } from '../middleware.js';
 import { openApiDocument } from '../openapi.js';
 
 export function healthRoutes(deps: ServiceDeps, serviceVersion: string): Hono {
   const app = new Hono();
+  const isAdmin = adminTokenCheck(deps.config.adminToken);
   const openapi = openApiDocument(serviceVersion);
 
   /** Liveness: 503 once the serving engine died (its worker thread), so the orchestrator restarts the process. */
@@ -35,6 +38,7 @@ export function healthRoutes(deps: ServiceDeps, serviceVersion: string): Hono {
   });
 
   app.get('/info', (c) => {
+    const admin = isAdmin(c.req.header('authorization'));
     const loaded = deps.host.peek();
     if (!loaded) throw new ToxScopeError('unavailable', deps.host.notReadyReason() ?? 'no bundle is loaded');
     const { info, classifier } = loaded;
@@ -45,11 +49,18 @@ export function healthRoutes(deps: ServiceDeps, serviceVersion: string): Hono {
       service: { name: 'toxscope', version: serviceVersion, readiness: deps.host.readiness },
       bundle: { name: info.name, version: info.version, notice: info.notice ?? null },
       synthetic_backbone: info.syntheticBackbone,
-      model: { path: info.model.path, family: info.model.family, num_layers: info.model.numLayers, hidden_size: info.model.hiddenSize },
-      sae: { path: info.sae.path, format: info.sae.format, d_sae: info.sae.dSae, k: info.sae.k },
+      // anonymous callers see names and content digests; where the files lie (absolute paths) only admins
+      model: { name: basename(info.model.path), ...(info.model.sha256 && { sha256: info.model.sha256 }), ...(admin && { path: info.model.path }), family: info.model.family, num_layers: info.model.numLayers, hidden_size: info.model.hiddenSize },
+      sae: { name: basename(info.sae.path), ...(info.sae.sha256 && { sha256: info.sae.sha256 }), ...(admin && { path: info.sae.path }), format: info.sae.format, d_sae: info.sae.dSae, k: info.sae.k },
       layer: info.layer,
       k: info.sae.k,
-      head: { ...info.head, parts: head.transform.parts, thresholds: { pooled: head.thresholds.pooled, per_language: head.thresholds.perLanguage } },
+      head: {
+        ...(info.head.version !== undefined && { version: info.head.version }),
+        ...(info.head.sha256 && { sha256: info.head.sha256 }),
+        ...(admin && info.head.path && { path: info.head.path }),
+        parts: head.transform.parts,
+        thresholds: { pooled: head.thresholds.pooled, per_language: head.thresholds.perLanguage },
+      },
       execution_provider: info.executionProvider,
       ...(info.weightDtype && { weight_dtype: info.weightDtype }),
       ...(info.weightDtype && {
