@@ -73,7 +73,7 @@ describe('hostile and malformed requests', () => {
 
   it('refuses a request over the token budget with 413 (tokenized within the budget, never whole)', async () => {
     const long = 'word and another word, '.repeat(860); // ~20,000 characters, about 5,000 tokens
-    await expectError(await post(t.app, '/v1/classify', { texts: Array(10).fill(long) }), 413, /more than 8192 tokens together, the limit per request/);
+    await expectError(await post(t.app, '/v1/classify', { texts: Array(10).fill(long) }), 413, /more tokens together than the limit of 8192 per request/);
   });
 
   it('does not count or log a client that disconnects mid-upload as a server error', async () => {

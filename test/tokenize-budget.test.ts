@@ -35,7 +35,7 @@ describe('tokenizing within a token budget', () => {
     const { tokenizer, seen } = counting(tok);
     const e = await tokenizeWithinBudget(tokenizer, texts, { maxTokens: 2000 }).catch((x) => x);
     expect(e.kind).toBe('payload_too_large');
-    expect(e.message).toMatch(/more than 2000 tokens/);
+    expect(e.message).toMatch(/than the limit of 2000 per request/);
     expect(seen.chars).toBeLessThan(0.1 * 200_000);
   });
 

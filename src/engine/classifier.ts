@@ -177,12 +177,18 @@ export class Classifier {
     const { texts } = input;
     if (this.stopping) throw new ToxScopeError('unavailable', 'the service is shutting down and accepts no new work');
     // until its windows are queued the request is being admitted: a drain waits for that (tokenizing yields)
-    const admission = this.admit(input, t0);
+    const timeoutMs = input.timeoutMs ?? this.batchingTimeoutMs;
+    const admission = this.admit(input, t0, timeoutMs > 0 ? t0 + timeoutMs : undefined);
     const settled = admission.then(() => undefined, () => undefined);
     this.admitting.add(settled);
     void settled.then(() => this.admitting.delete(settled));
-    const { submitted, languages, encodings, tokenizeMs, windowCounts, owner } = await admission;
-    const batched = await submitted;
+    const late = (e: unknown) => {
+      // one deadline for the whole request: say which, whatever part of the work it cut short
+      if (e instanceof ToxScopeError && e.kind === 'timeout') throw new ToxScopeError('timeout', `request not answered within ${timeoutMs} ms (its deadline)`, e.details, { cause: e });
+      throw e;
+    };
+    const { submitted, languages, encodings, tokenizeMs, windowCounts, owner } = await admission.catch(late);
+    const batched = await submitted.catch(late);
 
     const perText: TokenCodes[][] = texts.map(() => []);
     batched.outputs.forEach((codes, i) => perText[owner[i]].push(codes));
@@ -213,13 +219,10 @@ export class Classifier {
   }
 
   /** Checks, languages, tokens within the budget, windows, then into the queue (synchronously, in one step). */
-  private async admit(input: ClassifyInput, t0: number) {
+  private async admit(input: ClassifyInput, t0: number, deadline: number | undefined) {
     const { texts } = input;
     this.checkTexts(texts);
     this.batcher.assertRoom(texts.length); // every text is at least one window: refuse before tokenizing
-    // one deadline for the whole request, tokenization included (0: none)
-    const timeoutMs = input.timeoutMs ?? this.batchingTimeoutMs;
-    const deadline = timeoutMs > 0 ? t0 + timeoutMs : undefined;
     const languages = resolveLanguages(texts, input.language, this.parts.lid);
 
     // in bounded slices, refused as soon as the running count passes the budget (never tokenized whole)

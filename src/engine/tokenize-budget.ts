@@ -52,7 +52,7 @@ export async function tokenizeWithinBudget(
       progress.chars += end - start;
       total += piece.ids.length;
       if (total > maxTokens)
-        throw new ToxScopeError('payload_too_large', `the texts have more than ${maxTokens} tokens together, the limit per request (passed in texts[${t}])`, {
+        throw new ToxScopeError('payload_too_large', `the texts have more tokens together than the limit of ${maxTokens} per request (passed in texts[${t}]; refused before tokenizing the rest)`, {
           limit: maxTokens,
           text: t,
         });
