@@ -9,6 +9,7 @@ const BENCHES: Record<string, () => Promise<{ run(argv: string[]): Promise<numbe
   artifacts: () => import('./artifacts.js'),
   'int8-matmul': () => import('./int8-matmul.js'),
   'precision-goldens': () => import('./precision-goldens.js'),
+  stall: () => import('./stall.js'),
 };
 
 async function main(argv: string[]): Promise<number> {
