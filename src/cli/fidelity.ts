@@ -3,7 +3,7 @@
  * texts: residual error, fired-set agreement, firing-rate error, and the head's score, decision and ROC-AUC changes
  * on labeled texts. Both engines run in this process on the same windows.
  */
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { readLabeled, type LabeledText } from '../data/labeled.js';
 import { featurizeForBundle, openBundle, type RunnableBundle } from '../bundle/open.js';
 import { FiredSetAgreementSum, ResidualErrorSum, firingRateError, headChange } from '../engine/fidelity.js';
@@ -12,6 +12,7 @@ import { PRECISION_SETTINGS, type PrecisionSetting } from '../config.js';
 import { seededRandom, shuffleInPlace } from '../util/random.js';
 import { parseChoice, parseEngineFlags, parseFlags, parseIntFlag, requireString } from './args.js';
 import { openBundleFlag } from './bundle-arg.js';
+import { cliEnvironment } from './environment.js';
 import type { CliIO, Command } from './main.js';
 import { progressBar } from './progress.js';
 
@@ -20,6 +21,7 @@ const USAGE = `usage: toxscope fidelity --data <jsonl file or dir> [--bundle <di
 
   --data       labeled JSON Lines {"text", "label": 0|1, "lang"}: a seeded sample of --limit texts is used
   --exclude    drop texts that also occur here (e.g. the bundle's training data, to keep the set held out)
+  --data-dir   built graphs and the demo live here (default $TOXSCOPE_DATA_DIR, else .toxscope)
   --bundle     default: the demo bundle (SYNTHETIC backbone: numbers measure the pipeline, not Qwen3)
   --precision  the candidate precision compared with float32 (default int8)`;
 
@@ -32,7 +34,7 @@ const FLAGS = {
   seed: { type: 'string', default: '1' },
   batch: { type: 'string', default: '16' },
   json: { type: 'boolean', default: false },
-  'data-dir': { type: 'string', default: '.toxscope' },
+  'data-dir': { type: 'string' },
   threads: { type: 'string' },
   provider: { type: 'string', default: 'cpu' },
 } as const;
@@ -47,10 +49,10 @@ export const fidelityCommand: Command = {
     const texts = sample(readLabeled(requireString(f, 'data')), f.exclude as string | undefined, parseIntFlag(f.limit as string, 'limit', 1), parseIntFlag(f.seed as string, 'seed', 0));
     const batch = parseIntFlag(f.batch as string, 'batch', 1);
     const { provider, threads } = parseEngineFlags(f);
-    const ref = await openBundleFlag(f.bundle as string | undefined, f['data-dir'] as string, provider, threads, io); // float32 (the default)
+    const ref = await openBundleFlag(f.bundle as string | undefined, f['data-dir'], provider, threads, io, 'f32');
     let cand: RunnableBundle | null = null;
     try {
-      cand = await openBundle(ref.bundle, { cacheDir: join(resolve(f['data-dir'] as string), 'graph-cache'), provider, threads, precision });
+      cand = await openBundle(ref.bundle, { cacheDir: join(cliEnvironment(f['data-dir'], io).dataDir, 'graph-cache'), provider, threads, precision });
       const report = await compare(ref, cand, texts, batch, io);
       const synthetic = ref.bundle.manifest.synthetic_backbone;
       const out = { precision: cand.engine.info.weightDtype, reference: ref.engine.info.weightDtype, bundle: ref.bundle.dir, synthetic_backbone: synthetic, ...report };
