@@ -3,7 +3,7 @@
  * for int8, the exact-candidate SAE encoder equal to float32 on its own residual wherever it certifies so, the
  * served weights' size, the cache keeping f32 and int8 apart, and where the precision is decided.
  */
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -13,6 +13,7 @@ import { Checkpoint } from '../src/model/checkpoint.js';
 import { WEIGHTS_FILE } from '../src/model/graph.js';
 import { encodeTopK } from '../src/model/sae/encode.js';
 import { loadSae } from '../src/model/sae/load.js';
+import { openFamilyGoldens } from './helpers/family-goldens.js';
 import { Goldens, goldenCheckpointDir, goldensDir, readManifest } from './helpers/goldens.js';
 
 const cacheDir = mkdtempSync(join(tmpdir(), 'toxscope-int8-'));
@@ -111,6 +112,37 @@ describe('int8 engine on the dense Qwen3 goldens (qwen3-tiny-bf16)', () => {
       await f32.close();
       await int8.close();
       await again.close();
+    }
+  });
+});
+
+describe('int8 engine on the Qwen3-MoE goldens (qwen3-moe-tiny)', () => {
+  it('runs the experts as com.microsoft QMoE with 8-bit weights and keeps every layer within int8 error of the goldens', async () => {
+    const g = openFamilyGoldens('qwen3-moe');
+    try {
+      for (let L = 0; L < 4; L++) {
+        const e = await ForwardEngine.open({ modelDir: join(goldensDir, 'qwen3-moe', 'qwen3-moe-tiny'), layer: L, cacheDir, threads: 1, precision: 'int8' });
+        try {
+          if (L === 3) expect(readFileSync(e.info.modelPath).includes('QMoE')).toBe(true);
+          const out = await e.runResidual(g.sequences);
+          const gold = g.goldens.f32(`right.resid_post.${L}`).data; // [S, T, D]
+          let num = 0, den = 0;
+          for (let b = 0; b < out.batch; b++)
+            for (let t = 0; t < g.sequences[b].length; t++)
+              for (let i = 0; i < out.dModel; i++) {
+                const at = (b * out.seqLen + t) * out.dModel + i, want = gold[(b * g.T + t) * out.dModel + i];
+                num += (out.resid[at] - want) ** 2;
+                den += want * want;
+              }
+          const err = Math.sqrt(num / den);
+          expect(err, `layer ${L}`).toBeLessThan(0.08);
+          expect(err, `layer ${L} is really quantized`).toBeGreaterThan(1e-3);
+        } finally {
+          await e.close();
+        }
+      }
+    } finally {
+      g.close();
     }
   });
 });

@@ -37,6 +37,8 @@ export const INT8_GRAPH_CHOICES = {
   /** tokens per step of the float32 recomputation Loop (see sae-exact-candidates.ts) */
   saeRecomputeChunk: 128,
   nbitsBlock: NBITS_BLOCK,
+  /** MoE experts (precision.ts): com.microsoft QMoE, 8-bit, one scale per expert row, zero point 128 */
+  experts: 'qmoe8-per-row',
   /** 'int8': per-row int8 table; 'source': the checkpoint's own bf16 (or f32) table */
   embedding: 'int8' as 'int8' | 'source',
 };
