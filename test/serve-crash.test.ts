@@ -17,7 +17,7 @@ import { spawnService, type ServiceProcess } from './helpers/service-process.js'
 
 const root = mkdtempSync(join(tmpdir(), 'toxscope-crash-'));
 const bundleDir = join(root, 'bundle');
-const TEST_TIMEOUT = 300_000;
+const TEST_TIMEOUT = 480_000; // bounded: each start <= 150 s, each wait <= 120 s; about 40-110 s on 2 busy cores
 
 beforeAll(async () => {
   await trainServeBundle(bundleDir, 'crash-test', join(root, 'cache'));

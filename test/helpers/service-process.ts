@@ -20,7 +20,7 @@ export interface ServiceProcess {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function spawnService(env: Record<string, string>, timeoutMs = 90_000): Promise<ServiceProcess> {
+export async function spawnService(env: Record<string, string>, timeoutMs = 150_000): Promise<ServiceProcess> {
   const base: Record<string, string> = {};
   for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG', 'NODE_OPTIONS']) if (process.env[k] !== undefined) base[k] = process.env[k]!;
   const child = spawn(process.execPath, [join(repoRoot, 'bin', 'toxscope.js'), 'serve'], {
