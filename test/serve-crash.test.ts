@@ -5,7 +5,7 @@
  * prediction id and every accepted feedback label is found exactly once. The restart itself happens with
  * Postgres still unreachable: the service must start, classify and journal without it.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
@@ -70,7 +70,13 @@ async function waitUntilWritten(svc: ServiceProcess, timeoutMs = 90_000): Promis
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
-    last = await (await fetch(`${svc.url}/metrics`)).text();
+    // a connection reset is not an answer: creating an embedded database holds the service's thread for a while
+    const res = await fetch(`${svc.url}/metrics`).catch(() => undefined);
+    if (!res) {
+      await sleep(500);
+      continue;
+    }
+    last = await res.text();
     const waiting = metric(last, 'toxscope_write_queue_entries{where="memory"}') + metric(last, 'toxscope_write_queue_entries{where="journal"}');
     if (waiting === 0 && metric(last, 'toxscope_database_up') === 1) return;
     await sleep(200);
@@ -126,6 +132,34 @@ describe('kill -9 with answered rows not yet in the database', () => {
       expect(metric(m, 'toxscope_write_queue_replayed_total')).toBeGreaterThanOrEqual(36 + 12);
     } finally {
       code = await second.stop();
+    }
+    expect(code).toBe(0);
+    const db = await createDb({ dataDir, migrate: false });
+    try {
+      await expectStoredOnce(db, ledger);
+    } finally {
+      await db.close();
+    }
+  });
+});
+
+describe('embedded PGlite unusable at start', () => {
+  it('serves and journals without it, then creates it, migrates and stores every row once when it becomes usable', { timeout: TEST_TIMEOUT }, async () => {
+    const dataDir = join(root, 'pglite-late');
+    // something else occupies the embedded database's directory (a volume not ready, a stray file): it cannot open
+    mkdirSync(join(dataDir, 'pglite'), { recursive: true });
+    writeFileSync(join(dataDir, 'pglite', 'not-a-database'), 'x');
+    const ledger = new Ledger();
+    const svc = await spawnService({ TOXSCOPE_BUNDLE: bundleDir, TOXSCOPE_DATA_DIR: dataDir });
+    let code: number | null;
+    try {
+      expect(await (await fetch(`${svc.url}/readyz`)).json()).toMatchObject({ status: 'ready', degraded: true, database: 'connecting' });
+      await ledger.run(svc, 5, 'late');
+      expect(svc.log()).toMatch(/database unavailable: classifying without it/);
+      rmSync(join(dataDir, 'pglite'), { recursive: true, force: true });
+      await waitUntilWritten(svc, 120_000);
+    } finally {
+      code = await svc.stop();
     }
     expect(code).toBe(0);
     const db = await createDb({ dataDir, migrate: false });
