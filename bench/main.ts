@@ -7,6 +7,7 @@ const BENCHES: Record<string, () => Promise<{ run(argv: string[]): Promise<numbe
   http: () => import('./http.js'),
   drift: () => import('./drift.js'),
   artifacts: () => import('./artifacts.js'),
+  reload: () => import('./reload.js'),
   'int8-matmul': () => import('./int8-matmul.js'),
   'precision-goldens': () => import('./precision-goldens.js'),
   stall: () => import('./stall.js'),

@@ -4,28 +4,23 @@
  * Each bundle is a copy of one trained here, with one artifact replaced and the hashes re-bound so that the
  * head accepts it: the attacker controls every file of a bundle, so the parsers are what must hold.
  */
-import { createHash } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { modelDigest, saeDigest } from '../src/bundle/artifacts.js';
 import { sha256Files } from '../src/bundle/file-hash.js';
-import { readBundle } from '../src/bundle/load.js';
 import { createLanguageIdentifier } from '../src/engine/language.js';
 import { loadServingBundle } from '../src/main.js';
-import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../src/model/safetensors.js';
 import { createLogger } from '../src/util/logger.js';
 import { ADMIN_TOKEN, buildTestApp, post, type TestApp } from './helpers/app.js';
-import { goldenCheckpointDir } from './helpers/goldens.js';
 import { memoDagPickle, strideZeroTorchFile, torchZip, zipBombTorchFile } from './helpers/hostile-artifacts.js';
+import { bigShardedModel as bigShardedModelIn, hostileSae as hostileSaeIn, modelCopy as modelCopyIn, rebindBundle } from './helpers/rebind-bundle.js';
 import { trainServeBundle } from './helpers/serve-bundle.js';
 
 const root = mkdtempSync(join(tmpdir(), 'toxscope-reload-hostile-'));
 const trained = join(root, 'trained');
 const logLines: string[] = [];
 let t: TestApp;
-let n = 0;
 
 beforeAll(async () => {
   await trainServeBundle(trained, 'reload-hostile', join(root, 'cache'));
@@ -45,77 +40,10 @@ const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
 const reload = (path: string) => post(t.app, '/admin/reload', { path }, auth);
 const classify = (text: string) => post(t.app, '/v1/classify', { texts: [text] });
 
-/**
- * A copy of the trained bundle pointing at `model` / `sae` (absolute), with the head's trained_for, the
- * manifest's hashes and the head's sha256 re-bound to them (or to `claim`, to make the hash check fail late).
- */
-function rebind(opts: { model?: string; sae?: string; claimModelSha?: string } = {}): string {
-  const src = readBundle(trained);
-  const out = join(root, `bundle-${n++}`);
-  mkdirSync(out);
-  const manifest = JSON.parse(readFileSync(join(trained, 'manifest.json'), 'utf8'));
-  const head = JSON.parse(readFileSync(join(trained, manifest.head.path), 'utf8'));
-  if (existsSync(join(trained, 'rule.json'))) copyFileSync(join(trained, 'rule.json'), join(out, 'rule.json'));
-  const model = opts.model ?? src.modelDir;
-  const sae = opts.sae ?? src.saePath;
-  const modelSha = opts.claimModelSha ?? modelDigest(model);
-  const saeSha = saeDigest(sae, manifest.layer).sha256;
-  head.meta.trained_for = { ...head.meta.trained_for, model_sha256: modelSha, sae_sha256: saeSha };
-  const headBytes = Buffer.from(JSON.stringify(head));
-  writeFileSync(join(out, 'head.json'), headBytes);
-  manifest.head = { path: 'head.json', sha256: createHash('sha256').update(headBytes).digest('hex') };
-  manifest.model = { ...manifest.model, path: model, sha256: modelSha };
-  manifest.sae = { ...manifest.sae, path: sae, sha256: saeSha, ...(sae.endsWith('.pt') && { format: 'qwen-scope' }) };
-  manifest.version = `hostile-${n}`;
-  writeFileSync(join(out, 'manifest.json'), JSON.stringify(manifest));
-  return out;
-}
-
-/** A hostile Qwen-Scope file named for the bundle's layer, in a directory of its own. */
-function hostileSae(bytes: Buffer): string {
-  const dir = join(root, `sae-${n++}`);
-  mkdirSync(dir);
-  const p = join(dir, 'layer2.sae.pt');
-  writeFileSync(p, bytes);
-  return p;
-}
-
-/** A copy of the golden checkpoint whose tensors pass through `edit` (raw little-endian bytes), plus extra shards. */
-function modelCopy(edit: (name: string, bytes: Buffer) => void = () => undefined): string {
-  const dir = join(root, `model-${n++}`);
-  mkdirSync(dir);
-  copyFileSync(join(goldenCheckpointDir, 'config.json'), join(dir, 'config.json'));
-  const st = SafetensorsFile.open(join(goldenCheckpointDir, 'model.safetensors'));
-  const tensors: Record<string, TensorToWrite> = {};
-  for (const [name, info] of st.tensors) {
-    const bytes = st.readBytes(name);
-    edit(name, bytes);
-    tensors[name] = { dtype: info.dtype, shape: info.shape, data: bytes };
-  }
-  st.close();
-  writeSafetensors(join(dir, 'model.safetensors'), tensors);
-  return dir;
-}
-
-/** The golden checkpoint re-laid as two shards, the second holding one extra `mib` MiB tensor (sparse on disk). */
-function bigShardedModel(mib: number): string {
-  const dir = modelCopy();
-  rmSync(join(dir, 'model.safetensors'));
-  copyFileSync(join(goldenCheckpointDir, 'model.safetensors'), join(dir, 'model-00001-of-00002.safetensors'));
-  const header = Buffer.from(JSON.stringify({ 'padding.weight': { dtype: 'U8', shape: [mib << 20], data_offsets: [0, mib << 20] } }));
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(header.length));
-  const fd = openSync(join(dir, 'model-00002-of-00002.safetensors'), 'w');
-  writeSync(fd, Buffer.concat([len, header]));
-  writeSync(fd, Buffer.alloc(1), 0, 1, 8 + header.length + (mib << 20) - 1); // a hole up to the last byte
-  closeSync(fd);
-  const st = SafetensorsFile.open(join(goldenCheckpointDir, 'model.safetensors'));
-  const weightMap: Record<string, string> = { 'padding.weight': 'model-00002-of-00002.safetensors' };
-  for (const name of st.tensors.keys()) weightMap[name] = 'model-00001-of-00002.safetensors';
-  st.close();
-  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
-  return dir;
-}
+const rebind = (opts: Parameters<typeof rebindBundle>[2] = {}) => rebindBundle(trained, root, opts);
+const hostileSae = (bytes: Buffer) => hostileSaeIn(root, bytes);
+const modelCopy = (edit?: (name: string, bytes: Buffer) => void) => modelCopyIn(root, edit);
+const bigShardedModel = (mib: number) => bigShardedModelIn(root, mib);
 
 /** The refusal's body, asserted to be a bounded 422 that leaks no path of this machine. */
 async function refusal(path: string): Promise<string> {
