@@ -4,9 +4,17 @@
  * machine's measured fp32 MatMul throughput (one ORT MatMul [M,K]x[K,N]), and the ratio of the forward
  * pass's effective FLOP/s to it.
  *
- *   npm run -s bench -- engine [--json] [--batch 8] [--seq 128] [--layer 14] [--threads 2] [--iters 5]
- *       [--hidden 1024] [--intermediate 3072] [--heads 16] [--kv-heads 8] [--head-dim 128] [--vocab 151936]
+ *   npm run -s bench -- engine [--json] [--family qwen3|qwen3-moe] [--batch 8] [--seq 128] [--layer 14] [--threads 2]
+ *       [--iters 5] [--hidden 1024] [--intermediate 3072] [--heads 16] [--kv-heads 8] [--head-dim 128] [--vocab 151936]
  *       [--no-prepack] [--keep <dir>] [--sae-features 16384] [--sae-k 50] [--no-sae] [--precision f32|f16|int8]
+ *       qwen3-moe only: [--experts 128] [--top-k 8] [--moe-intermediate 768] [--moe ort-moe|gathered|both]
+ *
+ * --family qwen3-moe: a Qwen3-30B-A3B-shaped model (hidden 2048, 32/4 heads of 128, 128 experts, top-8, expert
+ * width 768; --layer defaults to 1) timed in the same child process as a dense Qwen3 graph of the same hidden size
+ * and depth (Qwen3-1.7B's shapes: intermediate 6144, 16/8 heads of 128), runs alternating, so the ratio of their
+ * effective FLOP/s (MoE counting only the k experts each token routes to, plus the router) holds on a shared
+ * machine. With --moe both, the gathered ai.onnx decomposition is timed too (in its own phase, against the dense
+ * graph again, so that only one MoE graph's weights are resident at a time).
  *
  * The timed part runs in a child process so its peak RSS is the engine's own (graph load + runs), not the
  * weight generation's. The same batches also run through the graph with a fused random TopK SAE
@@ -15,28 +23,35 @@
  * tokens/s with the SAE fused, peak memory of build and serve, served weight bytes, and fidelity.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseChoice, parseFlags, parseIntFlag } from '../src/cli/args.js';
 import { type PrecisionJob, comparePrecisions, precisionWorker } from './engine-precision.js';
 import { ForwardEngine, ForwardEngineOptions } from '../src/engine/forward-engine.js';
-import { f32ToBf16 } from '../src/model/dtypes.js';
+import type { MoeKernel } from '../src/model/blocks/moe.js';
 import { Checkpoint } from '../src/model/checkpoint.js';
+import { readModelConfig } from '../src/model/families/registry.js';
+import type { Qwen3Config } from '../src/model/families/qwen3.js';
+import type { GraphOptions } from '../src/model/graph.js';
 import { ensureGraph } from '../src/model/graph-cache.js';
 import { ExternalDataFile, GraphBuilder, TensorDataType } from '../src/model/onnx/graph-builder.js';
-import { Qwen3Config, toHfConfigJson } from '../src/model/families/qwen3.js';
-import { SafetensorsFile, TensorToWrite, writeSafetensors } from '../src/model/safetensors.js';
+import { type BenchModel, denseQwen3, qwen3Moe, qwen3_30bA3bConfig, sameCheckpoint, writeRandomCheckpoint } from './engine-families.js';
 import type { TopKSae } from '../src/model/sae/types.js';
 import { OrtSession } from '../src/runtime/session.js';
 import { Rng } from '../src/util/random.js';
 
 const FLAGS = {
   json: { type: 'boolean', default: false },
+  family: { type: 'string', default: 'qwen3' },
+  experts: { type: 'string', default: '128' },
+  'top-k': { type: 'string', default: '8' },
+  'moe-intermediate': { type: 'string', default: '768' },
+  moe: { type: 'string', default: 'ort-moe' },
   batch: { type: 'string', default: '8' },
   seq: { type: 'string', default: '128' },
-  layer: { type: 'string', default: '14' },
+  layer: { type: 'string' },
   threads: { type: 'string', default: '2' },
   iters: { type: 'string', default: '5' },
   hidden: { type: 'string', default: '1024' },
@@ -67,6 +82,11 @@ interface Job {
   matmul: { m: number; k: number; n: number };
   /** also time the forward pass with a fused random TopK SAE (rebuilt from its seed in the child) */
   sae?: SaeSpec;
+  /**
+   * Instead of the plain/SAE pair: phases of engines timed together (runs alternate within a phase); each phase's
+   * engines are closed before the next opens. Results come back by label.
+   */
+  phases?: { label: string; modelDir: string; graphOptions?: GraphOptions }[][];
 }
 
 interface SaeSpec {
@@ -83,6 +103,8 @@ interface WorkerResult {
   /** the same batches through the graph with the SAE encoder fused (top-k out) */
   forwardSae?: { loadSeconds: number; seconds: number[]; provider: string; peakRssMb: number };
   peakRssMb: number;
+  /** phases: label -> timings */
+  labelled?: Record<string, { loadSeconds: number; seconds: number[]; provider: string; peakRssMb: number }>;
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -90,8 +112,18 @@ export async function run(argv: string[]): Promise<number> {
   if (typeof f.worker === 'string') return worker(JSON.parse(f.worker) as Job);
   if (typeof f['precision-worker'] === 'string') return precisionWorker(JSON.parse(f['precision-worker']) as PrecisionJob, randomSae);
   const precision = parseChoice(f.precision as string, 'precision', ['f32', 'f16', 'int8'] as const);
+  const family = f.family as string;
+  if (family === 'qwen3-moe') return runMoe(f);
+  if (family === 'qwen3.5' || family === 'qwen3.5-moe') {
+    process.stderr.write(`bench engine: --family ${family} needs the qwen3_5 family in src/model/families/, which this build does not have yet\n`);
+    return 2;
+  }
+  if (family !== 'qwen3') {
+    process.stderr.write(`bench engine: --family must be one of qwen3, qwen3-moe, qwen3.5, qwen3.5-moe; got '${family}'\n`);
+    return 2;
+  }
   const int = (k: keyof typeof FLAGS, min = 1) => parseIntFlag(f[k] as string, k, min);
-  const layer = int('layer', 0);
+  const layer = parseIntFlag((f.layer as string | undefined) ?? '14', 'layer', 0);
   const config: Qwen3Config = {
     hiddenSize: int('hidden'),
     intermediateSize: int('intermediate'),
@@ -113,16 +145,17 @@ export async function run(argv: string[]): Promise<number> {
     const modelDir = join(work, 'model');
     const cacheDir = join(work, 'graph-cache');
     let t0 = performance.now();
-    if (sameCheckpoint(modelDir, config, layer)) log(`reusing the random weights in ${modelDir} ... `);
+    const model = denseQwen3(config);
+    if (sameCheckpoint(modelDir, model, layer)) log(`reusing the random weights in ${modelDir} ... `);
     else {
       log(`writing random bf16 weights (layers 0..${layer}) to ${modelDir} ... `);
-      writeRandomCheckpoint(modelDir, config, layer, 1234);
+      writeRandomCheckpoint(modelDir, model, layer, 1234);
     }
     const genSeconds = (performance.now() - t0) / 1000;
     if (precision !== 'f32') {
       log(`${genSeconds.toFixed(1)} s\n`);
       const sae = { dModel: config.hiddenSize, dSae: int('sae-features'), k: int('sae-k'), seed: 99 };
-      const result = comparePrecisions({ ...job0, modelDir, cacheDir, sae, vocab: config.vocabSize }, precision, forwardFlopsPerToken(config, layer, job0.seq), log);
+      const result = comparePrecisions({ ...job0, modelDir, cacheDir, sae, vocab: config.vocabSize }, precision, model.flopsPerToken(layer, job0.seq), log);
       const shape = { hidden: config.hiddenSize, intermediate: config.intermediateSize, heads: config.numHeads, kv_heads: config.numKvHeads, head_dim: config.headDim, vocab: config.vocabSize };
       const full = { ...result, shape, weights_gen_s: round(genSeconds, 1) };
       if (f.json) process.stdout.write(JSON.stringify(full) + '\n');
@@ -144,11 +177,12 @@ export async function run(argv: string[]): Promise<number> {
     const tokens = job.batch * job.seq;
     const sec = median(r.forward.seconds);
     const best = Math.min(...r.forward.seconds);
-    const flopsPerToken = forwardFlopsPerToken(config, layer, job.seq);
+    const flopsPerToken = model.flopsPerToken(layer, job.seq);
     const tokensPerS = tokens / sec;
     const forwardGflops = (flopsPerToken * tokensPerS) / 1e9;
     const result = {
       bench: 'engine',
+      family: 'qwen3',
       tokens_per_s: round(tokensPerS, 1),
       seconds_per_batch: round(sec, 3),
       seconds_per_batch_all: r.forward.seconds.map((s) => round(s, 3)),
@@ -207,12 +241,107 @@ export async function run(argv: string[]): Promise<number> {
   }
 }
 
-/** Matmul FLOPs (2 per multiply-add) per token through layers 0..L, plus causal attention (mean (T+1)/2 keys). */
-export function forwardFlopsPerToken(c: Qwen3Config, layer: number, seq: number): number {
-  const { hiddenSize: D, intermediateSize: F, numHeads: H, numKvHeads: KV, headDim: hd } = c;
-  const matmulParams = D * (H + 2 * KV) * hd + H * hd * D + 3 * D * F;
-  const attention = 2 * 2 * H * hd * ((seq + 1) / 2); // QK^T and AV
-  return (layer + 1) * (2 * matmulParams + attention);
+// ---------------------------------------------------------------- --family qwen3-moe
+
+/**
+ * A Qwen3-30B-A3B-shaped MoE to layer L against a dense Qwen3 graph of the same hidden size and depth, in one child
+ * process. Effective FLOP/s count only routed work; the headline is their ratio (target: MoE >= 50% of dense).
+ */
+async function runMoe(f: Record<keyof typeof FLAGS, string | string[] | boolean | undefined>): Promise<number> {
+  const int = (k: keyof typeof FLAGS, min = 1) => parseIntFlag(f[k] as string, k, min);
+  const layer = parseIntFlag((f.layer as string | undefined) ?? '1', 'layer', 0);
+  const kernels: MoeKernel[] = f.moe === 'both' ? ['ort-moe', 'gathered'] : f.moe === 'gathered' ? ['gathered'] : f.moe === 'ort-moe' ? ['ort-moe'] : [];
+  if (!kernels.length) {
+    process.stderr.write(`bench engine: --moe must be one of ort-moe, gathered, both; got '${f.moe}'\n`);
+    return 2;
+  }
+  const moeConfig = { ...qwen3_30bA3bConfig(Math.max(48, layer + 1)), vocabSize: int('vocab'), numExperts: int('experts'), topK: int('top-k'), expertWidth: int('moe-intermediate') };
+  const dense: Qwen3Config = {
+    hiddenSize: moeConfig.hiddenSize, intermediateSize: 6144, numLayers: moeConfig.numLayers, numHeads: 16, numKvHeads: 8, headDim: 128,
+    rmsNormEps: 1e-6, ropeTheta: 1e6, vocabSize: moeConfig.vocabSize, tieWordEmbeddings: true, torchDtype: 'bfloat16',
+  };
+  const models: Record<string, BenchModel> = { moe: qwen3Moe(moeConfig), dense: denseQwen3(dense) };
+  const job0 = { layer, batch: int('batch'), seq: int('seq'), threads: int('threads'), iters: int('iters'), prepacking: !f['no-prepack'] };
+  const work = typeof f.keep === 'string' ? f.keep : mkdtempSync(join(tmpdir(), 'toxscope-bench-moe-'));
+  mkdirSync(work, { recursive: true });
+  const log = (m: string) => !f.json && process.stdout.write(m);
+  try {
+    const cacheDir = join(work, 'graph-cache');
+    let t0 = performance.now();
+    for (const [name, m] of Object.entries(models)) {
+      const dir = join(work, name);
+      if (sameCheckpoint(dir, m, layer)) log(`reusing the random ${name} weights in ${dir}\n`);
+      else {
+        log(`writing random bf16 ${name} weights (layers 0..${layer}) to ${dir} ... `);
+        writeRandomCheckpoint(dir, m, layer, name === 'moe' ? 4321 : 1234);
+        log('done\n');
+      }
+    }
+    const genSeconds = (performance.now() - t0) / 1000;
+    t0 = performance.now();
+    const graphs: { label: string; modelDir: string; graphOptions?: GraphOptions }[] = [{ label: 'dense', modelDir: join(work, 'dense') }];
+    for (const k of kernels) graphs.push({ label: k, modelDir: join(work, 'moe'), graphOptions: { moeKernel: k } });
+    for (const gr of graphs) {
+      log(`building the ${gr.label} graph ... `);
+      const ckpt = Checkpoint.open(gr.modelDir);
+      ensureGraph(cacheDir, ckpt, layer, null, 'f32', gr.graphOptions ?? {});
+      ckpt.close();
+      log('done\n');
+    }
+    const buildSeconds = (performance.now() - t0) / 1000;
+    log(`measuring (child process; phases: ${kernels.map((k) => `dense + ${k}`).join(', ')}) ...\n`);
+    const job: Job = {
+      ...job0, modelDir: join(work, 'dense'), cacheDir, matmul: { m: 1024, k: moeConfig.hiddenSize, n: 6144 },
+      // each MoE kernel is timed against its own run of the dense graph (same phase, runs alternating)
+      phases: kernels.map((k) => [{ ...graphs[0], label: `dense:${k}` }, graphs.find((g) => g.label === k)!]),
+    };
+    const r = runWorker(job);
+    const tokens = job.batch * job.seq;
+    const per = (label: string, model: BenchModel) => {
+      const t = r.labelled![label];
+      const sec = median(t.seconds);
+      const flops = model.flopsPerToken(layer, job.seq);
+      return { tokens_per_s: round(tokens / sec, 1), seconds_per_batch: round(sec, 3), seconds_all: t.seconds.map((x) => round(x, 3)), effective_gflops: round((flops * tokens) / sec / 1e9, 1), flops_per_token: flops, peak_rss_mb_with_dense: round(t.peakRssMb, 0), load_s: round(t.loadSeconds, 2) };
+    };
+    const denseByKernel = Object.fromEntries(kernels.map((k) => [k, per(`dense:${k}`, models.dense)]));
+    const moeRes = Object.fromEntries(kernels.map((k) => [k, { ...per(k, models.moe), to_dense_flops_ratio: round(per(k, models.moe).effective_gflops / denseByKernel[k].effective_gflops, 3) }]));
+    const main = moeRes[kernels[0]];
+    const denseRes = denseByKernel[kernels[0]];
+    const result = {
+      bench: 'engine',
+      family: 'qwen3-moe',
+      kernel: kernels[0],
+      tokens_per_s: main.tokens_per_s,
+      forward_gflops: main.effective_gflops,
+      dense_tokens_per_s: denseRes.tokens_per_s,
+      dense_forward_gflops: denseRes.effective_gflops,
+      moe_to_dense_flops_ratio: main.to_dense_flops_ratio,
+      batch: job.batch, seq: job.seq, layer, threads: job.threads, provider: r.labelled![kernels[0]].provider,
+      shape: models.moe.describe,
+      dense_shape: models.dense.describe,
+      moe: moeRes,
+      dense: denseByKernel,
+      ...(moeRes.gathered && moeRes['ort-moe'] ? { ort_moe_over_gathered: round(moeRes['ort-moe'].tokens_per_s / moeRes.gathered.tokens_per_s, 3) } : {}),
+      peak_rss_mb: round(r.peakRssMb, 0),
+      matmul_gflops: round(r.matmul.gflops, 1),
+      build_s: round(buildSeconds, 1),
+      weights_gen_s: round(genSeconds, 1),
+    };
+    if (f.json) process.stdout.write(JSON.stringify(result) + '\n');
+    else
+      process.stdout.write(
+        [
+          `Qwen3-30B-A3B-shaped MoE (${moeConfig.numExperts} experts, top-${moeConfig.topK}, width ${moeConfig.expertWidth}) to layer ${layer}, batch ${job.batch} x ${job.seq}, ${job.threads} threads, ${result.provider}`,
+          ...kernels.map((k) => `  ${k}: ${moeRes[k].tokens_per_s} tokens/s, effective ${moeRes[k].effective_gflops} GFLOP/s (routed work only: ${(moeRes[k].flops_per_token / 1e6).toFixed(0)} MFLOP/token); dense Qwen3 (hidden ${dense.hiddenSize}, intermediate ${dense.intermediateSize}, same depth) in the same phase: ${denseByKernel[k].tokens_per_s} tokens/s, effective ${denseByKernel[k].effective_gflops} GFLOP/s -> MoE / dense ${(100 * moeRes[k].to_dense_flops_ratio).toFixed(1)}% (target >= 50%)`),
+          ...(result.ort_moe_over_gathered ? [`  com.microsoft MoE / gathered decomposition: ${result.ort_moe_over_gathered}x tokens/s`] : []),
+          `  peak RSS ${result.peak_rss_mb} MB (child process, all phases); fp32 MatMul probe ${result.matmul_gflops} GFLOP/s`,
+          '',
+        ].join('\n'),
+      );
+    return 0;
+  } finally {
+    if (typeof f.keep !== 'string') rmSync(work, { recursive: true, force: true });
+  }
 }
 
 // ---------------------------------------------------------------- timed part (child process)
@@ -227,6 +356,21 @@ function runWorker(job: Job): WorkerResult {
 async function worker(job: Job): Promise<number> {
   // MatMul samples before and after the forward runs, pooled: a burst of load from elsewhere hits both.
   const before = await measureMatMul(job);
+  if (job.phases) {
+    const labelled: NonNullable<WorkerResult['labelled']> = {};
+    for (const phase of job.phases) {
+      const opts = phase.map((e) => ({ modelDir: e.modelDir, layer: job.layer, cacheDir: job.cacheDir, threads: job.threads, prepacking: job.prepacking, graphOptions: e.graphOptions }));
+      const res = await measureForward(opts, job);
+      phase.forEach((e, i) => (labelled[e.label] = res[i]));
+    }
+    const after = await measureMatMul(job);
+    const seconds = [...before, ...after];
+    const { m, k, n } = job.matmul;
+    const matmul = { seconds, gflops: (2 * m * k * n) / median(seconds) / 1e9, gflopsBest: (2 * m * k * n) / Math.min(...seconds) / 1e9 };
+    const first = Object.values(labelled)[0];
+    process.stdout.write(JSON.stringify({ matmul, forward: first, labelled, peakRssMb: process.resourceUsage().maxRSS / 1024 } satisfies WorkerResult) + '\n');
+    return 0;
+  }
   const base = { modelDir: job.modelDir, layer: job.layer, cacheDir: job.cacheDir, threads: job.threads, prepacking: job.prepacking };
   const [forward, forwardSae] = await measureForward(job.sae ? [base, { ...base, sae: randomSae(job.sae) }] : [base], job);
   const after = await measureMatMul(job);
@@ -247,7 +391,8 @@ export async function measureForward(optsList: ForwardEngineOptions[], job: Pick
   const engines: ForwardEngine[] = [];
   try {
     let s = 7;
-    const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) % 150000);
+    const vocab = Math.min(150000, ...optsList.map((o) => readModelConfig(o.modelDir).config.vocabSize));
+    const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) % vocab);
     const ids = Array.from({ length: job.batch }, () => Array.from({ length: job.seq }, rnd));
     // with an SAE fused, time what the service runs: top-k codes out, no dense residual
     const steps: (() => Promise<unknown>)[] = [];
@@ -309,56 +454,6 @@ function randomSae(spec: SaeSpec): TopKSae {
     format: 'qwen-scope', source: `random-sae-${spec.seed}`, dModel: spec.dModel, dSae: spec.dSae, k: spec.k,
     wEnc, bEnc: new Float32Array(spec.dSae).fill(-0.01), inputBias: null, wDec: null, bDec: null,
   };
-}
-
-// ---------------------------------------------------------------- random checkpoint
-
-/** A --keep directory from an earlier run with the same shape and layers (weights and cached graph are reused). */
-function sameCheckpoint(dir: string, c: Qwen3Config, lastLayer: number): boolean {
-  try {
-    const meta = SafetensorsFile.open(join(dir, 'model.safetensors'));
-    const written = meta.metadata.last_layer;
-    meta.close();
-    return written === String(lastLayer) && readFileSync(join(dir, 'config.json'), 'utf8') === JSON.stringify(toHfConfigJson(c), null, 2);
-  } catch {
-    return false;
-  }
-}
-
-/** HF-layout bf16 checkpoint with uniform random weights of std 0.02 (norms 1), layers 0..lastLayer only. */
-function writeRandomCheckpoint(dir: string, c: Qwen3Config, lastLayer: number, seed: number): void {
-  mkdirSync(dir, { recursive: true });
-  let s = seed >>> 0;
-  const a = 0.02 * Math.sqrt(3);
-  const rand = (shape: number[]): TensorToWrite => {
-    const v = new Float32Array(shape.reduce((x, y) => x * y, 1));
-    for (let i = 0; i < v.length; i++) {
-      s ^= s << 13; s ^= s >>> 17; s ^= s << 5; //   xorshift32
-      v[i] = ((s >>> 0) / 4294967296 - 0.5) * 2 * a;
-    }
-    return { dtype: 'BF16', shape, data: f32ToBf16(v) };
-  };
-  const ones = (n: number): TensorToWrite => ({ dtype: 'BF16', shape: [n], data: f32ToBf16(new Float32Array(n).fill(1)) });
-  const { hiddenSize: D, intermediateSize: F, numHeads: H, numKvHeads: KV, headDim: hd } = c;
-  const t: Record<string, TensorToWrite> = { 'model.embed_tokens.weight': rand([c.vocabSize, D]) };
-  for (let l = 0; l <= lastLayer; l++) {
-    const p = `model.layers.${l}.`;
-    Object.assign(t, {
-      [p + 'input_layernorm.weight']: ones(D),
-      [p + 'self_attn.q_proj.weight']: rand([H * hd, D]),
-      [p + 'self_attn.k_proj.weight']: rand([KV * hd, D]),
-      [p + 'self_attn.v_proj.weight']: rand([KV * hd, D]),
-      [p + 'self_attn.o_proj.weight']: rand([D, H * hd]),
-      [p + 'self_attn.q_norm.weight']: ones(hd),
-      [p + 'self_attn.k_norm.weight']: ones(hd),
-      [p + 'post_attention_layernorm.weight']: ones(D),
-      [p + 'mlp.gate_proj.weight']: rand([F, D]),
-      [p + 'mlp.up_proj.weight']: rand([F, D]),
-      [p + 'mlp.down_proj.weight']: rand([D, F]),
-    });
-  }
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(toHfConfigJson(c), null, 2));
-  writeSafetensors(join(dir, 'model.safetensors'), t, { format: 'pt', last_layer: String(lastLayer) });
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
