@@ -45,6 +45,26 @@ export interface Config {
   thresholdSyncMs: number;
   writes: WritesConfig;
   server: ServerConfig;
+  /** the NATS JetStream consumer of `toxscope consume` */
+  queue: QueueConfig;
+}
+
+export interface QueueConfig {
+  url: string;
+  /** the stream holding the requests (created with the subjects below when missing) */
+  stream: string;
+  /** requests are published here */
+  subject: string;
+  /** the durable consumer every replica shares */
+  durable: string;
+  resultsSubject: string;
+  deadLetterSubject: string;
+  /** deliveries of one message before it is dead-lettered (JetStream max_deliver) */
+  maxDeliver: number;
+  /** how long a delivered message may stay unacknowledged before it is redelivered */
+  ackWaitMs: number;
+  /** most messages one replica classifies at once */
+  maxInflight: number;
 }
 
 /** The write queue and its journal (src/db/write-queue.ts, src/db/journal.ts). */
@@ -107,6 +127,8 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
 const num = (min: number, max: number) => z.coerce.number<string>().min(min).max(max).describe(`number ${min} to ${max}`);
 const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off']).transform((v) => ['true', '1', 'yes', 'on'].includes(v)).describe('true, false, 1, 0, yes, no, on, off');
 const str = z.string().min(1).describe('non-empty string');
+const natsName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - only').describe('1 to 64 letters, digits, _ or -');
+const natsSubject = z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'dot-separated tokens of letters, digits, _ and - (no wildcards)').describe('a NATS subject without wildcards');
 const oneOf = <T extends string>(values: readonly [T, ...T[]]) => z.enum(values).describe(`one of ${values.join(', ')}`);
 
 interface Setting {
@@ -158,6 +180,15 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'TOXSCOPE_UPLOAD_TIMEOUT_MS', path: 'server.uploadTimeoutMs', schema: int(100), default: '30000', help: 'longest wait for a whole request body to arrive (408 and closed after it)' },
   { env: 'TOXSCOPE_MAX_CONNECTIONS', path: 'server.maxConnections', schema: int(1), default: '1024', help: 'most open client connections (further ones are closed at once)' },
   { env: 'TOXSCOPE_THRESHOLD_SYNC_MS', path: 'thresholdSyncMs', schema: int(1000), default: '15000', help: 'how often threshold overrides are re-read from the database (replicas converge within one period)' },
+  { env: 'TOXSCOPE_NATS_URL', path: 'queue.url', schema: z.string().regex(/^(nats|tls|wss?):\/\/\S+$/, 'must be a nats:// (or tls://, ws://, wss://) URL').describe('a nats://, tls://, ws:// or wss:// URL'), default: 'nats://127.0.0.1:4222', help: 'NATS server of `toxscope consume`' },
+  { env: 'TOXSCOPE_NATS_STREAM', path: 'queue.stream', schema: natsName, default: 'TOXSCOPE', help: 'JetStream stream holding the requests (created, with the three subjects, when missing)' },
+  { env: 'TOXSCOPE_NATS_SUBJECT', path: 'queue.subject', schema: natsSubject, default: 'toxscope.requests', help: 'subject requests are published to' },
+  { env: 'TOXSCOPE_NATS_DURABLE', path: 'queue.durable', schema: natsName, default: 'toxscope', help: 'durable pull consumer shared by every replica' },
+  { env: 'TOXSCOPE_NATS_RESULTS_SUBJECT', path: 'queue.resultsSubject', schema: natsSubject, default: 'toxscope.results', help: 'subject results are published to (one per request, with the prediction ids)' },
+  { env: 'TOXSCOPE_NATS_DEAD_LETTER_SUBJECT', path: 'queue.deadLetterSubject', schema: natsSubject, default: 'toxscope.dead-letter', help: 'subject requests that cannot be classified go to, with the error' },
+  { env: 'TOXSCOPE_NATS_MAX_DELIVER', path: 'queue.maxDeliver', schema: int(1, 1000), default: '5', help: 'deliveries of one message before it is dead-lettered' },
+  { env: 'TOXSCOPE_NATS_ACK_WAIT_MS', path: 'queue.ackWaitMs', schema: int(1000), default: '30000', help: "how long a replica may hold a message unacknowledged before it is redelivered (a dead replica's messages come back after it)" },
+  { env: 'TOXSCOPE_NATS_MAX_INFLIGHT', path: 'queue.maxInflight', schema: int(1, 100_000), default: '256', help: 'most messages one replica classifies at once (fewer are fetched when the batcher is full)' },
 ];
 
 /** PORT -> --port, TOXSCOPE_MAX_WAIT_MS -> --max-wait-ms */

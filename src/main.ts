@@ -39,6 +39,8 @@ import { ClassifierHost, type LoadedBundle } from './service/classifier-host.js'
 import type { ServiceDeps, WritesStatus } from './service/deps.js';
 import { createLogger, type Logger } from './util/logger.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
+import { QueueConsumer } from './queue/consumer.js';
+import { queueCore } from './queue/core.js';
 
 /** How long a bundle load waits for a database still connecting before serving without its threshold overrides. */
 const DATABASE_WAIT_AT_LOAD_MS = 5_000;
@@ -54,7 +56,12 @@ export interface RunningService {
   shutdown(reason?: string): Promise<void>;
 }
 
-export async function startService(config: Config, log: Logger = createLogger(config.logLevel)): Promise<RunningService> {
+export interface StartOptions {
+  /** also consume the NATS JetStream requests of config.queue (`toxscope consume`), once the bundle is ready */
+  consume?: boolean;
+}
+
+export async function startService(config: Config, log: Logger = createLogger(config.logLevel), options: StartOptions = {}): Promise<RunningService> {
   mkdirSync(config.dataDir, { recursive: true });
   const metrics = createMetrics();
   const host = new ClassifierHost();
@@ -144,6 +151,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
   log.info('listening; loading the bundle', { url });
 
   let stopping: Promise<void> | undefined;
+  let consumer: QueueConsumer | undefined;
   const ready = (async () => {
     const loaded = await loadBundle(undefined);
     if (stopping) {
@@ -156,6 +164,11 @@ export async function startService(config: Config, log: Logger = createLogger(co
     metrics.ready.set(1);
     monitor = restartMonitor(monitor, repo, baselines, config, metrics, log);
     thresholds.start();
+    if (options.consume) {
+      // the same core as HTTP: same bundle, thresholds, write queue, drift and metrics
+      consumer = new QueueConsumer(config.queue, queueCore(deps), { metrics, log });
+      await consumer.start();
+    }
     log.info('ready', { bundle: loaded.info.name, version: loaded.info.version, provider: loaded.info.executionProvider, synthetic_backbone: loaded.info.syntheticBackbone });
   })();
 
@@ -167,6 +180,8 @@ export async function startService(config: Config, log: Logger = createLogger(co
       // Before the first bundle is ready nothing has been accepted, so there is nothing to finish: do not wait
       // for the load (a first start builds the demo bundle, about a minute; Kubernetes allows 30 s by default).
       if (host.readiness !== 'starting') await ready.catch(() => undefined);
+      // the consumer fetches nothing more, finishes (publishes, acknowledges) what it holds, then closes
+      await consumer?.stop();
       await host.drain();
       monitor?.stop();
       thresholds.stop();

@@ -31,6 +31,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   discover: async () => (await import('./discover.js')).discoverCommand,
   serve: async () => (await import('./serve.js')).serveCommand,
   fidelity: async () => (await import('./fidelity.js')).fidelityCommand,
+  consume: async () => (await import('./consume.js')).consumeCommand,
 };
 
 export const processIO: CliIO = {

@@ -44,6 +44,15 @@ export interface Metrics {
   tokens: Counter;
   rejected: Counter<'reason'>;
   predictions: Counter<'language' | 'label'>;
+  /** the NATS JetStream consumer (`toxscope consume`): messages by outcome (ok, retry, dead_letter) */
+  natsMessages: Counter<'outcome'>;
+  natsRedeliveries: Counter;
+  natsDeadLetters: Counter;
+  /** messages of the stream not yet delivered to the durable consumer (what an autoscaler scales on) */
+  natsConsumerLag: Gauge;
+  natsConsumerAckPending: Gauge;
+  /** messages this replica holds (fetched, not yet acknowledged or dead-lettered) */
+  natsInflight: Gauge;
   scores: Histogram<'language'>;
   f1: Gauge<'language'>;
   f1Drift: Gauge<'language'>;
@@ -119,6 +128,12 @@ export function createMetrics({ processDefaults = true }: MetricsOptions = {}): 
     tokens: new Counter({ name: `${p}tokens_processed_total`, help: 'real tokens run through the model', registers }),
     rejected: new Counter({ name: `${p}rejected_total`, help: 'work refused or dropped by the batcher', labelNames: ['reason'], registers }),
     predictions: new Counter({ name: `${p}predictions_total`, help: 'classified texts by language and label', labelNames: ['language', 'label'], registers }),
+    natsMessages: new Counter({ name: `${p}nats_messages_total`, help: 'queue messages handled by this replica, by outcome (ok, retry, dead_letter)', labelNames: ['outcome'], registers }),
+    natsRedeliveries: new Counter({ name: `${p}nats_redeliveries_total`, help: 'queue messages this replica received again (a replica died or a delivery failed before its ack)', registers }),
+    natsDeadLetters: new Counter({ name: `${p}nats_dead_letters_total`, help: 'queue messages published to the dead-letter subject by this replica', registers }),
+    natsConsumerLag: new Gauge({ name: `${p}nats_consumer_lag`, help: 'messages of the stream not yet delivered to the durable consumer (shared by all replicas)', registers }),
+    natsInflight: new Gauge({ name: `${p}nats_inflight`, help: 'queue messages this replica holds: fetched, not yet acknowledged or dead-lettered', registers }),
+    natsConsumerAckPending: new Gauge({ name: `${p}nats_consumer_ack_pending`, help: 'messages delivered to the durable consumer and not yet acknowledged (all replicas)', registers }),
     scores: new Histogram({ name: `${p}score`, help: 'calibrated toxicity probability by language', labelNames: ['language'], buckets: SCORE_BUCKETS, registers }),
     f1: new Gauge({ name: `${p}f1`, help: 'F1 of the current drift window by language', labelNames: ['language'], registers }),
     f1Drift: new Gauge({ name: `${p}f1_drift`, help: 'F1 minus the calibration-time baseline by language', labelNames: ['language'], registers }),

@@ -13,6 +13,10 @@ export interface ClassifyCall extends ClassifyInput {
   store?: boolean;
   /** how many leading texts are predictions to record (default: all); the rest are only scored (e.g. spans) */
   recorded?: number;
+  /** prediction ids to use, one per recorded text (a queue message derives them, so a redelivery stores nothing twice) */
+  predictionIds?: readonly string[];
+  /** fail when the rows cannot be queued durably, instead of answering anyway (a queue consumer must not acknowledge then) */
+  requireStored?: boolean;
 }
 
 export interface Classified {
@@ -28,10 +32,14 @@ export function admitClassification(deps: ServiceDeps): void {
 }
 
 export async function classifyTexts(deps: ServiceDeps, call: ClassifyCall): Promise<Classified> {
-  const { requestId, store = true, recorded, ...request } = call;
+  const { requestId, store = true, recorded, predictionIds, requireStored, ...request } = call;
   const { classifier, info } = deps.host.current();
   const out = await classifier.classify(request);
   const n = recorded ?? request.texts.length;
-  const ids = recordPredictions(deps, requestId, request.texts.slice(0, n), n === out.results.length ? out : { ...out, results: out.results.slice(0, n) }, store);
+  const ids = recordPredictions(deps, requestId, request.texts.slice(0, n), n === out.results.length ? out : { ...out, results: out.results.slice(0, n) }, {
+    store,
+    ids: predictionIds,
+    required: requireStored,
+  });
   return { out, ids, info };
 }

@@ -15,6 +15,8 @@ import type { ClassifierHost, LoadedBundle } from './classifier-host.js';
 export interface PredictionSink {
   enqueuePredictions(rows: readonly NewPrediction[]): void;
   recordFeedback(items: readonly FeedbackItem[]): Promise<FeedbackResult[]>;
+  /** true while an accepted prediction is not yet written to the database */
+  isPending?(predictionId: string): boolean;
 }
 
 /** Where accepted rows stand (the write queue and the database connection), for readiness. */

@@ -1,0 +1,46 @@
+/**
+ * The service core as the queue consumer sees it: classify with derived ids, rows stored before the message is
+ * acknowledged, and the batcher's room.
+ *
+ * Stored means written to the database: the write queue holds accepted rows in memory for up to its flush
+ * delay, and a kill -9 in that window would lose rows of a message already acknowledged. Waiting costs each
+ * message one flush delay of latency, not throughput (many messages are in flight), and while the database
+ * is away messages stay unacknowledged in the stream, which is where a queue keeps them.
+ */
+import { classifyTexts } from '../service/classify.js';
+import type { ServiceDeps } from '../service/deps.js';
+import type { QueueCore } from './consumer.js';
+
+export function queueCore(deps: ServiceDeps): QueueCore {
+  return {
+    async classify({ texts, language, requestId, predictionIds }) {
+      const { out, ids, info } = await classifyTexts(deps, { texts, language, requestId, predictionIds, requireStored: true });
+      await written(deps, ids);
+      return {
+        version: out.version,
+        syntheticBackbone: info.syntheticBackbone,
+        results: out.results.map((r, i) => ({
+          id: ids[i],
+          score: r.score,
+          toxic: r.toxic,
+          threshold: r.threshold,
+          language: { code: r.language.code, source: r.language.source, thresholds: r.language.thresholds },
+        })),
+      };
+    },
+    room() {
+      const current = deps.host.peek();
+      if (deps.host.readiness !== 'ready' || !current) return 0;
+      return Math.max(0, deps.config.batching.queueCapacity - current.classifier.queueDepth);
+    },
+  };
+}
+
+const STORED_POLL_MS = 10;
+
+/** Resolves once none of `ids` is waiting in the write queue. */
+async function written(deps: ServiceDeps, ids: readonly string[]): Promise<void> {
+  const sink = deps.predictions;
+  if (!sink?.isPending) return;
+  while (ids.some((id) => sink.isPending!(id))) await new Promise((r) => setTimeout(r, STORED_POLL_MS));
+}
