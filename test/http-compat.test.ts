@@ -156,4 +156,50 @@ describe('POST /v1/moderations with the official openai SDK', () => {
       message: expect.stringMatching(/image inputs are not supported/),
     });
   });
+
+  it("answers errors in OpenAI's shape with the caller's field names: the SDK raises BadRequestError with param", async () => {
+    const err = await client.moderations.create({ input: '' }).catch((e) => e);
+    expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(err.status).toBe(400);
+    expect(err.error).toEqual({ message: 'input is empty', type: 'invalid_request_error', param: 'input', code: 'invalid_value' });
+    const second = await client.moderations.create({ input: ['fine', ''] }).catch((e) => e);
+    expect(second.error).toMatchObject({ message: 'input[1] is empty', param: 'input[1]', type: 'invalid_request_error' });
+    const typed = await client.moderations.create({ input: 42 as unknown as string }).catch((e) => e);
+    expect(typed).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(typed.error.param).toBe('input');
+    expect(typed.error.message).not.toMatch(/texts|body\./);
+    const long = await client.moderations.create({ input: 'x'.repeat(t.config.limits.maxCharsPerText + 1) }).catch((e) => e);
+    expect(long).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(long.error).toMatchObject({ type: 'invalid_request_error', param: 'input', code: 'input_too_large' });
+    const malformed = await post(t.app, '/v1/moderations', '{"input": ');
+    expect(malformed.status).toBe(400);
+    expect((await malformed.json()).error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_json', param: null });
+  });
+});
+
+describe('errors in each API\'s own shape', () => {
+  it("Perspective: Google's {code, message, status}, 400 INVALID_ARGUMENT, comment.text named, COMMENT_TOO_LONG", async () => {
+    const empty = await post(t.app, '/v1alpha1/comments:analyze', { comment: { text: '' }, requestedAttributes: { TOXICITY: {} } });
+    expect(empty.status).toBe(400);
+    expect(await empty.json()).toEqual({ error: { code: 400, message: 'comment.text must be non-empty', status: 'INVALID_ARGUMENT' } });
+    const lone = await post(t.app, '/v1alpha1/comments:analyze', '{"comment": {"text": "bad \\ud800"}, "requestedAttributes": {"TOXICITY": {}}}');
+    const loneBody = await lone.json();
+    expect(lone.status).toBe(400);
+    expect(loneBody.error.message).toMatch(/^comment\.text is not valid UTF-16/);
+    const long = await post(t.app, '/v1alpha1/comments:analyze', { comment: { text: 'x'.repeat(t.config.limits.maxCharsPerText + 1) }, requestedAttributes: { TOXICITY: {} } });
+    expect(long.status).toBe(400);
+    const longBody = await long.json();
+    expect(longBody.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT', details: [{ errorType: 'COMMENT_TOO_LONG' }] });
+    expect(longBody.error.message).toMatch(/^comment\.text has/);
+    const wrong = await post(t.app, '/v1alpha1/comments:analyze', { comment: 'x', requestedAttributes: { TOXICITY: {} } });
+    expect((await wrong.json()).error.message).toMatch(/^comment:/);
+  });
+
+  it('native: unchanged, {kind, message, code, status} with 422 for a well-formed body that fails validation', async () => {
+    const res = await post(t.app, '/v1/classify', { texts: [''] });
+    expect(res.status).toBe(422);
+    expect((await res.json()).error).toEqual({ kind: 'validation', message: 'texts[0] is empty', code: 422, status: 'INVALID_ARGUMENT' });
+    const big = await post(t.app, '/v1/classify', { texts: ['x'.repeat(t.config.limits.maxCharsPerText + 1)] });
+    expect(big.status).toBe(413);
+  });
 });

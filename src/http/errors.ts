@@ -1,13 +1,23 @@
 /**
- * The one mapping from ToxScopeError kinds to HTTP answers, used by app.onError. Bodies are
- * `{"error": {"kind", "message", "code", "status"}}`: `kind` is ours, `code` the HTTP status and `status`
- * Google's canonical name (what Perspective API clients read); `message` is what OpenAI clients read.
+ * The one mapping from ToxScopeError kinds to HTTP answers, used by app.onError, in the error shape of the API
+ * a route belongs to (its "dialect", set by the `speaks()` middleware):
+ *
+ *   native       {"error": {"kind", "message", "code", "status"}}     validation 422, malformed body 400
+ *   openai       {"error": {"message", "type", "param", "code"}}       validation and oversize input 400
+ *   perspective  {"error": {"code", "message", "status", "details"}}   Google's shape; validation and oversize 400
+ *
+ * Status codes per API are what its clients expect: OpenAI's SDKs raise BadRequestError on 400 and retry 429 and
+ * 5xx; Google's API clients read `status` (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...); ToxScope's own API keeps
+ * 422 for a well-formed body that fails validation and 400 for one that cannot be parsed. Messages of the
+ * compatible APIs name the caller's fields (`input[0]`, `comment.text`), never ToxScope's internal ones.
  */
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { type ErrorKind, ToxScopeError } from '../errors.js';
 import type { Logger } from '../util/logger.js';
+
+export type ErrorDialect = 'native' | 'openai' | 'perspective';
 
 const STATUS: Record<ErrorKind, ContentfulStatusCode> = {
   validation: 422,
@@ -39,9 +49,36 @@ const GOOGLE_STATUS: Record<number, string> = {
   504: 'DEADLINE_EXCEEDED',
 };
 
-export function statusOf(e: ToxScopeError, validationStatus: 400 | 422 = 422): ContentfulStatusCode {
-  if (e.kind === 'validation') return e.details?.malformed ? 400 : validationStatus;
+/** OpenAI's error `type` and `code` per kind (what its SDKs and dashboards show). */
+const OPENAI_TYPE: Record<ErrorKind, { type: string; code: string | null }> = {
+  validation: { type: 'invalid_request_error', code: 'invalid_value' },
+  payload_too_large: { type: 'invalid_request_error', code: 'input_too_large' },
+  not_found: { type: 'invalid_request_error', code: 'not_found' },
+  unauthorized: { type: 'invalid_request_error', code: 'invalid_api_key' },
+  forbidden: { type: 'invalid_request_error', code: 'forbidden' },
+  conflict: { type: 'invalid_request_error', code: 'conflict' },
+  overloaded: { type: 'requests', code: 'rate_limit_exceeded' },
+  timeout: { type: 'server_error', code: 'timeout' },
+  unavailable: { type: 'server_error', code: 'service_unavailable' },
+  format: { type: 'server_error', code: null },
+  internal: { type: 'server_error', code: null },
+};
+
+export function statusOf(e: ToxScopeError, dialect: ErrorDialect = 'native'): ContentfulStatusCode {
+  if (e.kind === 'validation') return e.details?.malformed || dialect !== 'native' ? 400 : 422;
+  // the compatible APIs answer an oversize input as a bad request; ToxScope's own says 413 (a size limit)
+  if (e.kind === 'payload_too_large' && dialect !== 'native' && !e.details?.body) return 400;
   return STATUS[e.kind];
+}
+
+/** Names in a message as the caller wrote them: a route's renames, and `body.` dropped from field paths. */
+export function callerMessage(message: string, rename?: (text: string) => string): string {
+  return (rename ? rename(message) : message).replace(/\bbody\.(?=\w)/g, '');
+}
+
+/** The first field a message names (`input[1]`, `comment.text`), for OpenAI's `param`. */
+function paramOf(message: string): string | null {
+  return /^([A-Za-z_][\w]*(?:\[\d+\]|\.[A-Za-z_]\w*|\.\d+)*)(?=[: ]|$)/.exec(message)?.[1] ?? null;
 }
 
 export function errorHandler(log?: Logger) {
@@ -59,7 +96,8 @@ export function errorHandler(log?: Logger) {
     } else {
       e = new ToxScopeError('internal', 'internal error', undefined, { cause: err });
     }
-    const status = statusOf(e, c.get('validationStatus') ?? 422);
+    const dialect = c.get('errorDialect') ?? 'native';
+    const status = statusOf(e, dialect);
     if (status === 500) log?.error('request failed', { requestId: c.get('requestId'), kind: e.kind, error: String(err?.stack ?? err) });
     if (e.kind === 'overloaded' || e.kind === 'unavailable') {
       const retry = Number(e.details?.retryAfterSeconds ?? (e.kind === 'overloaded' ? 1 : 5));
@@ -67,7 +105,15 @@ export function errorHandler(log?: Logger) {
     }
     if (e.kind === 'unauthorized') c.header('WWW-Authenticate', 'Bearer realm="toxscope-admin"');
     // internal errors say which request failed, not how
-    const message = e.kind === 'internal' ? `internal error (request ${c.get('requestId') ?? 'unknown'})` : e.message;
-    return c.json({ error: { kind: e.kind, message, code: status, status: GOOGLE_STATUS[status] ?? 'UNKNOWN' } }, status);
+    const raw = e.kind === 'internal' ? `internal error (request ${c.get('requestId') ?? 'unknown'})` : e.message;
+    if (dialect === 'native') return c.json({ error: { kind: e.kind, message: raw, code: status, status: GOOGLE_STATUS[status] ?? 'UNKNOWN' } }, status);
+    const message = callerMessage(raw, c.get('renameFields'));
+    if (dialect === 'openai') {
+      const t = OPENAI_TYPE[e.kind];
+      const code = e.details?.malformed ? 'invalid_json' : t.code;
+      return c.json({ error: { message, type: t.type, param: (e.kind === 'validation' || e.kind === 'payload_too_large') && !e.details?.malformed && !e.details?.body ? paramOf(message) : null, code } }, status);
+    }
+    const details = e.kind === 'payload_too_large' && !e.details?.body ? [{ '@type': 'type.googleapis.com/google.commentanalyzer.v1alpha1.Error', errorType: 'COMMENT_TOO_LONG' }] : undefined;
+    return c.json({ error: { code: status, message, status: GOOGLE_STATUS[status] ?? 'UNKNOWN', ...(details && { details }) } }, status);
   };
 }

@@ -4,6 +4,7 @@ import type { Context, MiddlewareHandler, Next } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { matchedRoutes } from 'hono/route';
 import { ToxScopeError } from '../errors.js';
+import type { ErrorDialect } from './errors.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { admitClassification } from '../service/classify.js';
 import type { ServiceDeps } from '../service/deps.js';
@@ -55,10 +56,14 @@ export function admitted(deps: ServiceDeps): MiddlewareHandler {
   };
 }
 
-/** Compatibility routes (Perspective, OpenAI) answer validation errors with 400 as the originals do. */
-export function validationStatus(status: 400 | 422): MiddlewareHandler {
-  return async function validationStatusMiddleware(c: Context, next: Next) {
-    c.set('validationStatus', status);
+/**
+ * Errors of these routes in their API's shape and status codes (src/http/errors.ts), with the core's field names
+ * rewritten to the caller's by `rename` (e.g. texts[0] -> input[0]).
+ */
+export function speaks(dialect: ErrorDialect, rename?: (message: string) => string): MiddlewareHandler {
+  return async function speaksMiddleware(c: Context, next: Next) {
+    c.set('errorDialect', dialect);
+    if (rename) c.set('renameFields', rename);
     await next();
   };
 }
@@ -68,7 +73,7 @@ export function limitBody(maxBytes: number): MiddlewareHandler {
   return bodyLimit({
     maxSize: maxBytes,
     onError: () => {
-      throw new ToxScopeError('payload_too_large', `request body is larger than the limit of ${maxBytes} bytes (TOXSCOPE_MAX_BODY_BYTES)`, { limit: maxBytes });
+      throw new ToxScopeError('payload_too_large', `request body is larger than the limit of ${maxBytes} bytes (TOXSCOPE_MAX_BODY_BYTES)`, { limit: maxBytes, body: true });
     },
   });
 }

@@ -11,7 +11,7 @@ import type { z } from 'zod';
 import { validationError } from '../../errors.js';
 import type { ServiceDeps } from '../../service/deps.js';
 import { classifyTexts } from '../../service/classify.js';
-import { admitted, validationStatus } from '../middleware.js';
+import { admitted, speaks } from '../middleware.js';
 import { setScoreHeaders } from '../score-headers.js';
 import { ModerationRequest, type ModerationResponse, OPENAI_CATEGORIES, TOXICITY_CATEGORIES } from '../schemas.js';
 import { jsonBody, valid } from '../validate.js';
@@ -29,8 +29,10 @@ function inputTexts(input: z.infer<typeof ModerationRequest>['input']): string[]
 
 export function moderationRoutes(deps: ServiceDeps): Hono {
   const app = new Hono();
-  app.post('/moderations', validationStatus(400), admitted(deps), jsonBody(), valid(ModerationRequest), async (c) => {
+  app.post('/moderations', speaks('openai', (m) => m.replace(/\btexts\[(\d+)\]/g, 'input[$1]')), admitted(deps), jsonBody(), valid(ModerationRequest), async (c) => {
     const body = c.req.valid('json');
+    // a single string is `input` itself to the caller
+    if (typeof body.input === 'string') c.set('renameFields', (m) => m.replace(/\btexts\[0\]/g, 'input'));
     const texts = inputTexts(body.input);
     if (texts.length === 0) throw validationError('input must hold at least one text');
     const { out, info } = await classifyTexts(deps, { texts, signal: c.req.raw.signal, requestId: c.get('requestId') });

@@ -12,7 +12,7 @@ import type { z } from 'zod';
 import { validationError } from '../../errors.js';
 import type { ServiceDeps } from '../../service/deps.js';
 import { classifyTexts } from '../../service/classify.js';
-import { admitted, validationStatus } from '../middleware.js';
+import { admitted, speaks } from '../middleware.js';
 import { setScoreHeaders } from '../score-headers.js';
 import { AnalyzeCommentRequest, type AnalyzeCommentResponse, PERSPECTIVE_ATTRIBUTES } from '../schemas.js';
 import { jsonBody, valid } from '../validate.js';
@@ -43,9 +43,15 @@ export function groupSpans(spans: [number, number][], maxGroups: number): [numbe
   return out;
 }
 
+/** The core's names in Perspective's terms: texts[i] (the comment or one of its sentence groups) -> comment.text. */
+function perspectiveFields(message: string): string {
+  return message.replace(/\btexts\[\d+\]/g, 'comment.text').replace(/^language: /, 'languages: ');
+}
+
 export function perspectiveRoutes(deps: ServiceDeps): Hono {
   const app = new Hono();
-  app.post('/comments:analyze', validationStatus(400), admitted(deps), jsonBody(), valid(AnalyzeCommentRequest), async (c) => {
+  // the comment and its sentence groups are texts[0..n] to the core: all of them are comment.text to the caller
+  app.post('/comments:analyze', speaks('perspective', perspectiveFields), admitted(deps), jsonBody(), valid(AnalyzeCommentRequest), async (c) => {
     const body = c.req.valid('json');
     const text = body.comment.text;
     if (text.trim() === '') throw validationError('comment.text must be non-empty');
