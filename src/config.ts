@@ -47,6 +47,8 @@ export interface Config {
   server: ServerConfig;
   /** the NATS JetStream consumer of `toxscope consume` */
   queue: QueueConfig;
+  /** how far back Perspective's suggestscore looks for the prediction of a text */
+  feedbackMatchHours: number;
 }
 
 export interface QueueConfig {
@@ -180,6 +182,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'TOXSCOPE_UPLOAD_TIMEOUT_MS', path: 'server.uploadTimeoutMs', schema: int(100), default: '30000', help: 'longest wait for a whole request body to arrive (408 and closed after it)' },
   { env: 'TOXSCOPE_MAX_CONNECTIONS', path: 'server.maxConnections', schema: int(1), default: '1024', help: 'most open client connections (further ones are closed at once)' },
   { env: 'TOXSCOPE_THRESHOLD_SYNC_MS', path: 'thresholdSyncMs', schema: int(1000), default: '15000', help: 'how often threshold overrides are re-read from the database (replicas converge within one period)' },
+  { env: 'TOXSCOPE_FEEDBACK_MATCH_HOURS', path: 'feedbackMatchHours', schema: int(1, 8760), default: '72', help: "how far back Perspective's comments:suggestscore looks for the prediction of its text (matched by sha256)" },
   { env: 'TOXSCOPE_NATS_URL', path: 'queue.url', schema: z.string().regex(/^(nats|tls|wss?):\/\/\S+$/, 'must be a nats:// (or tls://, ws://, wss://) URL').describe('a nats://, tls://, ws:// or wss:// URL'), default: 'nats://127.0.0.1:4222', help: 'NATS server of `toxscope consume`' },
   { env: 'TOXSCOPE_NATS_STREAM', path: 'queue.stream', schema: natsName, default: 'TOXSCOPE', help: 'JetStream stream holding the requests (created, with the three subjects, when missing)' },
   { env: 'TOXSCOPE_NATS_SUBJECT', path: 'queue.subject', schema: natsSubject, default: 'toxscope.requests', help: 'subject requests are published to' },

@@ -131,6 +131,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
     writes,
     audit: repo,
     review: repo,
+    matchText: repo,
     drift: (q) => driftReport(repo, baselines, q),
     loadBundle: async (path) => {
       const loaded = await loadBundle(path);

@@ -43,6 +43,7 @@ const METHODS = {
   labeledScores: true,
   scoreBins: true,
   f1WindowHistory: true,
+  predictionForText: true,
   ping: true,
 } satisfies Record<keyof Repository, true>;
 

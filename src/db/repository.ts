@@ -109,6 +109,12 @@ export interface Repository {
   scoreBins(from: Date, to: Date, bins: number): Promise<ScoreBinCount[]>;
   /** Stored F1 windows ending at or after `since`, oldest first (per language when given): the newest `limit` (default 2,000). */
   f1WindowHistory(since: Date, options?: { language?: string; limit?: number }): Promise<F1Window[]>;
+  /**
+   * The prediction a label for this text most likely belongs to (Perspective's suggestscore): among predictions
+   * of the text (its sha256) made at or after `since`, the newest without feedback, else the newest; with how
+   * many predictions of the text the window holds.
+   */
+  predictionForText(textSha256: string, since: Date): Promise<{ id: string; candidates: number } | null>;
   /** A cheap round trip, for readiness. */
   ping(): Promise<void>;
 }
@@ -280,6 +286,17 @@ function createQueries(db: Database): Repository {
         .where(and(...conditions))
         .groupBy(predictions.language)
         .orderBy(asc(predictions.language));
+    },
+
+    async predictionForText(textSha256, since) {
+      const rows = await db
+        .select({ id: predictions.id, labeled: sql<boolean>`(${feedback.predictionId} is not null)` })
+        .from(predictions)
+        .leftJoin(feedback, eq(feedback.predictionId, predictions.id))
+        .where(and(eq(predictions.textSha256, textSha256), gte(predictions.createdAt, since)))
+        .orderBy(sql`(${feedback.predictionId} is not null)`, desc(predictions.createdAt), desc(predictions.id))
+        .limit(1000);
+      return rows.length === 0 ? null : { id: rows[0].id, candidates: rows.length };
     },
 
     async feedbackTotals() {

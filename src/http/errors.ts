@@ -62,6 +62,7 @@ const OPENAI_TYPE: Record<ErrorKind, { type: string; code: string | null }> = {
   unavailable: { type: 'server_error', code: 'service_unavailable' },
   format: { type: 'server_error', code: null },
   internal: { type: 'server_error', code: null },
+  aborted: { type: 'server_error', code: 'client_closed_request' },
 };
 
 export function statusOf(e: ToxScopeError, dialect: ErrorDialect = 'native'): ContentfulStatusCode {

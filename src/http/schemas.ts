@@ -115,6 +115,28 @@ export const AnalyzeCommentResponse = z.object({
   clientToken: z.string().optional(),
 });
 
+// ---------------------------------------------------------------- POST /v1alpha1/comments:suggestscore (Perspective)
+/** Perspective's SuggestCommentScoreRequest: a moderator's score for a comment becomes feedback. */
+export const SuggestCommentScoreRequest = z.preprocess((v) => camelizeKeys(v), z
+  .object({
+    comment: z.object({ text: z.string() }).loose(),
+    attributeScores: z
+      .record(z.string(), z.object({ summaryScore: z.object({ value: z.number().min(0).max(1) }).loose() }).loose())
+      .refine((r) => 'TOXICITY' in r, 'must hold a TOXICITY summaryScore (the attribute this service scores)'),
+    languages: z.array(LanguageCode).optional(),
+    clientToken: z.string().optional(),
+    sessionId: z.string().optional(),
+    communityId: z.string().optional(),
+    context: z.unknown().optional(),
+  })
+  .loose());
+
+export const SuggestCommentScoreResponse = z.object({
+  detectedLanguages: z.array(z.string()).optional(),
+  requestedLanguages: z.array(z.string()).optional(),
+  clientToken: z.string().optional(),
+});
+
 // ---------------------------------------------------------------- POST /v1/moderations (OpenAI)
 export const OPENAI_CATEGORIES = [
   'harassment',
@@ -163,7 +185,8 @@ export const FeedbackRequest = z
       .array(
         z
           .object({
-            id: StoredString.min(1).max(200).describe('prediction id from /v1/classify'),
+            id: StoredString.min(1).max(200).describe('prediction id from /v1/classify or a queue result, or the id of an OpenAI moderation response (modr-...)'),
+            index: z.number().int().min(0).max(100_000).optional().describe('with a moderation id: which of its results (default 0)'),
             label: z.union([z.literal(0), z.literal(1)]).describe('1 = toxic'),
           })
           .strict(),

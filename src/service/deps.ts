@@ -17,6 +17,8 @@ export interface PredictionSink {
   recordFeedback(items: readonly FeedbackItem[]): Promise<FeedbackResult[]>;
   /** true while an accepted prediction is not yet written to the database */
   isPending?(predictionId: string): boolean;
+  /** write what is queued now (so a lookup by text sees a prediction made a moment ago) */
+  flush?(): Promise<void>;
 }
 
 /** Where accepted rows stand (the write queue and the database connection), for readiness. */
@@ -67,6 +69,8 @@ export interface ServiceDeps {
   audit?: AuditLog;
   /** read-only queries of the admin page /admin/ui (src/db/repository.ts); absent: it shows no statistics */
   review?: Pick<Repository, 'labeledScores' | 'scoreBins' | 'f1WindowHistory'>;
+  /** finds the prediction a label for a text belongs to (Perspective's suggestscore); absent: suggestscore answers 503 */
+  matchText?: Pick<Repository, 'predictionForText'>;
   /** absent: /admin/drift answers 503 */
   drift?: (query: DriftQuery) => Promise<DriftReport>;
   /** loads, validates and warms a bundle from disk (the configured one when path is absent) */

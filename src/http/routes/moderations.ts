@@ -11,6 +11,7 @@ import type { z } from 'zod';
 import { validationError } from '../../errors.js';
 import type { ServiceDeps } from '../../service/deps.js';
 import { classifyTexts } from '../../service/classify.js';
+import { moderationPredictionIds } from '../../service/feedback.js';
 import { admitted, speaks } from '../middleware.js';
 import { setScoreHeaders } from '../score-headers.js';
 import { ModerationRequest, type ModerationResponse, OPENAI_CATEGORIES, TOXICITY_CATEGORIES } from '../schemas.js';
@@ -35,10 +36,13 @@ export function moderationRoutes(deps: ServiceDeps): Hono {
     if (typeof body.input === 'string') c.set('renameFields', (m) => m.replace(/\btexts\[0\]/g, 'input'));
     const texts = inputTexts(body.input);
     if (texts.length === 0) throw validationError('input must hold at least one text');
-    const { out, info } = await classifyTexts(deps, { texts, signal: c.req.raw.signal, requestId: c.get('requestId') });
+    // the response id names its predictions: POST /v1/feedback takes {"id": <modr id>, "index": i}
+    const id = `modr-${randomUUID().replace(/-/g, '')}`;
+    const predictionIds = moderationPredictionIds(id, texts.length);
+    const { out, info } = await classifyTexts(deps, { texts, signal: c.req.raw.signal, requestId: c.get('requestId'), predictionIds });
     setScoreHeaders(c, out, info);
     const response: z.infer<typeof ModerationResponse> = {
-      id: `modr-${randomUUID().replace(/-/g, '')}`,
+      id,
       model: body.model ?? MODERATION_MODEL,
       results: out.results.map((r) => {
         const categories: Record<string, boolean> = {};

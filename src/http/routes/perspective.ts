@@ -12,9 +12,10 @@ import type { z } from 'zod';
 import { validationError } from '../../errors.js';
 import type { ServiceDeps } from '../../service/deps.js';
 import { classifyTexts } from '../../service/classify.js';
+import { suggestScore } from '../../service/feedback.js';
 import { admitted, speaks } from '../middleware.js';
 import { setScoreHeaders } from '../score-headers.js';
-import { AnalyzeCommentRequest, type AnalyzeCommentResponse, PERSPECTIVE_ATTRIBUTES } from '../schemas.js';
+import { AnalyzeCommentRequest, type AnalyzeCommentResponse, PERSPECTIVE_ATTRIBUTES, SuggestCommentScoreRequest, type SuggestCommentScoreResponse } from '../schemas.js';
 import { jsonBody, valid } from '../validate.js';
 
 const segmenter = new Intl.Segmenter('und', { granularity: 'sentence' });
@@ -89,6 +90,25 @@ export function perspectiveRoutes(deps: ServiceDeps): Hono {
         summaryScore: score(whole.score),
       };
     }
+    return c.json(response);
+  });
+  /**
+   * A moderator's score for a comment (Perspective's comments:suggestscore) as feedback for the prediction of
+   * the same text (src/service/feedback.ts suggestScore: sha256 match within TOXSCOPE_FEEDBACK_MATCH_HOURS, the
+   * newest unlabeled prediction first). Answered in Perspective's shape; what happened is in X-Toxscope-Feedback
+   * (stored, updated, unmatched) and X-Toxscope-Prediction-Id, since Perspective's response has no place for it.
+   */
+  app.post('/comments:suggestscore', speaks('perspective', perspectiveFields), jsonBody(), valid(SuggestCommentScoreRequest), async (c) => {
+    const body = c.req.valid('json');
+    if (body.comment.text.trim() === '') throw validationError('comment.text must be non-empty');
+    const outcome = await suggestScore(deps, { text: body.comment.text, value: body.attributeScores.TOXICITY.summaryScore.value });
+    c.header('X-Toxscope-Feedback', outcome.status);
+    if (outcome.predictionId) c.header('X-Toxscope-Prediction-Id', outcome.predictionId);
+    if (outcome.candidates > 1) c.header('X-Toxscope-Feedback-Candidates', String(outcome.candidates));
+    const response: z.infer<typeof SuggestCommentScoreResponse> = {
+      ...(body.languages !== undefined && { requestedLanguages: body.languages }),
+      ...(body.clientToken !== undefined && { clientToken: body.clientToken }),
+    };
     return c.json(response);
   });
   return app;
