@@ -6,6 +6,7 @@ const BENCHES: Record<string, () => Promise<{ run(argv: string[]): Promise<numbe
   engine: () => import('./engine.js'),
   http: () => import('./http.js'),
   drift: () => import('./drift.js'),
+  consume: () => import('./consume.js'),
   artifacts: () => import('./artifacts.js'),
   reload: () => import('./reload.js'),
   'int8-matmul': () => import('./int8-matmul.js'),
