@@ -1,11 +1,7 @@
 /**
- * The service core as the queue consumer sees it: classify with derived ids, rows stored before the message is
- * acknowledged, and the batcher's room.
- *
- * Stored means written to the database: the write queue holds accepted rows in memory for up to its flush
- * delay, and a kill -9 in that window would lose rows of a message already acknowledged. Waiting costs each
- * message one flush delay of latency, not throughput (many messages are in flight), and while the database
- * is away messages stay unacknowledged in the stream, which is where a queue keeps them.
+ * The service core as the queue consumer sees it: classify with derived ids and the rows queued durably (the
+ * write queue appends them to its journal before it returns, so a kill -9 after the ack loses nothing), and the
+ * batcher's room.
  */
 import { classifyTexts } from '../service/classify.js';
 import type { ServiceDeps } from '../service/deps.js';
@@ -15,7 +11,6 @@ export function queueCore(deps: ServiceDeps): QueueCore {
   return {
     async classify({ texts, language, requestId, predictionIds }) {
       const { out, ids, info } = await classifyTexts(deps, { texts, language, requestId, predictionIds, requireStored: true });
-      await written(deps, ids);
       return {
         version: out.version,
         syntheticBackbone: info.syntheticBackbone,
@@ -36,11 +31,3 @@ export function queueCore(deps: ServiceDeps): QueueCore {
   };
 }
 
-const STORED_POLL_MS = 10;
-
-/** Resolves once none of `ids` is waiting in the write queue. */
-async function written(deps: ServiceDeps, ids: readonly string[]): Promise<void> {
-  const sink = deps.predictions;
-  if (!sink?.isPending) return;
-  while (ids.some((id) => sink.isPending!(id))) await new Promise((r) => setTimeout(r, STORED_POLL_MS));
-}
