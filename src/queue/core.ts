@@ -1,7 +1,13 @@
 /**
- * The service core as the queue consumer sees it: classify with derived ids and the rows queued durably (the
- * write queue appends them to its journal before it returns, so a kill -9 after the ack loses nothing), and the
- * batcher's room.
+ * The service core as the queue consumer sees it: classify with derived ids, rows stored before the message is
+ * acknowledged, and the batcher's room.
+ *
+ * Stored means written to the shared database, not only journaled: the write queue's journal is on this
+ * replica's disk, and a replica that is killed and never comes back (a deleted pod, a lost node) would take
+ * journaled rows of acknowledged messages with it. The stream is the durable store every replica shares, so a
+ * message stays unacknowledged there until its rows are in the database. Waiting costs each message one flush
+ * delay of latency, not throughput (many messages are in flight); while the database is away, messages wait
+ * unacknowledged in the stream and are redelivered after TOXSCOPE_NATS_ACK_WAIT_MS (their ids make that harmless).
  */
 import { classifyTexts } from '../service/classify.js';
 import type { ServiceDeps } from '../service/deps.js';
@@ -11,6 +17,7 @@ export function queueCore(deps: ServiceDeps): QueueCore {
   return {
     async classify({ texts, language, requestId, predictionIds }) {
       const { out, ids, info } = await classifyTexts(deps, { texts, language, requestId, predictionIds, requireStored: true });
+      await written(deps, ids);
       return {
         version: out.version,
         syntheticBackbone: info.syntheticBackbone,
@@ -31,3 +38,11 @@ export function queueCore(deps: ServiceDeps): QueueCore {
   };
 }
 
+const STORED_POLL_MS = 10;
+
+/** Resolves once none of `ids` is waiting in the write queue. */
+async function written(deps: ServiceDeps, ids: readonly string[]): Promise<void> {
+  const sink = deps.predictions;
+  if (!sink?.isPending) return;
+  while (ids.some((id) => sink.isPending!(id))) await new Promise((r) => setTimeout(r, STORED_POLL_MS));
+}

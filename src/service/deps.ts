@@ -15,6 +15,8 @@ import type { ClassifierHost, LoadedBundle } from './classifier-host.js';
 export interface PredictionSink {
   enqueuePredictions(rows: readonly NewPrediction[]): void;
   recordFeedback(items: readonly FeedbackItem[]): Promise<FeedbackResult[]>;
+  /** true while an accepted prediction is not yet written to the database */
+  isPending?(predictionId: string): boolean;
   /** write what is queued now (so a lookup by text sees a prediction made a moment ago) */
   flush?(): Promise<void>;
 }
