@@ -12,6 +12,8 @@ import type { WeightSource } from './checkpoint.js';
 import type { ModelArch } from './families/family.js';
 import type { Qwen3Config } from './families/qwen3.js';
 import { type Qwen3MoeConfig, isMoeLayer } from './families/qwen3-moe.js';
+import type { Qwen35Config } from './families/qwen3_5.js';
+import { qwen35ReferenceForward } from './reference-qwen3_5.js';
 
 export type Padding = 'right' | 'left';
 
@@ -68,6 +70,7 @@ export function positionsFor(mask: number[][], padding: Padding): number[][] {
 
 /** Run decoder layers 0..lastLayer of `arch`'s family and return every layer's residual stream. */
 export function referenceForward(weights: WeightSource, arch: ModelArch, input: ReferenceInput, lastLayer = arch.config.numLayers - 1): ReferenceOutput {
+  if (arch.family === 'qwen3_5') return qwen35ReferenceForward(weights, arch.config as Qwen35Config, input, lastLayer);
   if (arch.family !== 'qwen3' && arch.family !== 'qwen3_moe') throw formatError(`reference forward: no reference implementation for the ${arch.family} family`);
   const c = arch.config as Qwen3Config | Qwen3MoeConfig;
   const moe = arch.family === 'qwen3_moe' ? (c as Qwen3MoeConfig) : null;
@@ -248,7 +251,7 @@ function applyRope(x: Float64Array, B: number, T: number, nHeads: number, hd: nu
  * q [B, T, H, hd], k/v [B, T, KV, hd] -> out [B, T, H*hd]; query head h reads kv head floor(h / (H / KV)).
  * A query with no visible key (a left pad) gets zeros: its value is meaningless but stays finite.
  */
-function attention(q: Float64Array, k: Float64Array, v: Float64Array, B: number, T: number, H: number, KV: number, hd: number, mask: number[][]): Float64Array {
+export function attention(q: Float64Array, k: Float64Array, v: Float64Array, B: number, T: number, H: number, KV: number, hd: number, mask: number[][]): Float64Array {
   const out = new Float64Array(B * T * H * hd);
   const group = H / KV;
   const scale = 1 / Math.sqrt(hd);

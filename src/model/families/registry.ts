@@ -15,12 +15,12 @@ import { formatError } from '../../errors.js';
 import type { Family, ModelArch } from './family.js';
 import { qwen3MoeFamily } from './qwen3-moe.js';
 import { qwen3Family } from './qwen3.js';
+import { qwen35Family } from './qwen3_5.js';
 
-const FAMILIES: readonly Family[] = [qwen3Family, qwen3MoeFamily];
+const FAMILIES: readonly Family[] = [qwen3Family, qwen3MoeFamily, qwen35Family];
 
 /** model_types we know and refuse, with the reason (a family added above must leave this list). */
 const NOT_SUPPORTED: Record<string, string> = {
-  qwen3_5: 'Qwen3.5 checkpoints (qwen3_5, hybrid linear attention) are not supported yet',
   qwen3_5_moe: 'Qwen3.5 mixture-of-experts checkpoints (qwen3_5_moe) are not supported yet',
   qwen2: 'Qwen2 checkpoints have no q_norm/k_norm and are not supported: use a Qwen3 checkpoint',
 };
