@@ -27,7 +27,8 @@ const USAGE = `usage: toxscope features --model <checkpoint dir> --sae <file or 
                          [--k <k>] [--ids '<JSON list of token-id lists>'] [--text '<string>' ...]
                          [--padding right|left] [--check] [--cache-dir <dir>] [--threads <n>] [--provider cpu|cuda]
 
-  --model      Hugging Face checkpoint directory (qwen3, qwen3_moe, ...)
+  --model      Hugging Face checkpoint directory (qwen3, qwen3_moe, qwen3_5, ...: config.json + safetensors; a
+               Qwen3.5 directory needs its tokenizer.json)
   --sae        Qwen-Scope layer{L}.sae.pt (or its directory), a SAELens or a sparsify SAE directory
   --layer      0-based decoder layer the SAE reads (must agree with the SAE's files)
   --k          top-k for Qwen-Scope files (no config); default from a release name like '...-L0_50'

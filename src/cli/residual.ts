@@ -18,7 +18,8 @@ const USAGE = `usage: toxscope residual --model <checkpoint dir> --layer <L> --o
                          [--ids '<JSON list of token-id lists>'] [--text '<string>' ...]
                          [--padding right|left] [--cache-dir <dir>] [--threads <n>] [--provider cpu|cuda]
 
-  --model      Hugging Face checkpoint directory (config.json + safetensors; qwen3, qwen3_moe, ...)
+  --model      Hugging Face checkpoint directory (qwen3, qwen3_moe, qwen3_5, ...: config.json + safetensors; a
+               Qwen3.5 directory needs its tokenizer.json)
   --layer      0-based decoder layer; the output is the residual stream after it (before model.norm)
   --ids        token ids, e.g. '[[9707, 1879], [151643]]'
   --text       a text to tokenize (repeatable); rows from --ids come first, then one row per --text
