@@ -4,7 +4,7 @@
  * machine's measured fp32 MatMul throughput (one ORT MatMul [M,K]x[K,N]), and the ratio of the forward
  * pass's effective FLOP/s to it.
  *
- *   npm run -s bench -- engine [--json] [--family qwen3|qwen3-moe] [--batch 8] [--seq 128] [--layer 14] [--threads 2]
+ *   npm run -s bench -- engine [--json] [--family qwen3|qwen3-moe|qwen3.5] [--batch 8] [--seq 128] [--layer 14] [--threads 2]
  *       [--iters 5] [--hidden 1024] [--intermediate 3072] [--heads 16] [--kv-heads 8] [--head-dim 128] [--vocab 151936]
  *       [--no-prepack] [--keep <dir>] [--sae-features 16384] [--sae-k 50] [--no-sae] [--precision f32|f16|int8]
  *       qwen3-moe only: [--experts 128] [--top-k 8] [--moe-intermediate 768] [--moe ort-moe|gathered|both]
@@ -15,6 +15,9 @@
  * effective FLOP/s (MoE counting only the k experts each token routes to, plus the router) holds on a shared
  * machine. With --moe both, the gathered ai.onnx decomposition is timed too (in its own phase, against the dense
  * graph again, so that only one MoE graph's weights are resident at a time).
+ * --family qwen3.5: the Qwen3.5-2B text shape (bench/qwen35-shape.ts) against the dense Qwen3 graph of the same
+ * hidden and MLP width (Qwen3-1.7B's) to the same layer, same child process, runs alternating; the headline is
+ * qwen35_to_dense_flops_ratio (every token does all the work: no routing).
  *
  * The timed part runs in a child process so its peak RSS is the engine's own (graph load + runs), not the
  * weight generation's. The same batches also run through the graph with a fused random TopK SAE
@@ -38,6 +41,7 @@ import type { GraphOptions } from '../src/model/graph.js';
 import { ensureGraph } from '../src/model/graph-cache.js';
 import { ExternalDataFile, GraphBuilder, TensorDataType } from '../src/model/onnx/graph-builder.js';
 import { type BenchModel, denseQwen3, qwen3Moe, qwen3_30bA3bConfig, sameCheckpoint, writeRandomCheckpoint } from './engine-families.js';
+import { qwen35FlopsPerToken, qwen35_2B, sameQwen35Checkpoint, writeRandomQwen35Checkpoint } from './qwen35-shape.js';
 import type { TopKSae } from '../src/model/sae/types.js';
 import { OrtSession } from '../src/runtime/session.js';
 import { Rng } from '../src/util/random.js';
@@ -114,8 +118,9 @@ export async function run(argv: string[]): Promise<number> {
   const precision = parseChoice(f.precision as string, 'precision', ['f32', 'f16', 'int8'] as const);
   const family = f.family as string;
   if (family === 'qwen3-moe') return runMoe(f);
-  if (family === 'qwen3.5' || family === 'qwen3.5-moe') {
-    process.stderr.write(`bench engine: --family ${family} needs the qwen3_5 family in src/model/families/, which this build does not have yet\n`);
+  if (family === 'qwen3.5') return runQwen35(f);
+  if (family === 'qwen3.5-moe') {
+    process.stderr.write(`bench engine: --family ${family} needs the qwen3_5_moe family in src/model/families/, which this build does not have yet\n`);
     return 2;
   }
   if (family !== 'qwen3') {
@@ -458,3 +463,94 @@ function randomSae(spec: SaeSpec): TopKSae {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
+
+// ---------------------------------------------------------------- --family qwen3.5
+
+/**
+ * The Qwen3.5-2B text shape (bench/qwen35-shape.ts: DeltaNet 16/16 heads of 128, gated attention 8/2 heads of 256
+ * every 4th layer, MLP 6144, vocabulary 248,320) to layer L against the dense Qwen3 graph of the same hidden and MLP
+ * width (Qwen3-1.7B: 16/8 heads of 128) to the same layer, in one child process with runs alternating. Every token
+ * does all of the work (no routing); the headline is the ratio of effective FLOP/s (target >= 80%).
+ */
+async function runQwen35(f: Record<keyof typeof FLAGS, string | string[] | boolean | undefined>): Promise<number> {
+  const int = (k: keyof typeof FLAGS, min = 1) => parseIntFlag(f[k] as string, k, min);
+  const layer = parseIntFlag((f.layer as string | undefined) ?? '12', 'layer', 0);
+  const hybrid = qwen35_2B(layer);
+  const dense: Qwen3Config = {
+    hiddenSize: 2048, intermediateSize: 6144, numLayers: Math.max(28, layer + 1), numHeads: 16, numKvHeads: 8, headDim: 128,
+    rmsNormEps: 1e-6, ropeTheta: 1e6, vocabSize: 151936, tieWordEmbeddings: true, torchDtype: 'bfloat16',
+  };
+  const denseModel = denseQwen3(dense);
+  const job0 = { layer, batch: int('batch'), seq: int('seq'), threads: int('threads'), iters: int('iters'), prepacking: !f['no-prepack'] };
+  const work = typeof f.keep === 'string' ? f.keep : mkdtempSync(join(tmpdir(), 'toxscope-bench-qwen35-'));
+  mkdirSync(work, { recursive: true });
+  const log = (m: string) => !f.json && process.stdout.write(m);
+  const denseDir = join(work, 'dense'), hybridDir = join(work, 'qwen3.5');
+  try {
+    const cacheDir = join(work, 'graph-cache');
+    let t0 = performance.now();
+    if (!sameCheckpoint(denseDir, denseModel, layer)) {
+      log(`writing random bf16 dense weights (layers 0..${layer}) to ${denseDir} ... `);
+      writeRandomCheckpoint(denseDir, denseModel, layer, 1234);
+      log('done\n');
+    }
+    if (!sameQwen35Checkpoint(hybridDir, hybrid, layer)) {
+      log(`writing random Qwen3.5-2B-shaped weights (layers 0..${layer}) to ${hybridDir} ... `);
+      writeRandomQwen35Checkpoint(hybridDir, hybrid, layer, 4321);
+      log('done\n');
+    }
+    const genSeconds = (performance.now() - t0) / 1000;
+    t0 = performance.now();
+    const graphs = [{ label: 'dense', modelDir: denseDir }, { label: 'qwen3.5', modelDir: hybridDir }];
+    for (const gr of graphs) {
+      log(`building the ${gr.label} graph ... `);
+      const ckpt = Checkpoint.open(gr.modelDir);
+      ensureGraph(cacheDir, ckpt, layer, null, 'f32', {});
+      ckpt.close();
+      log('done\n');
+    }
+    const buildSeconds = (performance.now() - t0) / 1000;
+    log('measuring (child process; dense and qwen3.5 runs alternating) ...\n');
+    const job: Job = { ...job0, modelDir: denseDir, cacheDir, matmul: { m: 1024, k: 2048, n: 6144 }, phases: [graphs] };
+    const r = runWorker(job);
+    const tokens = job.batch * job.seq;
+    const per = (label: string, flops: number) => {
+      const t = r.labelled![label];
+      const sec = median(t.seconds);
+      return { tokens_per_s: round(tokens / sec, 1), seconds_per_batch: round(sec, 3), seconds_all: t.seconds.map((x) => round(x, 3)), effective_gflops: round((flops * tokens) / sec / 1e9, 1), flops_per_token: flops, load_s: round(t.loadSeconds, 2) };
+    };
+    const h = per('qwen3.5', qwen35FlopsPerToken(hybrid, layer, job.seq));
+    const d = per('dense', denseModel.flopsPerToken(layer, job.seq));
+    const result = {
+      bench: 'engine',
+      family: 'qwen3.5',
+      tokens_per_s: h.tokens_per_s,
+      forward_gflops: h.effective_gflops,
+      dense_tokens_per_s: d.tokens_per_s,
+      dense_forward_gflops: d.effective_gflops,
+      qwen35_to_dense_flops_ratio: round(h.effective_gflops / d.effective_gflops, 3),
+      batch: job.batch, seq: job.seq, layer, threads: job.threads, provider: r.labelled!['qwen3.5'].provider,
+      shape: { family: 'qwen3.5', hidden: hybrid.hiddenSize, intermediate: hybrid.intermediateSize, deltanet: hybrid.deltaNet, attention: hybrid.attention, full_attention_layers: hybrid.layerTypes.flatMap((t, l) => (t === 'full_attention' && l <= layer ? [l] : [])), vocab: hybrid.vocabSize },
+      dense_shape: denseModel.describe,
+      qwen35: h,
+      dense: d,
+      peak_rss_mb: round(r.peakRssMb, 0),
+      matmul_gflops: round(r.matmul.gflops, 1),
+      build_s: round(buildSeconds, 1),
+      weights_gen_s: round(genSeconds, 1),
+    };
+    if (f.json) process.stdout.write(JSON.stringify(result) + '\n');
+    else
+      process.stdout.write(
+        [
+          `Qwen3.5-2B shape to layer ${layer}, batch ${job.batch} x ${job.seq}, ${job.threads} threads, ${result.provider}`,
+          `  qwen3.5: ${h.tokens_per_s} tokens/s, effective ${h.effective_gflops} GFLOP/s (${(h.flops_per_token / 1e6).toFixed(0)} MFLOP/token); dense Qwen3 (hidden 2048, MLP 6144, 16/8 heads of 128) alternating: ${d.tokens_per_s} tokens/s, ${d.effective_gflops} GFLOP/s -> Qwen3.5 / dense ${(100 * result.qwen35_to_dense_flops_ratio).toFixed(1)}% (target >= 80%)`,
+          `  peak RSS ${result.peak_rss_mb} MB (child process, both engines); fp32 MatMul probe ${result.matmul_gflops} GFLOP/s`,
+          '',
+        ].join('\n'),
+      );
+    return 0;
+  } finally {
+    if (typeof f.keep !== 'string') rmSync(work, { recursive: true, force: true });
+  }
+}

@@ -12,6 +12,7 @@ const BENCHES: Record<string, () => Promise<{ run(argv: string[]): Promise<numbe
   'int8-matmul': () => import('./int8-matmul.js'),
   'precision-goldens': () => import('./precision-goldens.js'),
   stall: () => import('./stall.js'),
+  'gdn-ops': () => import('./gdn-ops.js'),
 };
 
 async function main(argv: string[]): Promise<number> {
