@@ -9,8 +9,9 @@
  *   f32          MatMul, float32 weights [K, N]
  *   dqmm         com.microsoft DynamicQuantizeMatMul: activations uint8, ONE scale for the whole [M, K] batch
  *                (what PyTorch's quantize_dynamic does); weights int8 per output channel
- *   rowq_mmitf   per-row activation scale computed in the graph (ReduceMax |x| / 127, QuantizeLinear axis 0) ->
- *                com.microsoft MatMulIntegerToFloat (int8 x int8, per-channel weight scales) -> x row scale
+ *   rowq_u8      per-row activation scale computed in the graph (ReduceMax |x| / 127, QuantizeLinear axis 0, uint8
+ *                with zero point 128) -> com.microsoft MatMulIntegerToFloat (uint8 x int8) -> x row scale
+ *   rowq_mmitf   the same with int8 activations (int8 x int8: a slow path in onnxruntime 1.30)
  *   rowq_mmi     the same with ai.onnx MatMulInteger -> Cast -> x (row scale * column scale)
  *   nbits8_bB    com.microsoft MatMulNBits bits 8, block B along K, accuracy_level 4 (activations int8 per
  *                row and block, in the kernel)
@@ -32,7 +33,7 @@ const FLAGS = {
   m: { type: 'string', default: '1024' },
   seconds: { type: 'string', default: '1.5' },
   models: { type: 'string', default: '0.6b,1.7b' },
-  candidates: { type: 'string', default: 'f32,dqmm,rowq_mmitf,rowq_mmi,nbits8_b32,nbits8_b128' },
+  candidates: { type: 'string', default: 'f32,dqmm,rowq_u8,rowq_mmitf,nbits8_b32,nbits8_b128' },
 } as const;
 
 /** [name, K (in), N (out)] of the fused projections the engine runs per layer. */
@@ -151,10 +152,6 @@ function buildCandidate(dir: string, c: Candidate, w: Float32Array, K: number, N
     const wq = g.weight('wq', TensorDataType.INT8, [K, N], transposeI8(p.q, N, K));
     const yq = g.op('MatMulIntegerToFloat', [xq, wq, g.constF32('one', [1], []), g.weight('ws', TensorDataType.FLOAT, [N], p.scale), g.constant('azp', TensorDataType.UINT8, [], new Uint8Array([128]))], {}, { domain: 'com.microsoft' });
     y = g.op('Mul', [yq, rowScale]);
-  } else if (c === 'quant_only') {
-    const rowScale = g.op('Max', [g.op('Mul', [g.op('ReduceMax', [g.op('Abs', [x]), g.constI64('ax', [-1])], { keepdims: attr.int(1) }), g.constF32('inv127', [1 / 127], [])]), g.constF32('tiny', [1e-30], [])]); // [M, 1]
-    const xq = g.op('QuantizeLinear', [x, g.op('Reshape', [rowScale, g.constI64('flat', [-1])]), g.constant('zp', TensorDataType.UINT8, [M], new Uint8Array(M).fill(128))], { axis: attr.int(0) }); // uint8 [M, K]
-    y = g.op('Cast', [g.op('Slice', [xq, g.constI64('s0', [0]), g.constI64('s1', [N]), g.constI64('s2', [1])])], { to: attr.int(TensorDataType.FLOAT) });
   } else if (c.startsWith('nbits8_b')) {
     const block = Number(c.slice('nbits8_b'.length));
     const p = quantizeBlocked(w, N, K, block);
