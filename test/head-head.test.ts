@@ -106,7 +106,7 @@ describe('Head', () => {
     const good = () => JSON.parse(JSON.stringify(tinyHead()));
     const cases: [string, (j: any) => void, RegExp][] = [
       ['wrong format', (j) => (j.format = 'something-else'), /head\.json: format/],
-      ['future version', (j) => (j.version = 2), /head\.json: version/],
+      ['future version', (j) => (j.version = 3), /head\.json: version/],
       ['threshold out of range', (j) => (j.thresholds.perLanguage.en = 1.5), /thresholds\.perLanguage\.en/],
       ['missing calibrator', (j) => delete j.calibration.pooled, /calibration\.pooled/],
       ['bad calibrator kind', (j) => (j.calibration.perLanguage.en = { kind: 'isotonic' }), /calibration\.perLanguage\.en/],

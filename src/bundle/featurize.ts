@@ -8,9 +8,12 @@
  *        --> TextFeatures[N]
  */
 import type { ForwardEngine } from '../engine/forward-engine.js';
-import { textFeatures } from '../engine/features.js';
+import { FeatureAccumulator, textFeatures } from '../engine/features.js';
+import { segmentTokens, type TokenSpan } from '../engine/segments.js';
+import { normalizeText } from '../engine/normalize.js';
 import type { Tokenizer } from '../engine/tokenizer.js';
 import type { TextFeatures } from '../head/text-features.js';
+import type { TopKBatch } from '../engine/types.js';
 import { planWindows, sliceRow, stitch, type TokenCodes } from '../engine/windows.js';
 
 /**
@@ -28,6 +31,10 @@ export interface FeaturizeOptions {
   batchTokens: number;
   /** called after each forward pass with texts done so far */
   onProgress?: (done: number, total: number) => void;
+  /** token ranges of each text's sentences: their features go to TextFeatures.segments */
+  segments?: readonly (readonly TokenSpan[])[];
+  /** sees each text's stitched codes [1, n, k] once (feature labels record top contexts here) */
+  onCodes?: (text: number, codes: TopKBatch) => void;
 }
 
 interface Row {
@@ -39,11 +46,15 @@ interface Row {
 }
 
 export async function featurizeTexts(engine: ForwardEngine, tokenizer: Tokenizer, texts: readonly string[], opts: FeaturizeOptions): Promise<TextFeatures[]> {
-  const ids = texts.map((t) => {
-    const toks = tokenizer.encode(t);
-    return toks.length ? toks : [tokenizer.padId]; // an empty text still needs one token: it scores as "nothing fired"
-  });
-  return featurizeIds(engine, ids, opts);
+  const ids: number[][] = [];
+  const segments: TokenSpan[][] = [];
+  for (const t of texts) {
+    const normalized = normalizeText(t).text; // the service's normalisation (src/engine/normalize.ts)
+    const e = tokenizer.encodeWithOffsets(normalized);
+    ids.push(e.ids.length ? e.ids : [tokenizer.padId]); // an empty text still needs one token: it scores as "nothing fired"
+    segments.push(segmentTokens(normalized, e.offsets)); // the service's sentence segments (src/engine/segments.ts)
+  }
+  return featurizeIds(engine, ids, { ...opts, segments });
 }
 
 export async function featurizeIds(engine: ForwardEngine, ids: readonly number[][], opts: FeaturizeOptions): Promise<TextFeatures[]> {
@@ -72,5 +83,12 @@ export async function featurizeIds(engine: ForwardEngine, ids: readonly number[]
     opts.onProgress?.(done, ids.length);
     at = end;
   }
-  return parts.map((p) => textFeatures(stitch(p))[0]);
+  return parts.map((p, i) => {
+    const codes = stitch(p); // [1, n, k]
+    opts.onCodes?.(i, codes);
+    const f = textFeatures(codes)[0];
+    const segs = opts.segments?.[i];
+    if (segs && segs.length > 1) f.segments = segs.map((r) => new FeatureAccumulator().addRow(codes, 0, r).result());
+    return f;
+  });
 }

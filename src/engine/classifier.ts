@@ -1,7 +1,7 @@
 /**
  * The classification pipeline, one request at a time, batched across requests:
  *
- *   texts --(limits, UTF-16 check)--> language (hint | fastText) --> tokens + char offsets
+ *   texts --(limits, UTF-16 check)--> normalised (NFKC, invisibles out, whitespace collapsed) --> language (hint | fastText) --> tokens + char offsets
  *         --> windows of <= windowTokens (overlap) --> Batcher --> engine.runTopK (one forward pass per batch)
  *         --> owned codes stitched per text [1, n, k] --> firing rates (FeatureAccumulator)
  *         --> head.score(features, language) --> score, threshold, decision, explanation + char spans
@@ -18,6 +18,7 @@ import { FeatureAccumulator } from './features.js';
 import { type LanguageIdentifier, type LanguageTag, resolveLanguages, UNDETERMINED } from './language.js';
 import type { Padding } from './padding.js';
 import type { Tokenizer } from './tokenizer.js';
+import { normalizeText, originalOffsets } from './normalize.js';
 import type { TopKBatch } from './types.js';
 import { tokenizeWithinBudget } from './tokenize-budget.js';
 import { featureSpans, planWindows, sliceRow, stitch, type TokenCodes } from './windows.js';
@@ -223,14 +224,22 @@ export class Classifier {
     const { texts } = input;
     this.checkTexts(texts);
     this.batcher.assertRoom(texts.length); // every text is at least one window: refuse before tokenizing
-    const languages = resolveLanguages(texts, input.language, this.parts.lid);
-
-    // in bounded slices, refused as soon as the running count passes the budget (never tokenized whole)
-    const encodings = await tokenizeWithinBudget(this.parts.tokenizer, texts, {
-      maxTokens: this.limitsConfig.maxTokensPerRequest,
-      signal: input.signal,
-      deadline,
+    const normalized = texts.map((t, i) => {
+      const n = normalizeText(t);
+      if (n.text.length === 0) throw validationError(`texts[${i}] has no visible characters (only whitespace, control or zero-width characters)`);
+      return n;
     });
+    const languages = resolveLanguages(normalized.map((n) => n.text), input.language, this.parts.lid);
+
+    // in bounded slices, refused as soon as the running count passes the budget (never tokenized whole);
+    // token offsets then point into the caller's original strings (through the normalisation map)
+    const encodings = (
+      await tokenizeWithinBudget(this.parts.tokenizer, normalized.map((n) => n.text), {
+        maxTokens: this.limitsConfig.maxTokensPerRequest,
+        signal: input.signal,
+        deadline,
+      })
+    ).map((e, i) => ({ ids: e.ids, offsets: originalOffsets(normalized[i], e.offsets) }));
     const tokenizeMs = performance.now() - t0;
     this.metrics?.tokenizeDuration.observe(tokenizeMs / 1000);
 

@@ -1,11 +1,16 @@
 /**
  * The linear head: feature transform -> weights . row + bias (the logit) -> calibration (per language,
- * else pooled) -> threshold (per language, else pooled) -> decision.
+ * else pooled) -> prior shift -> threshold (per language, else pooled) -> decision.
  *
  *   row   = transform(features, lang)     sparse, nCols = |parts| * dSae (+ languages)
- *   logit = weights . row + bias           weights: float32 [nCols]
- *   p     = calibrator(lang)(logit)        Platt or temperature
+ *   z     = weights . row + bias           weights: float32 [nCols]
+ *   logit = max(z(text), z(sentence_1), ..., z(sentence_m))   with pooling 'max-segment' (dilution-proof:
+ *                                         the most toxic part decides; calibration is fitted on this max)
+ *   p     = sigmoid(calibrator(lang)(logit) + logit(pi_deploy) - logit(pi_sample))   (src/head/prior.ts)
  *   toxic = p >= threshold(lang)
+ *
+ * The calibration split's pooled logits and labels travel with the head (`curve`), so a new deployment
+ * prevalence re-chooses thresholds without the training data (withPrevalence).
  *
  * A Head is immutable: `withThresholds` returns a new Head, so a running service swaps thresholds by
  * replacing one reference (atomic for every request already holding the old one).
@@ -17,10 +22,26 @@ import type { TextFeatures } from './text-features.js';
 import { calibratedProbability, calibratorFor, type CalibrationTable } from './calibration.js';
 import { FEATURE_PARTS, FeatureTransform, type FeaturePart } from './features.js';
 import { decodeF32, describeZodError, encodeF32, f32ArraySchema } from './encoding.js';
-import { thresholdFor, type ThresholdTable } from './thresholds.js';
+import { priorShift, priorWeight, type Prior } from './prior.js';
+import { calibratedLogit } from './calibration.js';
+import { sigmoid } from './logistic.js';
+import { chooseThresholds, thresholdFor, type ThresholdObjective, type ThresholdTable } from './thresholds.js';
+import type { GroupPolicy } from './groups.js';
 
 export const HEAD_FORMAT = 'toxscope-head';
-export const HEAD_FORMAT_VERSION = 1;
+/** 2 added pooling, prior and curve (all optional: version 1 heads load as 'whole' with no prior shift) */
+export const HEAD_FORMAT_VERSION = 2;
+
+export type Pooling = 'whole' | 'max-segment';
+
+/** The calibration split, kept to re-choose thresholds: pooled logits, labels, languages. */
+export interface OperatingCurve {
+  objective: ThresholdObjective;
+  groups: GroupPolicy;
+  logits: Float32Array;
+  labels: Uint8Array;
+  langs: string[];
+}
 
 export interface Contribution {
   /** SAE feature id */
@@ -46,6 +67,8 @@ export interface HeadScore {
   languageUsed: string;
   /** whose calibrator mapped the logit: the language's own, or 'pooled' */
   calibrationUsed: string;
+  /** which part decided with max-segment pooling: -1 the whole text, else the index of the sentence */
+  segment: number;
   /** the topN largest |weight x value| terms of the logit (language one-hot terms are left out) */
   contributions(topN?: number): Contribution[];
 }
@@ -59,6 +82,10 @@ export interface HeadParts {
   thresholds: ThresholdTable;
   /** free-form provenance (training data digest, metrics, ...) carried through JSON */
   meta?: Record<string, unknown>;
+  /** default 'whole' */
+  pooling?: Pooling;
+  prior?: Prior;
+  curve?: OperatingCurve;
 }
 
 export class Head {
@@ -68,6 +95,9 @@ export class Head {
   readonly calibration: CalibrationTable;
   readonly thresholds: Readonly<ThresholdTable>;
   readonly meta: Record<string, unknown>;
+  readonly pooling: Pooling;
+  readonly prior: Prior | undefined;
+  readonly curve: OperatingCurve | undefined;
 
   constructor(parts: HeadParts) {
     if (parts.weights.length !== parts.transform.nCols) {
@@ -81,19 +111,79 @@ export class Head {
     this.calibration = parts.calibration;
     this.thresholds = Object.freeze({ pooled: parts.thresholds.pooled, perLanguage: Object.freeze({ ...parts.thresholds.perLanguage }) });
     this.meta = parts.meta ?? {};
+    this.pooling = parts.pooling ?? 'whole';
+    this.prior = parts.prior;
+    this.curve = parts.curve;
+  }
+
+  /** The pooled logit (before calibration) and which part gave it (-1: the whole text). */
+  pooledLogit(f: TextFeatures, lang?: string): { logit: number; segment: number; features: TextFeatures; row: { indices: Int32Array; values: Float32Array } } {
+    const rowLogit = (g: TextFeatures) => {
+      const row = this.transform.row(g, lang);
+      let z = this.bias;
+      for (let k = 0; k < row.indices.length; k++) z += this.weights[row.indices[k]] * row.values[k];
+      return { z, row };
+    };
+    const whole = rowLogit(f);
+    let best = { logit: whole.z, segment: -1, features: f, row: whole.row };
+    if (this.pooling === 'max-segment' && f.segments) {
+      f.segments.forEach((g, i) => {
+        if (g.nTokens === 0) return;
+        const s = rowLogit(g);
+        if (s.z > best.logit) best = { logit: s.z, segment: i, features: g, row: s.row };
+      });
+    }
+    return best;
+  }
+
+  /** Calibrated probability of a pooled logit for a language, at the deployment's prevalence. */
+  probabilityOf(logit: number, lang?: string): { probability: number; calibrationUsed: string } {
+    const cal = calibratorFor(this.calibration, lang);
+    const shift = priorShift(this.prior, cal.languageUsed, lang);
+    return { probability: shift === 0 ? calibratedProbability(cal.calibrator, logit) : sigmoid(calibratedLogit(cal.calibrator, logit) + shift), calibrationUsed: cal.languageUsed };
   }
 
   score(f: TextFeatures, lang?: string): HeadScore {
-    const row = this.transform.row(f, lang);
-    let logit = this.bias;
-    for (let k = 0; k < row.indices.length; k++) logit += this.weights[row.indices[k]] * row.values[k];
-    const cal = calibratorFor(this.calibration, lang);
-    const probability = calibratedProbability(cal.calibrator, logit);
+    const best = this.pooledLogit(f, lang);
+    const { probability, calibrationUsed } = this.probabilityOf(best.logit, lang);
     const { threshold, languageUsed } = thresholdFor(this.thresholds, lang);
     return {
-      logit, probability, threshold, toxic: probability >= threshold, languageUsed, calibrationUsed: cal.languageUsed,
-      contributions: (topN = 10) => this.contributions(f, row, topN),
+      logit: best.logit, probability, threshold, toxic: probability >= threshold, languageUsed, calibrationUsed, segment: best.segment,
+      contributions: (topN = 10) => this.contributions(best.features, best.row, topN),
     };
+  }
+
+  /**
+   * A new Head for another deployment prevalence: `pooled` or a language code sets that share of toxic texts
+   * (null removes a language's own, which then follows pooled). Probabilities shift at once; thresholds are
+   * re-chosen on the stored calibration curve for the same objective (F1 or a target precision) at the new
+   * prevalence, replacing any set by hand. A head without a curve (format 1) cannot do this.
+   */
+  withPrevalence(changes: Record<string, number | null>): Head {
+    if (!this.prior || !this.curve) throw validationError('prevalence: this head carries no calibration curve (retrain it with this version to set a prevalence)');
+    const deployment = { pooled: this.prior.deployment.pooled, perLanguage: { ...this.prior.deployment.perLanguage } };
+    for (const [key, value] of Object.entries(changes)) {
+      if (value !== null && !(typeof value === 'number' && value > 0 && value < 1)) throw validationError(`prevalence: ${key} must be a share strictly between 0 and 1, got ${value}`);
+      if (key === 'pooled') {
+        if (value === null) delete deployment.pooled;
+        else deployment.pooled = value;
+      } else if (value === null) delete deployment.perLanguage[key];
+      else deployment.perLanguage[key] = value;
+    }
+    const prior: Prior = { sample: this.prior.sample, deployment };
+    const shifted = new Head({ ...this.parts(), prior });
+    return new Head({ ...shifted.parts(), thresholds: shifted.thresholdsFromCurve(this.curve).table });
+  }
+
+  /** Thresholds chosen on the stored calibration split at this head's prior, for the curve's objective. */
+  thresholdsFromCurve(curve: OperatingCurve): ReturnType<typeof chooseThresholds> {
+    const probs: number[] = [], weights: number[] = [];
+    curve.langs.forEach((lang, i) => {
+      const p = this.probabilityOf(curve.logits[i], lang);
+      probs.push(p.probability);
+      weights.push(priorWeight(this.prior, p.calibrationUsed, lang, curve.labels[i]));
+    });
+    return chooseThresholds(probs, curve.labels, curve.langs, curve.objective, curve.groups, weights);
   }
 
   private contributions(f: TextFeatures, row: { indices: Int32Array; values: Float32Array }, topN: number): Contribution[] {
@@ -130,7 +220,10 @@ export class Head {
   }
 
   private parts(): HeadParts {
-    return { transform: this.transform, weights: this.weights, bias: this.bias, calibration: this.calibration, thresholds: this.thresholds, meta: this.meta };
+    return {
+      transform: this.transform, weights: this.weights, bias: this.bias, calibration: this.calibration, thresholds: this.thresholds, meta: this.meta,
+      pooling: this.pooling, prior: this.prior, curve: this.curve,
+    };
   }
 
   toJSON(): HeadJson {
@@ -144,6 +237,14 @@ export class Head {
       calibration: this.calibration,
       thresholds: { pooled: this.thresholds.pooled, perLanguage: { ...this.thresholds.perLanguage } },
       meta: this.meta,
+      pooling: this.pooling,
+      ...(this.prior && { prior: this.prior }),
+      ...(this.curve && {
+        curve: {
+          objective: this.curve.objective, groups: this.curve.groups, logits: encodeF32(this.curve.logits, false),
+          labels: [...this.curve.labels].map((l) => (l === 1 ? 1 : 0) as 0 | 1), langs: encodeLangs(this.curve.langs),
+        },
+      }),
     };
   }
 
@@ -159,7 +260,8 @@ export class Head {
       });
       return new Head({
         transform, weights: decodeF32(j.weights, `${source}: weights`), bias: j.bias,
-        calibration: j.calibration, thresholds: j.thresholds, meta: j.meta,
+        calibration: j.calibration, thresholds: j.thresholds, meta: j.meta, pooling: j.pooling, prior: j.prior,
+        curve: j.curve && decodeCurve(j.curve, source),
       });
     } catch (e) {
       if (e instanceof Error && !e.message.startsWith(source)) throw formatError(`${source}: ${e.message}`);
@@ -170,6 +272,7 @@ export class Head {
 
 const finite = z.number().refine(Number.isFinite, 'expected a finite number');
 const probability = z.number().min(0).max(1);
+const share = z.number().gt(0).lt(1);
 const calibratorSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('platt'), a: finite, b: finite }),
   z.object({ kind: z.literal('temperature'), temperature: z.number().positive().refine(Number.isFinite, 'expected a finite number') }),
@@ -177,7 +280,7 @@ const calibratorSchema = z.discriminatedUnion('kind', [
 
 export const headSchema = z.object({
   format: z.literal(HEAD_FORMAT),
-  version: z.literal(HEAD_FORMAT_VERSION),
+  version: z.union([z.literal(1), z.literal(HEAD_FORMAT_VERSION)]),
   transform: z.object({
     dSae: z.number().int().positive(),
     parts: z.array(z.enum(FEATURE_PARTS)).min(1),
@@ -194,6 +297,19 @@ export const headSchema = z.object({
   }),
   thresholds: z.object({ pooled: probability, perLanguage: z.record(z.string(), probability) }),
   meta: z.record(z.string(), z.unknown()).optional(),
+  pooling: z.enum(['whole', 'max-segment']).optional(),
+  prior: z.object({
+    sample: z.object({ pooled: share, perLanguage: z.record(z.string(), share) }),
+    deployment: z.object({ pooled: share.optional(), perLanguage: z.record(z.string(), share) }),
+  }).optional(),
+  curve: z.object({
+    objective: z.discriminatedUnion('mode', [z.object({ mode: z.literal('f1') }), z.object({ mode: z.literal('precision'), target: z.number().gt(0).max(1) })]),
+    groups: z.object({ minSamples: z.number().int().nonnegative().optional(), minPerClass: z.number().int().nonnegative().optional() }),
+    logits: f32ArraySchema,
+    labels: z.array(z.union([z.literal(0), z.literal(1)])),
+    /** { names, index }: index[i] is text i's language in names */
+    langs: z.object({ names: z.array(z.string()), index: z.array(z.number().int().nonnegative()) }),
+  }).optional(),
 });
 export type HeadJson = z.infer<typeof headSchema>;
 
@@ -211,4 +327,22 @@ function lowerBound(ids: Int32Array, id: number): number {
     else hi = mid;
   }
   return lo;
+}
+
+function encodeLangs(langs: readonly string[]): { names: string[]; index: number[] } {
+  const names = [...new Set(langs)].sort();
+  const at = new Map(names.map((n, i) => [n, i]));
+  return { names, index: langs.map((l) => at.get(l)!) };
+}
+
+function decodeCurve(j: NonNullable<HeadJson['curve']>, source: string): OperatingCurve {
+  const logits = decodeF32(j.logits, `${source}: curve.logits`);
+  if (j.labels.length !== logits.length || j.langs.index.length !== logits.length)
+    throw formatError(`${source}: curve: ${logits.length} logits, ${j.labels.length} labels, ${j.langs.index.length} languages`);
+  const langs = j.langs.index.map((i) => {
+    const name = j.langs.names[i];
+    if (name === undefined) throw formatError(`${source}: curve.langs.index holds ${i}, past the ${j.langs.names.length} names`);
+    return name;
+  });
+  return { objective: j.objective, groups: j.groups, logits, labels: Uint8Array.from(j.labels), langs };
 }

@@ -12,4 +12,6 @@ export interface TextFeatures {
   rates: Float32Array;
   /** maximum code value of each feature over the text's tokens */
   maxActs: Float32Array;
+  /** the same statistics of each sentence (src/engine/segments.ts), when the text has more than one */
+  segments?: TextFeatures[];
 }

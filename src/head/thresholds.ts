@@ -31,26 +31,33 @@ export interface ThresholdTable {
   perLanguage: Record<string, number>;
 }
 
-export function chooseThreshold(probs: ArrayLike<number>, labels: ArrayLike<number>, objective: ThresholdObjective): ThresholdChoice {
+/**
+ * `weights` (default all 1) count each text that many times: the prior shift's class weights, so F1 and
+ * precision are those at the deployment's prevalence (src/head/prior.ts).
+ */
+export function chooseThreshold(probs: ArrayLike<number>, labels: ArrayLike<number>, objective: ThresholdObjective, weights?: ArrayLike<number>): ThresholdChoice {
   const n = probs.length;
   if (n === 0 || labels.length !== n) throw validationError(`thresholds: need matching non-empty probabilities and labels (got ${n} and ${labels.length})`);
   if (objective.mode === 'precision' && !(objective.target > 0 && objective.target <= 1)) {
     throw validationError(`thresholds: target precision must be in (0, 1], got ${objective.target}`);
   }
   const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => probs[b] - probs[a] || a - b);
+  const w = (i: number) => (weights ? weights[i] : 1);
   let nPos = 0;
-  for (let i = 0; i < n; i++) nPos += labels[i] === 1 ? 1 : 0;
+  for (let i = 0; i < n; i++) nPos += labels[i] === 1 ? w(i) : 0;
   // "flag nothing": a threshold just above the top score
   let best: ThresholdChoice = { threshold: Math.min(1, probs[order[0]] + 1e-6), precision: 0, recall: 0, f1: 0, met: false, n };
-  let tp = 0;
+  let tp = 0, flagged = 0;
   for (let a = 0; a < n; ) {
     let b = a;
     while (b + 1 < n && probs[order[b + 1]] === probs[order[a]]) b++;
-    for (let k = a; k <= b; k++) tp += labels[order[k]] === 1 ? 1 : 0;
-    const flagged = b + 1;
+    for (let k = a; k <= b; k++) {
+      tp += labels[order[k]] === 1 ? w(order[k]) : 0;
+      flagged += w(order[k]);
+    }
     const lowest = probs[order[b]];
     const threshold = b + 1 < n ? (lowest + probs[order[b + 1]]) / 2 : lowest;
-    const precision = tp / flagged, recall = nPos === 0 ? 0 : tp / nPos;
+    const precision = flagged === 0 ? 0 : tp / flagged, recall = nPos === 0 ? 0 : tp / nPos;
     const f1 = tp === 0 ? 0 : (2 * precision * recall) / (precision + recall);
     const cand: ThresholdChoice = { threshold, precision, recall, f1, met: true, n };
     if (objective.mode === 'f1') {
@@ -68,14 +75,14 @@ export function chooseThreshold(probs: ArrayLike<number>, labels: ArrayLike<numb
 /** Per-language thresholds where a language has enough data, and the pooled one. */
 export function chooseThresholds(
   probs: ArrayLike<number>, labels: ArrayLike<number>, langs: readonly string[],
-  objective: ThresholdObjective, policy: GroupPolicy = {},
+  objective: ThresholdObjective, policy: GroupPolicy = {}, weights?: ArrayLike<number>,
 ): { table: ThresholdTable; choices: Record<string, ThresholdChoice> } {
-  const pooled = chooseThreshold(probs, labels, objective);
+  const pooled = chooseThreshold(probs, labels, objective, weights);
   const table: ThresholdTable = { pooled: pooled.threshold, perLanguage: {} };
   const choices: Record<string, ThresholdChoice> = { pooled };
   for (const [lang, idx] of groupByLanguage(langs)) {
     if (!hasEnoughData(labels, idx, policy)) continue;
-    const c = chooseThreshold(pick(probs, idx), pick(labels, idx), objective);
+    const c = chooseThreshold(pick(probs, idx), pick(labels, idx), objective, weights && pick(weights, idx));
     table.perLanguage[lang] = c.threshold;
     choices[lang] = c;
   }

@@ -13,17 +13,17 @@
  * final numbers (evaluateHead / evaluateRule).
  */
 import { validationError } from '../errors.js';
-import { calibratedProbability, calibratorFor, fitCalibration, type CalibrationMethod } from './calibration.js';
+import { fitCalibration, type CalibrationMethod } from './calibration.js';
 import { fitDiscoveryRule, type DiscoveryRule, type FeatureBias } from './discovery.js';
 import { evaluateHead, evaluateRule, type LabeledSet } from './evaluate.js';
 import { FeatureTransform, type TransformOptions } from './features.js';
 import { type GroupPolicy } from './groups.js';
-import { Head } from './head.js';
+import { Head, type OperatingCurve, type Pooling } from './head.js';
+import { sampleShares, type Prior, type PrevalenceTable } from './prior.js';
 import { fitLogistic, sigmoid, type LogisticOptions } from './logistic.js';
 import { metricsByLanguage, type MetricsReport } from './metrics.js';
-import { matVec } from './sparse.js';
 import { stratifiedSplit } from './split.js';
-import { chooseThresholds, type ThresholdChoice, type ThresholdObjective } from './thresholds.js';
+import type { ThresholdChoice, ThresholdObjective } from './thresholds.js';
 
 export interface TrainInput extends LabeledSet {
   /** the SAE width: feature ids are in [0, dSae) */
@@ -45,6 +45,15 @@ export interface TrainOptions {
   discovery?: { maxK?: number };
   /** carried into head.meta */
   meta?: Record<string, unknown>;
+  /** 'max-segment' (default): the text's logit is the max over it and its sentences (dilution-proof) */
+  pooling?: Pooling;
+  /**
+   * the deployment's toxic share per language ('pooled' for every other language): calibration shifts to it
+   * and thresholds are chosen at it (src/head/prior.ts); default: the calibration split's own shares
+   */
+  prevalence?: Record<string, number>;
+  /** a transform already fitted on these texts (several attribute heads share one) */
+  fittedTransform?: FeatureTransform;
 }
 
 export interface LanguageCounts {
@@ -91,18 +100,31 @@ export function trainHead(input: TrainInput, options: TrainOptions = {}): TrainR
   if (ca.features.length === 0) throw validationError('train: the calibration split is empty; add data or raise calibrationFraction');
 
   // 2. transform and logistic regression on the train part:  X: [N_train, nCols]
-  const transform = FeatureTransform.fit(tr.features, input.dSae, options.transform, tr.langs);
+  const transform = options.fittedTransform ?? FeatureTransform.fit(tr.features, input.dSae, options.transform, tr.langs);
   const X = transform.matrix(tr.features, tr.langs);
   const lrStarted = performance.now();
   const fit = fitLogistic(X, tr.labels, options.logistic);
   const lrSeconds = (performance.now() - lrStarted) / 1000;
 
-  // 3. calibration and thresholds on the calibration part
-  const logits = matVec(transform.matrix(ca.features, ca.langs), fit.weights, fit.bias); // [N_cal]
+  // 3. calibration on the calibration part's pooled logits (max over text and sentences), then the prior
+  //    shift to the deployment's prevalence, then thresholds chosen at that prevalence
+  const pooling = options.pooling ?? 'max-segment';
+  const placeholder = { pooled: 0.5, perLanguage: {} };
+  const unfitted = new Head({ transform, weights: fit.weights, bias: fit.bias, calibration: { method: 'platt', pooled: { kind: 'platt', a: 1, b: 0 }, perLanguage: {} }, thresholds: placeholder, pooling });
+  const logits = Float64Array.from(ca.features, (f, i) => unfitted.pooledLogit(f, ca.langs[i]).logit); // [N_cal]
   const calibration = fitCalibration(logits, ca.labels, ca.langs, { method: options.calibration?.method, ...options.groups });
-  const probs = logits.map((z, i) => calibratedProbability(calibratorFor(calibration, ca.langs[i]).calibrator, z));
-  const { table, choices } = chooseThresholds(probs, ca.labels, ca.langs, options.thresholds ?? { mode: 'f1' }, options.groups);
-  const head = new Head({ transform, weights: fit.weights, bias: fit.bias, calibration, thresholds: table, meta: options.meta });
+  const sample = sampleShares(ca.labels, ca.langs);
+  const prior: Prior = {
+    sample: { pooled: sample.pooled, perLanguage: Object.fromEntries(Object.keys(calibration.perLanguage).map((l) => [l, sample.perLanguage[l]])) },
+    deployment: prevalenceTable(options.prevalence),
+  };
+  const curve: OperatingCurve = {
+    objective: options.thresholds ?? { mode: 'f1' }, groups: options.groups ?? {},
+    logits: Float32Array.from(logits), labels: Uint8Array.from(ca.labels), langs: [...ca.langs],
+  };
+  const calibrated = new Head({ transform, weights: fit.weights, bias: fit.bias, calibration, thresholds: placeholder, pooling, prior, curve });
+  const { table, choices } = calibrated.thresholdsFromCurve(curve);
+  const head = new Head({ transform, weights: fit.weights, bias: fit.bias, calibration, thresholds: table, meta: options.meta, pooling, prior, curve });
   const discovery = fitDiscoveryRule(tr, ca, input.dSae, { ...options.groups, maxK: options.discovery?.maxK });
 
   // 4. report
@@ -111,12 +133,23 @@ export function trainHead(input: TrainInput, options: TrainOptions = {}): TrainR
     logistic: { solver: fit.solver, iterations: fit.iterations, converged: fit.converged, objective: fit.objective, nonZero: fit.nonZero, columns: transform.nCols, seconds: lrSeconds },
     ownCalibration: Object.keys(calibration.perLanguage),
     thresholds: choices,
-    uncalibrated: metricsByLanguage({ labels: ca.labels, scores: logits.map(sigmoid), predicted: logits.map((z) => (z >= 0 ? 1 : 0)), langs: ca.langs }),
+    uncalibrated: metricsByLanguage({ labels: ca.labels, scores: logits.map(sigmoid), predicted: Uint8Array.from(logits, (z) => (z >= 0 ? 1 : 0)), langs: ca.langs }),
     calibrated: evaluateHead(head, ca),
     rule: evaluateRule(discovery.rule, ca),
     seconds: (performance.now() - started) / 1000,
   };
   return { head, rule: discovery.rule, rankings: discovery.rankings, split: { train: trIdx, calibration: caIdx }, report };
+}
+
+/** { pooled?: x, en: y, ... } -> a PrevalenceTable, every share checked to be in (0, 1). */
+export function prevalenceTable(given: Record<string, number> | undefined): PrevalenceTable {
+  const out: PrevalenceTable = { perLanguage: {} };
+  for (const [key, v] of Object.entries(given ?? {})) {
+    if (!(v > 0 && v < 1)) throw validationError(`prevalence: ${key} must be a share strictly between 0 and 1, got ${v}`);
+    if (key === 'pooled') out.pooled = v;
+    else out.perLanguage[key] = v;
+  }
+  return out;
 }
 
 function subset(d: LabeledSet, idx: number[]): LabeledSet {
