@@ -15,6 +15,7 @@ import { readModelConfig } from '../model/families/registry.js';
 import { loadSae } from '../model/sae/load.js';
 import type { TopKSae } from '../model/sae/types.js';
 import { modelDigest, saeDigest } from './artifacts.js';
+import { attributesFromJSON, defaultOpenAiCategories } from './attributes.js';
 import type { HashCache } from './file-hash.js';
 import { locateArtifact } from './locate.js';
 import { BundleManifest, BundleManifestSchema, TrainedFor } from './manifest.js';
@@ -28,6 +29,10 @@ export interface Bundle {
   head: Head;
   /** the discovery rule trained beside the head (for evaluation and explanations), when present */
   rule: DiscoveryRule | null;
+  /** further attributes' heads (toxicity's is `head`) */
+  attributes: Record<string, Head>;
+  /** OpenAI moderation category -> attribute whose score it carries */
+  openaiCategories: Record<string, string>;
   modelDir: string;
   saePath: string;
   sae: TopKSae;
@@ -54,6 +59,18 @@ export function readBundle(dir: string, opts: ReadBundleOptions = {}): Bundle {
   const headSha = createHash('sha256').update(headBytes).digest('hex');
   if (headSha !== manifest.head.sha256) throw formatError(`${headPath}: content does not match the manifest's sha256 (edited or corrupted head)`);
   const head = Head.fromJSON(parseJson(headPath, headBytes), headPath);
+  let attributes: Record<string, Head> = {};
+  if (manifest.attributes) {
+    const path = inBundle(bundleDir, manifest.attributes.path);
+    const bytes = readOrFail(path, 'attributes', ARTIFACT_LIMITS.headJsonBytes); // a head per attribute
+    if (createHash('sha256').update(bytes).digest('hex') !== manifest.attributes.sha256) throw formatError(`${path}: content does not match the manifest's sha256 (edited or corrupted attribute heads)`);
+    attributes = attributesFromJSON(parseJson(path, bytes), path);
+    for (const [name, h] of Object.entries(attributes))
+      if (h.transform.dSae !== head.transform.dSae) throw formatError(`${path}: heads.${name} expects ${h.transform.dSae} SAE features, the toxicity head ${head.transform.dSae}`);
+  }
+  const openaiCategories = manifest.openai_categories ?? defaultOpenAiCategories(Object.keys(attributes));
+  for (const [category, attribute] of Object.entries(openaiCategories))
+    if (attribute !== 'toxicity' && !(attribute in attributes)) throw formatError(`${manifestPath}: openai_categories.${category} names ${attribute}, which the bundle does not score`);
   const rulePath = join(bundleDir, RULE_FILE);
   const rule = existsSync(rulePath) ? DiscoveryRule.fromJSON(parseJson(rulePath, readOrFail(rulePath, 'rule', ARTIFACT_LIMITS.headJsonBytes)), rulePath) : null;
 
@@ -86,7 +103,7 @@ export function readBundle(dir: string, opts: ReadBundleOptions = {}): Bundle {
     throw formatError(`${saePath}: SAE d_model ${sae.dModel} does not match the model's hidden size ${config.hiddenSize}`);
   if (sae.dSae !== head.transform.dSae)
     throw formatError(`${bundleDir}: the head expects ${head.transform.dSae} SAE features but the SAE has ${sae.dSae}`);
-  return { dir: bundleDir, manifest, head, rule, modelDir, saePath, sae };
+  return { dir: bundleDir, manifest, head, rule, attributes, openaiCategories, modelDir, saePath, sae };
 }
 
 /**

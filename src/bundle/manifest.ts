@@ -46,6 +46,15 @@ export const BundleManifestSchema = z.object({
   /** the weight precision the head's training features were computed at (absent in older bundles: f32) */
   precision: z.enum(['f32', 'f16', 'int8']).optional(),
   head: z.object({ path: z.string().min(1), sha256 }),
+  /** heads of further attributes (src/bundle/attributes.ts), trained on the same features as the toxicity head */
+  attributes: z.object({ path: z.string().min(1), sha256, names: z.array(z.string()) }).optional(),
+  /**
+   * /v1/moderations: which attribute's score each OpenAI category carries (categories not named stay
+   * false / 0: unscored). Absent: harassment and hate carry toxicity.
+   */
+  openai_categories: z.record(z.string(), z.string()).optional(),
+  /** feature labels: top activating contexts of the head's features (src/head/feature-labels.ts) */
+  feature_labels: z.object({ path: z.string().min(1), sha256 }).optional(),
   training: z.object({
     data_digest: z.string(),
     files: z.array(z.object({ path: z.string(), sha256, n: z.number().int().nonnegative() })),

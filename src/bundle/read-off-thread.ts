@@ -13,6 +13,7 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { formatError, ToxScopeError, type ErrorKind } from '../errors.js';
 import { DiscoveryRule, type DiscoveryRuleJson } from '../head/discovery.js';
 import { Head, type HeadJson } from '../head/head.js';
+import { FeatureLabels } from '../head/feature-labels.js';
 import type { TopKSae } from '../model/sae/types.js';
 import type { Bundle } from './load.js';
 
@@ -33,7 +34,10 @@ interface Request {
   hashCachePath?: string;
 }
 type Reply =
-  | { ok: true; dir: string; manifest: Bundle['manifest']; head: HeadJson; rule: DiscoveryRuleJson | null; modelDir: string; saePath: string; sae: TopKSae }
+  | {
+      ok: true; dir: string; manifest: Bundle['manifest']; head: HeadJson; rule: DiscoveryRuleJson | null; modelDir: string; saePath: string; sae: TopKSae;
+      attributes: Record<string, HeadJson>; openaiCategories: Record<string, string>; featureLabels: unknown;
+    }
   | { ok: false; kind: ErrorKind | null; name: string; message: string };
 
 export function readBundleOffThread(dir: string, opts: ReadOffThreadOptions = {}): Promise<Bundle> {
@@ -60,7 +64,9 @@ export function readBundleOffThread(dir: string, opts: ReadOffThreadOptions = {}
         try {
           const head = Head.fromJSON(m.head, `${m.dir}: head`);
           const rule = m.rule ? DiscoveryRule.fromJSON(m.rule, `${m.dir}: rule`) : null;
-          resolve({ dir: m.dir, manifest: m.manifest, head, rule, modelDir: m.modelDir, saePath: m.saePath, sae: m.sae });
+          const attributes = Object.fromEntries(Object.entries(m.attributes).map(([name, j]) => [name, Head.fromJSON(j, `${m.dir}: attributes.${name}`)]));
+          const featureLabels = m.featureLabels === null ? null : FeatureLabels.fromJSON(m.featureLabels, `${m.dir}: feature labels`);
+          resolve({ dir: m.dir, manifest: m.manifest, head, rule, attributes, openaiCategories: m.openaiCategories, featureLabels, modelDir: m.modelDir, saePath: m.saePath, sae: m.sae });
         } catch (e) {
           reject(e);
         }
@@ -92,7 +98,11 @@ async function serveRead(req: Request): Promise<void> {
   try {
     const [{ readBundle }, { jsonHashCache }] = await Promise.all([import('./load.js'), import('./file-hash.js')]);
     const b = readBundle(req.dir, { modelDirs: req.modelDirs, hashCache: req.hashCachePath ? jsonHashCache(req.hashCachePath) : undefined });
-    const reply: Reply = { ok: true, dir: b.dir, manifest: b.manifest, head: b.head.toJSON(), rule: b.rule?.toJSON() ?? null, modelDir: b.modelDir, saePath: b.saePath, sae: b.sae };
+    const reply: Reply = {
+      ok: true, dir: b.dir, manifest: b.manifest, head: b.head.toJSON(), rule: b.rule?.toJSON() ?? null, modelDir: b.modelDir, saePath: b.saePath, sae: b.sae,
+      attributes: Object.fromEntries(Object.entries(b.attributes).map(([name, h]) => [name, h.toJSON()])), openaiCategories: b.openaiCategories,
+      featureLabels: b.featureLabels?.toJSON() ?? null,
+    };
     port.postMessage(reply, saeBuffers(b.sae));
   } catch (e) {
     const err = e as Error;

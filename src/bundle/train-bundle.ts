@@ -17,6 +17,8 @@ import { readModelConfig } from '../model/families/registry.js';
 import { loadSae } from '../model/sae/load.js';
 import type { Provider } from '../runtime/session.js';
 import { modelDigest, saeDigest } from './artifacts.js';
+import { ATTRIBUTES_FILE, attributesToJSON, defaultOpenAiCategories } from './attributes.js';
+import type { Head } from '../head/head.js';
 import { FEATURIZE_BATCH_TOKENS, featurizeTexts } from './featurize.js';
 import { sha256File, type HashCache } from './file-hash.js';
 import { RULE_FILE, MANIFEST_FILE } from './load.js';
@@ -36,6 +38,12 @@ export interface TrainBundleOptions {
   calibrationFraction?: number;
   /** choose each language's threshold to meet this precision instead of maximising F1 */
   targetPrecision?: number;
+  /** the deployment's toxic share per language ('pooled' for the rest): calibration and thresholds follow it */
+  prevalence?: Record<string, number>;
+  /** attribute labels derived from each text (e.g. from its source's original annotation); the file's own win */
+  deriveAttributes?: (t: LabeledText) => Record<string, 0 | 1 | null>;
+  /** OpenAI category -> attribute (default: src/bundle/attributes.ts defaultOpenAiCategories) */
+  openaiCategories?: Record<string, string>;
   syntheticBackbone?: boolean;
   notice?: string;
   cacheDir: string;
@@ -52,6 +60,9 @@ export interface TrainBundleOptions {
   log?: (line: string) => void;
 }
 
+/** An attribute needs this many positive and negative labels to get a head. */
+export const MIN_ATTRIBUTE_PER_CLASS = 40;
+
 export interface TrainBundleResult {
   dir: string;
   manifest: BundleManifest;
@@ -61,7 +72,8 @@ export interface TrainBundleResult {
 export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleResult> {
   const started = performance.now();
   const log = o.log ?? (() => {});
-  const texts = typeof o.data === 'string' ? readLabeled(o.data) : o.data;
+  const read = typeof o.data === 'string' ? readLabeled(o.data) : o.data;
+  const texts = o.deriveAttributes ? read.map((t) => ({ ...t, attributes: { ...o.deriveAttributes!(t), ...t.attributes } })) : read;
   if (texts.length < 20) throw validationError(`train: ${texts.length} labeled texts is too few to train and calibrate a head`);
   const out = resolve(o.out);
   const { config, family } = readModelConfig(o.modelDir);
@@ -89,16 +101,42 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
   const trainedFor: TrainedFor = { model_sha256: modelSha, sae_sha256: saeSha, layer: o.layer, k };
   const seed = o.seed ?? 0;
   const thresholds: ThresholdObjective = o.targetPrecision !== undefined ? { mode: 'precision', target: o.targetPrecision } : { mode: 'f1' };
+  const langs = texts.map((t) => t.lang);
   const result = trainHead(
-    { features, labels: texts.map((t) => t.label), langs: texts.map((t) => t.lang), dSae: sae.dSae },
-    { seed, calibrationFraction: o.calibrationFraction, thresholds, meta: { trained_for: trainedFor } },
+    { features, labels: texts.map((t) => t.label), langs, dSae: sae.dSae },
+    { seed, calibrationFraction: o.calibrationFraction, thresholds, prevalence: o.prevalence, meta: { trained_for: trainedFor, attribute: 'toxicity' } },
   );
-  log(`head: ${result.report.logistic.solver}, ${result.report.logistic.iterations} iterations, ${result.report.logistic.nonZero} non-zero weights, ${result.report.logistic.seconds.toFixed(1)} s`);
+  log(`head toxicity: ${result.report.logistic.solver}, ${result.report.logistic.iterations} iterations, ${result.report.logistic.nonZero} non-zero weights, ${result.report.logistic.seconds.toFixed(1)} s`);
+  // further attributes: same features, same fitted transform, each on the texts labeled for it
+  const attributeHeads: Record<string, Head> = {};
+  const attributeReports: Record<string, TrainReport> = {};
+  for (const name of [...new Set(texts.flatMap((t) => Object.keys(t.attributes ?? {})))].sort()) {
+    const idx = texts.flatMap((t, i) => (t.attributes?.[name] === 0 || t.attributes?.[name] === 1 ? [i] : []));
+    const labels = idx.map((i) => texts[i].attributes![name] as number);
+    const pos = labels.filter((l) => l === 1).length;
+    if (pos < MIN_ATTRIBUTE_PER_CLASS || idx.length - pos < MIN_ATTRIBUTE_PER_CLASS) {
+      log(`attribute ${name}: ${pos} positive and ${idx.length - pos} negative labels, fewer than ${MIN_ATTRIBUTE_PER_CLASS} of each: not trained`);
+      continue;
+    }
+    const r = trainHead(
+      { features: idx.map((i) => features[i]), labels, langs: idx.map((i) => langs[i]), dSae: sae.dSae },
+      { seed, calibrationFraction: o.calibrationFraction, thresholds, fittedTransform: result.head.transform, meta: { trained_for: trainedFor, attribute: name } },
+    );
+    attributeHeads[name] = r.head;
+    attributeReports[name] = r.report;
+    log(`head ${name}: ${idx.length} labeled texts (${pos} positive) in ${[...new Set(idx.map((i) => langs[i]))].sort().join(', ')}; calibration-split macro-F1 ${r.report.calibrated.overall.macro_f1?.toFixed(3) ?? 'n/a'}`);
+  }
+  const attributeNames = Object.keys(attributeHeads);
+  const openaiCategories = o.openaiCategories ?? defaultOpenAiCategories(attributeNames);
+  for (const [category, attribute] of Object.entries(openaiCategories))
+    if (attribute !== 'toxicity' && !(attribute in attributeHeads)) throw validationError(`openai categories: ${category} maps to ${attribute}, which was not trained`);
 
   mkdirSync(out, { recursive: true });
   const headBytes = Buffer.from(JSON.stringify(result.head.toJSON()));
   writeFileSync(join(out, 'head.json'), headBytes);
   writeFileSync(join(out, RULE_FILE), JSON.stringify(result.rule.toJSON()));
+  const attributesBytes = attributeNames.length ? Buffer.from(JSON.stringify(attributesToJSON(attributeHeads))) : undefined;
+  if (attributesBytes) writeFileSync(join(out, ATTRIBUTES_FILE), attributesBytes);
   const languages = [...new Set(texts.map((t) => t.lang))].sort();
   const files = typeof o.data === 'string' ? [...new Set(texts.map((t) => t.file))].map((f) => ({ path: f, n: texts.filter((t) => t.file === f).length })) : [];
   const calibrated = result.report.calibrated;
@@ -116,6 +154,8 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
     k,
     precision,
     head: { path: 'head.json', sha256: createHash('sha256').update(headBytes).digest('hex') },
+    ...(attributesBytes && { attributes: { path: ATTRIBUTES_FILE, sha256: createHash('sha256').update(attributesBytes).digest('hex'), names: attributeNames } }),
+    openai_categories: openaiCategories,
     training: {
       data_digest: dataDigest(texts),
       files: files.map((f) => ({ path: f.path, n: f.n, sha256: sha256File(f.path, o.hashCache) })),
@@ -125,7 +165,11 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
       languages,
       seconds: (performance.now() - started) / 1000,
     },
-    metrics: { calibration_split: calibrated, uncalibrated: result.report.uncalibrated, rule: result.report.rule, thresholds: result.report.thresholds, window_tokens: windowTokens, window_overlap: windowOverlap },
+    metrics: {
+      calibration_split: calibrated, uncalibrated: result.report.uncalibrated, rule: result.report.rule, thresholds: result.report.thresholds,
+      window_tokens: windowTokens, window_overlap: windowOverlap, prior: result.head.prior,
+      attributes: Object.fromEntries(Object.entries(attributeReports).map(([n, r]) => [n, { calibration_split: r.calibrated, thresholds: r.thresholds, split: r.split }])),
+    },
     baseline_f1: Object.fromEntries(Object.entries(calibrated.languages).map(([l, m]) => [l, m.f1 ?? 0])),
   };
   writeFileSync(join(out, MANIFEST_FILE), JSON.stringify(manifest, null, 2));

@@ -1,8 +1,11 @@
 /**
  * Labeled texts from JSON Lines: one object per line,
  *
- *   {"text": "...", "label": 0 | 1, "lang": "en", "source": "davidson", "meta": {...}}
+ *   {"text": "...", "label": 0 | 1, "lang": "en", "source": "davidson", "meta": {...},
+ *    "attributes": {"insult": 0 | 1 | null, "identity_attack": ...}}
  *
+ * `label` is toxicity; `attributes` (optional) holds a column per further attribute, null or absent where the
+ * text was not labeled for it (each attribute's head trains on the texts that have its label).
  * read from a file or from every *.jsonl file of a directory (sorted by name, not recursive).
  * Blank lines are skipped; any other malformed line is an error naming file:line and the field.
  */
@@ -21,10 +24,14 @@ export interface LabeledText {
   lang: string;
   source?: string;
   meta?: Record<string, unknown>;
+  /** further attributes' labels (null: not labeled for it) */
+  attributes?: Record<string, 0 | 1 | null>;
   /** where it was read: file and 1-based line */
   file: string;
   line: number;
 }
+
+export const ATTRIBUTE_NAME = /^[a-z][a-z0-9_]{0,63}$/;
 
 const lineSchema = z.object({
   text: z.string().refine((t) => t.trim().length > 0, 'must be a non-empty string'),
@@ -32,6 +39,10 @@ const lineSchema = z.object({
   lang: z.string().regex(/^[a-z]{2,3}(-[a-z0-9]+)*$/i, 'must be a language code such as "en" or "pt-br"'),
   source: z.string().optional(),
   meta: z.record(z.string(), z.unknown()).optional(),
+  attributes: z.record(
+    z.string().regex(ATTRIBUTE_NAME, 'attribute names are lower-case snake_case such as "identity_attack"'),
+    z.union([z.literal(0), z.literal(1), z.null()], { error: 'must be 0, 1 or null' }),
+  ).optional(),
 });
 
 export function readLabeledFile(file: string): LabeledText[] {
@@ -59,8 +70,9 @@ export function readLabeledFile(file: string): LabeledText[] {
       const field = issue.path.length ? issue.path.join('.') : '(line)';
       throw validationError(`${where}: ${field}: ${issue.message}`);
     }
-    const { text: t, label, lang, source, meta } = parsed.data;
-    out.push({ text: t, label, lang: lang.toLowerCase(), source, meta, file, line: i + 1 });
+    const { text: t, label, lang, source, meta, attributes } = parsed.data;
+    if (attributes && 'toxicity' in attributes) throw validationError(`${where}: attributes.toxicity: toxicity is the "label" field`);
+    out.push({ text: t, label, lang: lang.toLowerCase(), source, meta, ...(attributes && { attributes }), file, line: i + 1 });
   });
   return out;
 }

@@ -19,6 +19,7 @@ import { type LanguageIdentifier, type LanguageTag, resolveLanguages, UNDETERMIN
 import type { Padding } from './padding.js';
 import type { Tokenizer } from './tokenizer.js';
 import { normalizeText, originalOffsets } from './normalize.js';
+import { segmentTokens } from './segments.js';
 import type { TopKBatch } from './types.js';
 import { tokenizeWithinBudget } from './tokenize-budget.js';
 import { featureSpans, planWindows, sliceRow, stitch, type TokenCodes } from './windows.js';
@@ -34,7 +35,10 @@ export interface TopKRunner {
 export interface ClassifierParts {
   engine: TopKRunner;
   tokenizer: Pick<Tokenizer, 'encodeWithOffsets' | 'splitPieces'>;
+  /** the toxicity head */
   head: Head;
+  /** heads of the bundle's other attributes (insult, identity_attack, ...), on the same features */
+  attributes?: Readonly<Record<string, Head>>;
   lid: LanguageIdentifier;
   /** the bundle's version, echoed in every response */
   version: string;
@@ -53,6 +57,8 @@ export interface ClassifyInput {
   explain?: boolean;
   /** explained features per text (default 5) */
   topFeatures?: number;
+  /** attributes to score besides toxicity (default: every attribute of the bundle); unknown ones are a 400 */
+  attributes?: readonly string[];
   /** the client went away */
   signal?: AbortSignal;
   /** deadline instead of the configured request timeout (0 = none) */
@@ -70,10 +76,25 @@ export interface FeatureExplanation {
   spans: [number, number][];
 }
 
-export interface TextResult {
+export interface AttributeResult {
   score: number;
   toxic: boolean;
   threshold: number;
+  /** whose threshold decided: the language's own, or 'pooled' */
+  thresholds: string;
+  /** [start, end) UTF-16 offsets of the original text: the sentence that drove the score (the whole text when it did) */
+  span: [number, number];
+}
+
+export interface TextResult {
+  /** toxicity */
+  score: number;
+  toxic: boolean;
+  threshold: number;
+  /** [start, end) of the original text: the sentence that drove the toxicity score, or the whole text */
+  span: [number, number];
+  /** every scored attribute, toxicity included */
+  attributes: Record<string, AttributeResult>;
   language: LanguageTag & {
     /** whose threshold decided: the language's own, or 'pooled' (unknown or unsupported language) */
     thresholds: string;
@@ -89,6 +110,9 @@ export interface ClassifyOutput {
   timings: { tokenizeMs: number; queueMs: number; inferenceMs: number; totalMs: number };
 }
 
+/** The attribute every bundle has: its head is `head`. */
+export const TOXICITY = 'toxicity';
+
 /** One forward-pass row: a window of one text. */
 interface WindowItem {
   ids: number[];
@@ -99,6 +123,7 @@ interface WindowItem {
 export class Classifier {
   readonly version: string;
   private currentHead: Head;
+  private currentAttributes: Readonly<Record<string, Head>>;
   private readonly parts: ClassifierParts;
   private readonly limitsConfig: LimitsConfig;
   private readonly batchingTimeoutMs: number;
@@ -114,6 +139,7 @@ export class Classifier {
     this.parts = parts;
     this.version = parts.version;
     this.currentHead = parts.head;
+    this.currentAttributes = { ...(parts.attributes ?? {}) };
     this.limitsConfig = limits;
     this.batchingTimeoutMs = batching.requestTimeoutMs;
     this.metrics = metrics;
@@ -153,6 +179,31 @@ export class Classifier {
     return this.parts.head;
   }
 
+  /** Names of the attributes this classifier scores: toxicity first, then the bundle's others, sorted. */
+  get attributeNames(): string[] {
+    return [TOXICITY, ...Object.keys(this.currentAttributes).sort()];
+  }
+
+  /** The head of an attribute (toxicity's is `head`). */
+  attributeHead(name: string): Head | undefined {
+    return name === TOXICITY ? this.currentHead : this.currentAttributes[name];
+  }
+
+  /** Swap one attribute's head (toxicity: setHead). */
+  setAttributeHead(name: string, head: Head): void {
+    if (name === TOXICITY) this.currentHead = head;
+    else if (name in this.currentAttributes) this.currentAttributes = { ...this.currentAttributes, [name]: head };
+    else throw validationError(`unknown attribute ${name}`);
+  }
+
+  private attributeHeads(requested: readonly string[] | undefined): [string, Head][] {
+    const all = this.currentAttributes;
+    if (requested === undefined) return Object.keys(all).sort().map((n) => [n, all[n]]);
+    const unknown = requested.filter((n) => n !== TOXICITY && !(n in all));
+    if (unknown.length > 0) throw validationError(`unknown attribute${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}: this bundle scores ${this.attributeNames.join(', ')}`);
+    return [...new Set(requested)].filter((n) => n !== TOXICITY).sort().map((n) => [n, all[n]]);
+  }
+
   /** Swap the head (new thresholds): requests that already started keep the one they read. */
   setHead(head: Head): void {
     this.currentHead = head;
@@ -176,6 +227,7 @@ export class Classifier {
     const t0 = performance.now();
     const head = this.currentHead;
     const { texts } = input;
+    const extra = this.attributeHeads(input.attributes); // unknown attributes: refused before any work
     if (this.stopping) throw new ToxScopeError('unavailable', 'the service is shutting down and accepts no new work');
     // until its windows are queued the request is being admitted: a drain waits for that (tokenizing yields)
     const timeoutMs = input.timeoutMs ?? this.batchingTimeoutMs;
@@ -195,9 +247,23 @@ export class Classifier {
     batched.outputs.forEach((codes, i) => perText[owner[i]].push(codes));
     const results = perText.map((parts, i): TextResult => {
       const codes = stitch(parts); // [1, n, k]
+      const { offsets, segments } = encodings[i];
       const features = new FeatureAccumulator().addRow(codes, 0).result();
+      if (segments.length > 1) features.segments = segments.map((r) => new FeatureAccumulator().addRow(codes, 0, r).result());
       const lang = languages[i];
-      const s = head.score(features, lang.code === UNDETERMINED ? undefined : lang.code);
+      const code = lang.code === UNDETERMINED ? undefined : lang.code;
+      const span = (segment: number): [number, number] => {
+        const r = segment < 0 ? { from: 0, to: offsets.length } : segments[segment];
+        return [offsets[r.from][0], offsets[r.to - 1][1]];
+      };
+      const s = head.score(features, code);
+      const attributes: Record<string, AttributeResult> = {
+        [TOXICITY]: { score: s.probability, toxic: s.toxic, threshold: s.threshold, thresholds: s.languageUsed, span: span(s.segment) },
+      };
+      for (const [name, h] of extra) {
+        const a = h.score(features, code);
+        attributes[name] = { score: a.probability, toxic: a.toxic, threshold: a.threshold, thresholds: a.languageUsed, span: span(a.segment) };
+      }
       const label = metricLanguage(lang, s.languageUsed, s.calibrationUsed);
       this.metrics?.predictions.inc({ language: label, label: s.toxic ? 'toxic' : 'non_toxic' });
       this.metrics?.scores.observe({ language: label }, s.probability);
@@ -205,6 +271,8 @@ export class Classifier {
         score: s.probability,
         toxic: s.toxic,
         threshold: s.threshold,
+        span: span(s.segment),
+        attributes,
         language: { ...lang, thresholds: s.languageUsed },
         tokens: features.nTokens,
         windows: windowCounts[i],
@@ -239,7 +307,7 @@ export class Classifier {
         signal: input.signal,
         deadline,
       })
-    ).map((e, i) => ({ ids: e.ids, offsets: originalOffsets(normalized[i], e.offsets) }));
+    ).map((e, i) => ({ ids: e.ids, offsets: originalOffsets(normalized[i], e.offsets), segments: segmentTokens(normalized[i].text, e.offsets) }));
     const tokenizeMs = performance.now() - t0;
     this.metrics?.tokenizeDuration.observe(tokenizeMs / 1000);
 

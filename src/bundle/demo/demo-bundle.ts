@@ -23,13 +23,15 @@ import { ForwardEngine } from '../../engine/forward-engine.js';
 import { readLabeled } from '../../data/labeled.js';
 import { loadTokenizer } from '../../engine/tokenizer.js';
 import { Rng } from '../../util/random.js';
+import { normalizeText } from '../../engine/normalize.js';
+import { fixtureAttributes } from './fixture-attributes.js';
 
 export const DEMO_NOTICE =
   'DEMO: the backbone is a synthetic, seeded random Qwen3-architecture model (no Qwen3 weights) with a synthetic ' +
   'Qwen-Scope-format SAE. Scores measure the pipeline, not Qwen3 features; use a real checkpoint + SAE for real moderation.';
 
 export const DEMO_RECIPE = {
-  version: 'demo-v1',
+  version: 'demo-v2',
   config: {
     hiddenSize: 128,
     intermediateSize: 384,
@@ -51,6 +53,12 @@ export const DEMO_RECIPE = {
   embedStd: 0.1,
   saeSeed: 424243,
   trainSeed: 7,
+  /**
+   * The deployment prior the demo calibrates for. The fixture sample is class-balanced (500 / 500 per source);
+   * moderation traffic is not: the sources' own held-out splits have about 20-35% toxic posts, hence 0.3 for
+   * every language. Operators set their own per language (toxscope train --prevalence, the admin API).
+   */
+  prevalence: { pooled: 0.3 },
 } as const;
 
 export const FIXTURE_DATA = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'fixtures', 'data', 'train');
@@ -79,7 +87,7 @@ export async function ensureDemoBundle(o: DemoBundleOptions): Promise<string> {
   if (!existsSync(saePath)) {
     log("writing the synthetic Qwen-Scope-format SAE (a dictionary of the sample's most frequent tokens)");
     const tokenizer = await loadTokenizer(modelDir);
-    const tokenized = readLabeled(FIXTURE_DATA).map((t) => tokenizer.encode(t.text).slice(0, 512));
+    const tokenized = readLabeled(FIXTURE_DATA).map((t) => tokenizer.encode(normalizeText(t.text).text).slice(0, 512));
     const engine = await ForwardEngine.open({ modelDir, layer: DEMO_RECIPE.layer, cacheDir: join(resolve(o.dataDir), 'graph-cache'), provider: o.provider, threads: o.threads, warn: log });
     try {
       const dict = await dictionaryFromResiduals(tokenized, (ids) => engine.runResidual(ids, 'right'), DEMO_RECIPE.config.hiddenSize, DEMO_RECIPE.dSae, new Rng(DEMO_RECIPE.saeSeed));
@@ -99,6 +107,8 @@ export async function ensureDemoBundle(o: DemoBundleOptions): Promise<string> {
     out: scratch,
     name: 'toxscope-demo',
     seed: DEMO_RECIPE.trainSeed,
+    prevalence: { ...DEMO_RECIPE.prevalence },
+    deriveAttributes: fixtureAttributes,
     syntheticBackbone: true,
     notice: DEMO_NOTICE,
     cacheDir: join(resolve(o.dataDir), 'graph-cache'),
