@@ -13,6 +13,8 @@ const BENCHES: Record<string, () => Promise<{ run(argv: string[]): Promise<numbe
   'precision-goldens': () => import('./precision-goldens.js'),
   stall: () => import('./stall.js'),
   'gdn-ops': () => import('./gdn-ops.js'),
+  'operating-points': () => import('./operating-points.js'),
+  dilution: () => import('./dilution.js'),
 };
 
 async function main(argv: string[]): Promise<number> {

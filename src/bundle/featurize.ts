@@ -14,6 +14,7 @@ import { normalizeText } from '../engine/normalize.js';
 import type { Tokenizer } from '../engine/tokenizer.js';
 import type { TextFeatures } from '../head/text-features.js';
 import type { TopKBatch } from '../engine/types.js';
+import { ContextRecorder } from '../head/feature-labels.js';
 import { planWindows, sliceRow, stitch, type TokenCodes } from '../engine/windows.js';
 
 /**
@@ -46,15 +47,33 @@ interface Row {
 }
 
 export async function featurizeTexts(engine: ForwardEngine, tokenizer: Tokenizer, texts: readonly string[], opts: FeaturizeOptions): Promise<TextFeatures[]> {
-  const ids: number[][] = [];
-  const segments: TokenSpan[][] = [];
+  const enc = encodeTexts(tokenizer, texts);
+  return featurizeIds(engine, enc.ids, { ...opts, segments: enc.segments });
+}
+
+/** Training: the features, and each feature's top activating contexts (feature labels) by language. */
+export async function featurizeWithContexts(
+  engine: ForwardEngine, tokenizer: Tokenizer, texts: readonly { text: string; lang: string }[], dSae: number, opts: FeaturizeOptions,
+): Promise<{ features: TextFeatures[]; contexts: ContextRecorder }> {
+  const enc = encodeTexts(tokenizer, texts.map((t) => t.text));
+  const contexts = new ContextRecorder(dSae, texts.map((t, i) => ({ text: enc.normalized[i], lang: t.lang, offsets: enc.offsets[i] })));
+  const features = await featurizeIds(engine, enc.ids, { ...opts, segments: enc.segments, onCodes: (i, codes) => contexts.record(i, codes) });
+  return { features, contexts };
+}
+
+/** Normalise (src/engine/normalize.ts) and tokenize as the service does; sentence segments of each text. */
+function encodeTexts(tokenizer: Tokenizer, texts: readonly string[]) {
+  const ids: number[][] = [], segments: TokenSpan[][] = [], normalized: string[] = [], offsets: [number, number][][] = [];
   for (const t of texts) {
-    const normalized = normalizeText(t).text; // the service's normalisation (src/engine/normalize.ts)
-    const e = tokenizer.encodeWithOffsets(normalized);
-    ids.push(e.ids.length ? e.ids : [tokenizer.padId]); // an empty text still needs one token: it scores as "nothing fired"
-    segments.push(segmentTokens(normalized, e.offsets)); // the service's sentence segments (src/engine/segments.ts)
+    const n = normalizeText(t).text;
+    const e = tokenizer.encodeWithOffsets(n);
+    const empty = e.ids.length === 0; // an empty text still needs one token: it scores as "nothing fired"
+    ids.push(empty ? [tokenizer.padId] : e.ids);
+    offsets.push(empty ? [[0, 0]] : e.offsets);
+    normalized.push(n);
+    segments.push(segmentTokens(n, e.offsets));
   }
-  return featurizeIds(engine, ids, { ...opts, segments });
+  return { ids, segments, normalized, offsets };
 }
 
 export async function featurizeIds(engine: ForwardEngine, ids: readonly number[][], opts: FeaturizeOptions): Promise<TextFeatures[]> {

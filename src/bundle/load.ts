@@ -12,6 +12,7 @@ import { describeZodError } from '../head/encoding.js';
 import { Head } from '../head/head.js';
 import { ARTIFACT_LIMITS, parseJsonText, readBoundedFile } from '../model/artifact-limits.js';
 import { readModelConfig } from '../model/families/registry.js';
+import { FeatureLabels } from '../head/feature-labels.js';
 import { loadSae } from '../model/sae/load.js';
 import type { TopKSae } from '../model/sae/types.js';
 import { modelDigest, saeDigest } from './artifacts.js';
@@ -33,6 +34,8 @@ export interface Bundle {
   attributes: Record<string, Head>;
   /** OpenAI moderation category -> attribute whose score it carries */
   openaiCategories: Record<string, string>;
+  /** what the head's features fire on (top contexts, labels), when the bundle has them */
+  featureLabels: FeatureLabels | null;
   modelDir: string;
   saePath: string;
   sae: TopKSae;
@@ -71,6 +74,13 @@ export function readBundle(dir: string, opts: ReadBundleOptions = {}): Bundle {
   const openaiCategories = manifest.openai_categories ?? defaultOpenAiCategories(Object.keys(attributes));
   for (const [category, attribute] of Object.entries(openaiCategories))
     if (attribute !== 'toxicity' && !(attribute in attributes)) throw formatError(`${manifestPath}: openai_categories.${category} names ${attribute}, which the bundle does not score`);
+  let featureLabels: FeatureLabels | null = null;
+  if (manifest.feature_labels) {
+    const path = inBundle(bundleDir, manifest.feature_labels.path);
+    const bytes = readOrFail(path, 'feature labels', ARTIFACT_LIMITS.headJsonBytes);
+    if (createHash('sha256').update(bytes).digest('hex') !== manifest.feature_labels.sha256) throw formatError(`${path}: content does not match the manifest's sha256 (edited or corrupted feature labels)`);
+    featureLabels = FeatureLabels.fromJSON(parseJson(path, bytes), path);
+  }
   const rulePath = join(bundleDir, RULE_FILE);
   const rule = existsSync(rulePath) ? DiscoveryRule.fromJSON(parseJson(rulePath, readOrFail(rulePath, 'rule', ARTIFACT_LIMITS.headJsonBytes)), rulePath) : null;
 
@@ -103,7 +113,7 @@ export function readBundle(dir: string, opts: ReadBundleOptions = {}): Bundle {
     throw formatError(`${saePath}: SAE d_model ${sae.dModel} does not match the model's hidden size ${config.hiddenSize}`);
   if (sae.dSae !== head.transform.dSae)
     throw formatError(`${bundleDir}: the head expects ${head.transform.dSae} SAE features but the SAE has ${sae.dSae}`);
-  return { dir: bundleDir, manifest, head, rule, attributes, openaiCategories, modelDir, saePath, sae };
+  return { dir: bundleDir, manifest, head, rule, attributes, openaiCategories, featureLabels, modelDir, saePath, sae };
 }
 
 /**

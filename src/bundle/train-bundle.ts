@@ -19,7 +19,8 @@ import type { Provider } from '../runtime/session.js';
 import { modelDigest, saeDigest } from './artifacts.js';
 import { ATTRIBUTES_FILE, attributesToJSON, defaultOpenAiCategories } from './attributes.js';
 import type { Head } from '../head/head.js';
-import { FEATURIZE_BATCH_TOKENS, featurizeTexts } from './featurize.js';
+import { FEATURIZE_BATCH_TOKENS, featurizeWithContexts } from './featurize.js';
+import { FEATURE_LABELS_FILE, FeatureLabels, usedFeatures } from '../head/feature-labels.js';
 import { sha256File, type HashCache } from './file-hash.js';
 import { RULE_FILE, MANIFEST_FILE } from './load.js';
 import { BUNDLE_FORMAT_VERSION, BundleManifest, TrainedFor } from './manifest.js';
@@ -40,6 +41,11 @@ export interface TrainBundleOptions {
   targetPrecision?: number;
   /** the deployment's toxic share per language ('pooled' for the rest): calibration and thresholds follow it */
   prevalence?: Record<string, number>;
+  /**
+   * feature labels keep short snippets of the training texts: only when texts may be stored (TOXSCOPE_STORE_TEXT,
+   * or licensed sample data such as the demo's); otherwise tokens only (default false)
+   */
+  storeText?: boolean;
   /** attribute labels derived from each text (e.g. from its source's original annotation); the file's own win */
   deriveAttributes?: (t: LabeledText) => Record<string, 0 | 1 | null>;
   /** OpenAI category -> attribute (default: src/bundle/attributes.ts defaultOpenAiCategories) */
@@ -86,12 +92,12 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
   const tokenizer = await loadTokenizer(o.modelDir);
   const windowTokens = o.windowTokens ?? 512;
   const windowOverlap = o.windowOverlap ?? 64;
-  let features;
+  let features, contexts;
   try {
-    features = await featurizeTexts(engine, tokenizer, texts.map((t) => t.text), {
+    ({ features, contexts } = await featurizeWithContexts(engine, tokenizer, texts, sae.dSae, {
       windowTokens, overlap: windowOverlap, batchTokens: o.batchTokens ?? FEATURIZE_BATCH_TOKENS,
       onProgress: (d, n) => o.onProgress?.('encoding', d, n),
-    });
+    }));
   } finally {
     await engine.close();
   }
@@ -135,6 +141,13 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
   const headBytes = Buffer.from(JSON.stringify(result.head.toJSON()));
   writeFileSync(join(out, 'head.json'), headBytes);
   writeFileSync(join(out, RULE_FILE), JSON.stringify(result.rule.toJSON()));
+  // feature labels: every feature some head reads, with its top contexts (snippets only where text may be kept)
+  const used = new Set<number>();
+  for (const h of [result.head, ...Object.values(attributeHeads)]) for (const f of usedFeatures(h.weights, h.transform.dSae, h.transform.parts.length)) used.add(f);
+  const labels = FeatureLabels.fromRecord(contexts.labels(used, { snippets: o.storeText ?? false }), o.storeText ?? false);
+  const labelsBytes = Buffer.from(JSON.stringify(labels.toJSON()));
+  writeFileSync(join(out, FEATURE_LABELS_FILE), labelsBytes);
+  log(`feature labels: ${labels.features.size} features${o.storeText ? ' with snippets' : ' (tokens only: texts are not stored)'}`);
   const attributesBytes = attributeNames.length ? Buffer.from(JSON.stringify(attributesToJSON(attributeHeads))) : undefined;
   if (attributesBytes) writeFileSync(join(out, ATTRIBUTES_FILE), attributesBytes);
   const languages = [...new Set(texts.map((t) => t.lang))].sort();
@@ -156,6 +169,7 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
     head: { path: 'head.json', sha256: createHash('sha256').update(headBytes).digest('hex') },
     ...(attributesBytes && { attributes: { path: ATTRIBUTES_FILE, sha256: createHash('sha256').update(attributesBytes).digest('hex'), names: attributeNames } }),
     openai_categories: openaiCategories,
+    feature_labels: { path: FEATURE_LABELS_FILE, sha256: createHash('sha256').update(labelsBytes).digest('hex') },
     training: {
       data_digest: dataDigest(texts),
       files: files.map((f) => ({ path: f.path, n: f.n, sha256: sha256File(f.path, o.hashCache) })),

@@ -8,6 +8,10 @@
  */
 import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { ensureDemoBundle } from '../bundle/demo/demo-bundle.js';
+import { jsonHashCache } from '../bundle/file-hash.js';
+import { readBundle } from '../bundle/load.js';
+import { progressBar } from './progress.js';
 import { denseRates, textFeatures } from '../engine/features.js';
 import { ForwardEngine } from '../engine/forward-engine.js';
 import type { Padding } from '../engine/padding.js';
@@ -23,7 +27,8 @@ import { cliEnvironment } from './environment.js';
 import type { CliIO, Command } from './main.js';
 import { inputRows, parseIdsFlag } from './residual.js';
 
-const USAGE = `usage: toxscope features --model <checkpoint dir> --sae <file or dir> --layer <L> --out <file.safetensors>
+const USAGE = `usage: toxscope features --describe [--bundle <dir>] [--feature <id> ...] [--attribute <name>] [--top <n>] [--json] [--data-dir <dir>]
+       toxscope features --model <checkpoint dir> --sae <file or dir> --layer <L> --out <file.safetensors>
                          [--k <k>] [--ids '<JSON list of token-id lists>'] [--text '<string>' ...]
                          [--padding right|left] [--check] [--cache-dir <dir>] [--threads <n>] [--provider cpu|cuda]
 
@@ -39,7 +44,11 @@ const USAGE = `usage: toxscope features --model <checkpoint dir> --sae <file or 
   --out        output: code float32 [B, T, d_sae], firing_rates float32 [B, d_sae], attention_mask int64 [B, T]
   --cache-dir  where built graphs are cached (default $TOXSCOPE_DATA_DIR/graph-cache, else .toxscope/graph-cache)
   --threads    onnxruntime intra-op threads (default: one per core)
-  --provider   execution provider (default cpu; cuda falls back to cpu with a warning)`;
+  --provider   execution provider (default cpu; cuda falls back to cpu with a warning)
+
+  --describe   print what the bundle's features fire on in its training data: for each feature (the head's --top
+               largest weights, default 20, or each --feature id) its label, weight, top tokens by language and
+               snippets (snippets only where the bundle was allowed to keep text); --bundle defaults to the demo`;
 
 const FLAGS = {
   model: { type: 'string' },
@@ -54,6 +63,13 @@ const FLAGS = {
   'cache-dir': { type: 'string' },
   threads: { type: 'string' },
   provider: { type: 'string', default: 'cpu' },
+  describe: { type: 'boolean', default: false },
+  bundle: { type: 'string' },
+  feature: { type: 'string', multiple: true },
+  attribute: { type: 'string', default: 'toxicity' },
+  top: { type: 'string', default: '20' },
+  json: { type: 'boolean', default: false },
+  'data-dir': { type: 'string', default: '.toxscope' },
 } as const;
 
 /** Dense float32 [B, T, dSae] from top-k codes; pad positions stay zero. */
@@ -71,6 +87,7 @@ export function scatterCodes(top: TopKBatch, dSae: number): Float32Array {
 
 async function run(argv: string[], io: CliIO): Promise<number> {
   const f = parseFlags(argv, FLAGS);
+  if (f.describe) return describe(f, io);
   const modelDir = requireString(f, 'model');
   const saePath = requireString(f, 'sae');
   const layer = parseIntFlag(requireString(f, 'layer'), 'layer');
@@ -129,6 +146,41 @@ async function checkAgainstReference(engine: ForwardEngine, sae: TopKSae, rows: 
     if (differ) setsDiffer++;
   }
   return `check: fused vs TypeScript encoder on ${tokens} real tokens: max |code difference| ${maxDiff.toExponential(2)}, fired sets differ on ${setsDiffer} tokens\n`;
+}
+
+/** `--describe`: feature labels of a bundle, strongest weights first (or the features asked for). */
+async function describe(f: Record<string, unknown>, io: CliIO): Promise<number> {
+  const dataDir = resolve(f['data-dir'] as string);
+  const log = (line: string) => io.stderr(`${line}\n`);
+  const progress = progressBar(io.stderr);
+  const dir = (f.bundle as string | undefined) ?? (await ensureDemoBundle({ dataDir, log, onProgress: progress.update }));
+  progress.done();
+  const bundle = readBundle(dir, { hashCache: jsonHashCache(join(dataDir, 'hash-cache.json')) });
+  if (!bundle.featureLabels) throw new UsageError(`${dir}: this bundle has no feature labels (train it again with this version)`);
+  const attribute = f.attribute as string;
+  const head = attribute === 'toxicity' ? bundle.head : bundle.attributes[attribute];
+  if (!head) throw new UsageError(`--attribute: the bundle scores toxicity${Object.keys(bundle.attributes).map((a) => `, ${a}`).join('')}; not ${attribute}`);
+  const { dSae, parts } = head.transform;
+  const weightOf = (id: number) => parts.reduce((s, _, b) => s + head.weights[b * dSae + id], 0);
+  let ids: number[];
+  if (Array.isArray(f.feature) && f.feature.length > 0) ids = f.feature.map((x) => parseIntFlag(x, 'feature'));
+  else {
+    const top = parseIntFlag(f.top as string, 'top', 1);
+    ids = [...bundle.featureLabels.features.keys()].sort((a, b) => weightOf(b) - weightOf(a) || a - b).slice(0, top);
+  }
+  const rows = ids.map((id) => ({ id, weight: weightOf(id), ...(bundle.featureLabels!.get(id) ?? { label: '(never fired in the training data)', tokens: [], byLanguage: {} }) }));
+  if (f.json) {
+    io.stdout(`${JSON.stringify({ bundle: bundle.manifest.version, attribute, features: rows }, null, 2)}\n`);
+    return 0;
+  }
+  io.stdout(`${bundle.manifest.version}: ${attribute} head, ${rows.length} features (weight summed over the head's parts)\n`);
+  for (const r of rows) {
+    io.stdout(`\n#${r.id}  weight ${r.weight.toFixed(3)}  ${r.label}\n`);
+    for (const [lang, b] of Object.entries(r.byLanguage).sort((a, b) => b[1].fired - a[1].fired))
+      io.stdout(`    ${lang}: fired in ${b.fired} texts; ${b.tokens.map((t) => JSON.stringify(t)).join(' ')}\n`);
+    for (const s of r.snippets ?? []) io.stdout(`    > ${s}\n`);
+  }
+  return 0;
 }
 
 export const featuresCommand: Command = {

@@ -8,7 +8,7 @@ import { trainBundle } from '../bundle/train-bundle.js';
 import { DEMO_NOTICE, DEMO_RECIPE, ensureDemoBundle } from '../bundle/demo/demo-bundle.js';
 import { readBundle } from '../bundle/load.js';
 import type { Provider } from '../runtime/session.js';
-import { PRECISION_SETTINGS } from '../config.js';
+import { loadConfig, PRECISION_SETTINGS } from '../config.js';
 import { UsageError, parseChoice, parseFlags, parseIntFlag, requireString, parseEngineFlags } from './args.js';
 import type { CliIO, Command } from './main.js';
 import { cliEnvironment } from './environment.js';
@@ -17,6 +17,7 @@ import { progressBar } from './progress.js';
 const USAGE = `usage: toxscope train --data <jsonl file or dir> --out <bundle dir>
                       [--model <checkpoint dir> --sae <SAE file or dir> --layer <L> [--k <k>]]
                       [--seed <n>] [--calibration-fraction <0..1>] [--target-precision <0..1>] [--name <name>]
+                      [--prevalence pooled=0.3,de=0.34,tr=0.2] [--store-text]
                       [--data-dir <dir>] [--threads <n>] [--provider cpu|cuda] [--precision auto|f32|f16|int8]
 
   --data                labeled JSON Lines: {"text", "label": 0|1, "lang"} per line (a file or a directory of *.jsonl)
@@ -27,8 +28,16 @@ const USAGE = `usage: toxscope train --data <jsonl file or dir> --out <bundle di
   --seed                seed of the explicit train/calibration split (default 0)
   --calibration-fraction  share held out for calibration and thresholds (default 0.25)
   --target-precision    choose per-language thresholds to reach this precision (default: maximise F1)
+  --prevalence          the deployment's toxic share per language (and 'pooled' for the rest): calibration shifts
+                        to it and thresholds are chosen at it (default: the calibration split's own shares)
+  --store-text          feature labels keep short snippets of the training texts (default: the TOXSCOPE_STORE_TEXT
+                        setting; without it only tokens are kept)
+
   --data-dir            built graphs and the demo live here (default $TOXSCOPE_DATA_DIR, else .toxscope)
-  --precision           weight precision of the featurisation (default auto: f32 on CPU), recorded in the bundle`;
+  --precision           weight precision of the featurisation (default auto: f32 on CPU), recorded in the bundle
+
+  Attributes: a line may carry "attributes": {"insult": 0|1|null, ...}; each attribute with at least 40 labels of
+  each class gets its own calibrated head on the same features.`;
 
 const FLAGS = {
   data: { type: 'string' },
@@ -40,6 +49,8 @@ const FLAGS = {
   seed: { type: 'string', default: '0' },
   'calibration-fraction': { type: 'string' },
   'target-precision': { type: 'string' },
+  prevalence: { type: 'string' },
+  'store-text': { type: 'boolean' },
   name: { type: 'string' },
   'data-dir': { type: 'string' },
   threads: { type: 'string' },
@@ -69,6 +80,8 @@ export const trainCommand: Command = {
     const seed = parseIntFlag(f.seed as string, 'seed', 0);
     const calibrationFraction = parseFraction(f['calibration-fraction'] as string | undefined, 'calibration-fraction');
     const targetPrecision = parseFraction(f['target-precision'] as string | undefined, 'target-precision');
+    const prevalence = parsePrevalence(f.prevalence as string | undefined);
+    const storeText = (f['store-text'] as boolean | undefined) ?? loadConfig({ env: process.env }).storeText;
     const progress = progressBar(io.stderr);
     const log = (line: string) => io.stderr(`${line}\n`);
     let modelDir: string, saePath: string, layer: number, k: number | undefined, synthetic = false;
@@ -89,7 +102,7 @@ export const trainCommand: Command = {
     }
     const result = await trainBundle({
       data, out, modelDir, saePath, layer, k,
-      seed, calibrationFraction, targetPrecision,
+      seed, calibrationFraction, targetPrecision, prevalence, storeText,
       name: f.name as string | undefined,
       syntheticBackbone: synthetic,
       notice: synthetic ? DEMO_NOTICE : undefined,
@@ -107,5 +120,18 @@ export const trainCommand: Command = {
     return 0;
   },
 };
+
+/** 'pooled=0.3,de=0.34' -> { pooled: 0.3, de: 0.34 } */
+export function parsePrevalence(raw: string | undefined): Record<string, number> | undefined {
+  if (raw === undefined) return undefined;
+  const out: Record<string, number> = {};
+  for (const part of raw.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const m = /^([a-z]{2,3}(?:-[a-z0-9]+)*|pooled)=([0-9.]+)$/i.exec(part);
+    const v = m ? Number(m[2]) : NaN;
+    if (!m || !(v > 0 && v < 1)) throw new UsageError(`--prevalence: expected language=share pairs with shares strictly between 0 and 1 (e.g. pooled=0.3,de=0.34), got '${part}'`);
+    out[m[1].toLowerCase()] = v;
+  }
+  return out;
+}
 
 const fmt = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : v.toFixed(3));

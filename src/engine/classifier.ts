@@ -12,6 +12,7 @@
 import { formatError, ToxScopeError, validationError } from '../errors.js';
 import type { BatchingConfig, LimitsConfig } from '../config.js';
 import type { Head } from '../head/head.js';
+import type { FeatureLabels } from '../head/feature-labels.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { Batcher } from './batcher.js';
 import { FeatureAccumulator } from './features.js';
@@ -39,6 +40,8 @@ export interface ClassifierParts {
   head: Head;
   /** heads of the bundle's other attributes (insult, identity_attack, ...), on the same features */
   attributes?: Readonly<Record<string, Head>>;
+  /** what each feature fires on in the training data (explanations carry it) */
+  featureLabels?: FeatureLabels | null;
   lid: LanguageIdentifier;
   /** the bundle's version, echoed in every response */
   version: string;
@@ -74,6 +77,12 @@ export interface FeatureExplanation {
   firingRate: number;
   /** [start, end) UTF-16 offsets of the original text where it fired */
   spans: [number, number][];
+  /** a short name from its top activating training contexts ('fires on "idiot", ...'), when the bundle has labels */
+  label?: string;
+  /** its top activating tokens in the training data, strongest first */
+  topTokens?: string[];
+  /** its top activating training contexts, the token in [brackets] (only where the bundle may keep text) */
+  snippets?: string[];
 }
 
 export interface AttributeResult {
@@ -277,7 +286,7 @@ export class Classifier {
         tokens: features.nTokens,
         windows: windowCounts[i],
       };
-      if (input.explain) result.explanation = explain(s.contributions(Number.MAX_SAFE_INTEGER), codes, encodings[i].offsets, input.topFeatures ?? 5);
+      if (input.explain) result.explanation = explain(s.contributions(Number.MAX_SAFE_INTEGER), codes, encodings[i].offsets, input.topFeatures ?? 5, this.parts.featureLabels ?? null);
       return result;
     });
     return {
@@ -400,6 +409,7 @@ function explain(
   codes: TopKBatch,
   offsets: readonly [number, number][],
   topN: number,
+  labels: FeatureLabels | null,
 ): FeatureExplanation[] {
   const byFeature = new Map<number, { contribution: number; firingRate: number }>();
   for (const c of contributions) {
@@ -410,7 +420,13 @@ function explain(
   return [...byFeature]
     .sort((a, b) => Math.abs(b[1].contribution) - Math.abs(a[1].contribution) || a[0] - b[0])
     .slice(0, topN)
-    .map(([id, e]) => ({ id, contribution: e.contribution, firingRate: e.firingRate, spans: featureSpans(codes, offsets, id) }));
+    .map(([id, e]) => {
+      const l = labels?.get(id);
+      return {
+        id, contribution: e.contribution, firingRate: e.firingRate, spans: featureSpans(codes, offsets, id),
+        ...(l && { label: l.label, topTokens: l.tokens, ...(l.snippets && { snippets: l.snippets }) }),
+      };
+    });
 }
 
 /** Words in several scripts, so the warm-up's tokens reach more than one corner of the embedding table. */

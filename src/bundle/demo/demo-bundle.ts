@@ -109,6 +109,7 @@ export async function ensureDemoBundle(o: DemoBundleOptions): Promise<string> {
     seed: DEMO_RECIPE.trainSeed,
     prevalence: { ...DEMO_RECIPE.prevalence },
     deriveAttributes: fixtureAttributes,
+    storeText: true, // licensed sample (fixtures/data/ATTRIBUTION.md): its snippets may be shown
     syntheticBackbone: true,
     notice: DEMO_NOTICE,
     cacheDir: join(resolve(o.dataDir), 'graph-cache'),

@@ -1,0 +1,96 @@
+/**
+ * `npm run -s bench -- dilution [--per-class 25] [--seed 5] [--json] [--data-dir .toxscope]`
+ *
+ * Does benign padding wash a toxic text out? On held-out in-domain texts of each language (../shared/data minus the
+ * fixture sample the demo trained on): every toxic text the demo's toxicity head flags alone is embedded, at a random
+ * position, among 3 and among 30 benign sentences of the same language (sentences of other held-out non-toxic texts,
+ * each ended with a full stop when it had no end punctuation, joined by spaces), and scored again; benign texts go
+ * through the same padding. Reported: the share of flagged toxic texts still flagged, and the benign flag rate alone
+ * and padded (its rise). The same texts are also scored with whole-text pooling (the head before this change) to show
+ * what sentence scoring buys. THE DEMO BACKBONE IS SYNTHETIC: pipeline numbers, not Qwen3's.
+ */
+import { featurizeForBundle } from '../src/bundle/open.js';
+import { Head } from '../src/head/head.js';
+import { progressBar } from '../src/cli/progress.js';
+import { sentenceBounds } from '../src/engine/segments.js';
+import { normalizeText } from '../src/engine/normalize.js';
+import { seededRandom, shuffleInPlace } from '../src/util/random.js';
+import type { LabeledText } from '../src/data/labeled.js';
+import { heldOut } from './heldout.js';
+import { f3, flag, openDemo } from './demo-context.js';
+
+const PADS = [3, 30] as const;
+
+function sentencesOf(text: string): string[] {
+  const t = normalizeText(text).text;
+  const b = sentenceBounds(t);
+  return b.map((s, i) => t.slice(s, b[i + 1] ?? t.length).trim()).filter((s) => s.length >= 8 && s.length <= 240).map((s) => (/[.!?。！？…]$/u.test(s) ? s : `${s}.`));
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const perClass = Number(flag(argv, 'per-class', '25'));
+  const rand = seededRandom(Number(flag(argv, 'seed', '5')));
+  const r = await openDemo(argv);
+  try {
+    const items = heldOut({ perLanguage: 2 * perClass, toxicShare: 0.5, seed: 21 });
+    const exclude = new Set([...items.values()].flat().map((t) => t.text));
+    const padPool = heldOut({ perLanguage: 400, toxicShare: 0, seed: 22, exclude });
+    type Probe = { lang: string; label: number; item: number; pad: number; text: string };
+    const probes: Probe[] = [];
+    let item = 0;
+    for (const [lang, set] of items) {
+      const pool = shuffleInPlace([...(padPool.get(lang) ?? [])].flatMap((t: LabeledText) => sentencesOf(t.text)), rand);
+      for (const t of set) {
+        probes.push({ lang, label: t.label, item, pad: 0, text: t.text });
+        for (const pad of PADS) {
+          const sentences = Array.from({ length: pad }, () => pool[Math.floor(rand() * pool.length)]);
+          sentences.splice(Math.floor(rand() * (pad + 1)), 0, t.text);
+          probes.push({ lang, label: t.label, item, pad, text: sentences.join(' ') });
+        }
+        item++;
+      }
+    }
+    const progress = progressBar((s) => process.stderr.write(s));
+    const features = await featurizeForBundle(r, probes.map((p) => p.text), (d, n) => progress.update('probes', d, n));
+    progress.done();
+    const served = r.bundle.head;
+    const whole = new Head({ ...served, thresholds: served.thresholds, pooling: 'whole', prior: served.prior, curve: served.curve } as ConstructorParameters<typeof Head>[0]);
+    const measure = (h: Head) => {
+      const flagged = probes.map((p, i) => h.score(features[i], p.lang).toxic);
+      const alone = new Map<number, boolean>();
+      probes.forEach((p, i) => p.pad === 0 && alone.set(p.item, flagged[i]));
+      const perLang: Record<string, Record<string, number>> = {};
+      const rate = (sel: (p: Probe) => boolean) => {
+        const idx = probes.flatMap((p, i) => (sel(p) ? [i] : []));
+        return { n: idx.length, rate: idx.filter((i) => flagged[i]).length / Math.max(1, idx.length) };
+      };
+      const stats = (lang?: string) => {
+        const inLang = (p: Probe) => lang === undefined || p.lang === lang;
+        const o: Record<string, number> = {};
+        for (const pad of PADS) {
+          const kept = rate((p) => inLang(p) && p.label === 1 && p.pad === pad && alone.get(p.item) === true);
+          o[`toxic_kept_${pad}`] = kept.rate;
+          o[`toxic_flagged_alone_n`] = kept.n;
+          o[`benign_flag_${pad}`] = rate((p) => inLang(p) && p.label === 0 && p.pad === pad).rate;
+        }
+        o.benign_flag_alone = rate((p) => inLang(p) && p.label === 0 && p.pad === 0).rate;
+        return o;
+      };
+      for (const lang of items.keys()) perLang[lang] = stats(lang);
+      return { overall: stats(), perLanguage: perLang };
+    };
+    const out = { bundle: r.bundle.manifest.version, synthetic_backbone: r.bundle.manifest.synthetic_backbone, per_class: perClass, pads: PADS, served: measure(served), whole_text_pooling: measure(whole) };
+    if (argv.includes('--json')) console.log(JSON.stringify(out, null, 2));
+    else {
+      console.log(`${out.bundle} (SYNTHETIC backbone: pipeline numbers, not Qwen3's); ${perClass} toxic + ${perClass} benign held-out texts per language`);
+      for (const [name, m] of [['served (max over text and sentences)', out.served], ['whole-text pooling', out.whole_text_pooling]] as const) {
+        console.log(`\n${name}\nlang  flagged-alone | kept among 3 | kept among 30 | benign alone | benign +3 | benign +30`);
+        for (const [lang, s] of [...Object.entries(m.perLanguage), ['ALL', m.overall] as const])
+          console.log(`${lang.padEnd(5)} ${String(s.toxic_flagged_alone_n).padStart(8)}      |    ${f3(s.toxic_kept_3)}     |    ${f3(s.toxic_kept_30)}      |    ${f3(s.benign_flag_alone)}     |   ${f3(s.benign_flag_3)}   |   ${f3(s.benign_flag_30)}`);
+      }
+    }
+    return 0;
+  } finally {
+    await r.engine.close();
+  }
+}
