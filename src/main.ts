@@ -255,7 +255,10 @@ export async function loadServingBundle(
       warn: (msg) => log.warn(msg),
     }),
   ]);
-  const classifier = new Classifier({ engine, tokenizer, head: bundle.head, lid, version: m.version }, { limits, batching: config.batching, metrics });
+  const classifier = new Classifier(
+    { engine, tokenizer, head: bundle.head, attributes: bundle.attributes, featureLabels: bundle.featureLabels, openaiCategories: bundle.openaiCategories, lid, version: m.version },
+    { limits, batching: config.batching, metrics },
+  );
   try {
     await classifier.warmUp();
   } catch (e) {

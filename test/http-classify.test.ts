@@ -42,6 +42,45 @@ describe('POST /v1/classify', () => {
     expect(perspective.headers.get('x-toxscope-synthetic-backbone')).toMatch(/^true/);
   });
 
+  it('returns every attribute of the bundle, or those asked for, each with its own threshold and driving sentence', async () => {
+    const text = 'Danke für die Hilfe! Du bist ein dummer Idiot.';
+    const body = await (await post(t.app, '/v1/classify', { texts: [text], language: 'de' })).json();
+    const r = body.results[0];
+    expect(Object.keys(r.attributes).sort()).toEqual(['identity_attack', 'insult', 'toxicity']);
+    expect(r.attributes.toxicity).toMatchObject({ score: r.score, toxic: r.toxic, threshold: r.threshold });
+    for (const a of Object.values(r.attributes) as { score: number; toxic: boolean; threshold: number; thresholds: string; span: { start: number; end: number } }[]) {
+      expect(a.toxic).toBe(a.score >= a.threshold);
+      expect(['de', 'pooled']).toContain(a.thresholds);
+      expect(['Danke für die Hilfe!', 'Du bist ein dummer Idiot.', text]).toContain(text.slice(a.span.start, a.span.end));
+    }
+    expect(r.span).toEqual(r.attributes.toxicity.span);
+    const only = (await (await post(t.app, '/v1/classify', { texts: [text], language: 'de', attributes: ['insult'] })).json()).results[0];
+    expect(Object.keys(only.attributes).sort()).toEqual(['insult', 'toxicity']);
+    expect(only.attributes.insult.score).toBeCloseTo(r.attributes.insult.score, 6);
+    const bad = await post(t.app, '/v1/classify', { texts: [text], attributes: ['threat'] });
+    expect(bad.status).toBe(422); // /v1/classify answers invalid content with 422, as for every other field
+    expect((await bad.json()).error.message).toMatch(/unknown attribute threat: this bundle scores toxicity, identity_attack, insult/);
+  });
+
+  it('normalises before tokenizing: fullwidth, zero-width and spacing tricks score as the plain text, spans point into the original', async () => {
+    const original = '\u200B ｙｏｕ  ａｒｅ ａｎ i\u200Bdiot';
+    const [a, b] = (await (await post(t.app, '/v1/classify', { texts: [original, 'you are an idiot'], language: 'en', explain: true })).json()).results;
+    expect(a.score).toBeCloseTo(b.score, 6);
+    expect(a.tokens).toBe(b.tokens);
+    for (const f of a.features) for (const s of f.spans) expect(original.slice(s.start, s.end).trim()).not.toBe('');
+    expect(original.slice(a.span.start, a.span.end)).toBe('ｙｏｕ  ａｒｅ ａｎ i\u200Bdiot');
+    const detected = (await (await post(t.app, '/v1/classify', { texts: ['ｙｏｕ ａｒｅ ａ ｃｏｍｐｌｅｔｅ ｉｄｉｏｔ ａｎｄ ｅｖｅｒｙｏｎｅ ｈａｔｅｓ ｙｏｕ'] })).json()).results[0];
+    expect(detected.language.code).toBe('en');
+    const empty = await post(t.app, '/v1/classify', { texts: ['fine', ''] });
+    expect(empty.status).toBeGreaterThanOrEqual(400);
+    expect(empty.status).toBeLessThan(500);
+    for (const blank of ['   ', '\u0000\u0000', '\u200B\u200C\u200D', '\n\t\u3000']) {
+      const res = await post(t.app, '/v1/classify', { texts: ['fine', blank] });
+      expect(res.status, JSON.stringify(blank)).toBe(empty.status); // the same answer as ""'s
+      expect((await res.json()).error.message).toMatch(/texts\[1\] has no visible characters/);
+    }
+  });
+
   it('gives the same score for a text alone or in a batch with others (padding does not leak)', async () => {
     const text = 'what a stupid thing to say';
     const alone = (await (await post(t.app, '/v1/classify', { texts: [text], language: 'en' })).json()).results[0].score;

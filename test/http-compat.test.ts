@@ -1,4 +1,4 @@
-/** Drop-in compatibility: Google Perspective API (TOXICITY) request/response shapes and the official OpenAI SDK. */
+/** Drop-in compatibility: Google Perspective API request/response shapes (every attribute the bundle has) and the official OpenAI SDK. */
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import OpenAI from 'openai';
@@ -83,18 +83,47 @@ describe('POST /v1alpha1/comments:analyze (Perspective API)', () => {
     expect(body.attributeScores.TOXICITY.summaryScore.value).toBeCloseTo((await classify(text, 'de')).score, 6);
   });
 
-  it('refuses attributes it does not support with 400, like Perspective, unless told to drop them', async () => {
-    const res = await post(t.app, '/v1alpha1/comments:analyze', { comment: { text: 'hi' }, requestedAttributes: { TOXICITY: {}, SEVERE_TOXICITY: {} } });
+  it('serves every requested attribute the bundle has, each from its own head, and leaves out the ones it does not score', async () => {
+    const text = 'Ihr seid dumme Idioten und Versager.';
+    const res = await post(t.app, '/v1alpha1/comments:analyze', {
+      comment: { text }, languages: ['de'],
+      requestedAttributes: { TOXICITY: {}, INSULT: {}, IDENTITY_ATTACK: {}, SEVERE_TOXICITY: {}, THREAT: {} },
+    });
+    expect(res.status).toBe(200);
+    const body = await res.json();
+    expect(Object.keys(body.attributeScores).sort()).toEqual(['IDENTITY_ATTACK', 'INSULT', 'TOXICITY']);
+    const ours = (await (await post(t.app, '/v1/classify', { texts: [text], language: 'de' })).json()).results[0];
+    for (const [name, attribute] of [['TOXICITY', 'toxicity'], ['INSULT', 'insult'], ['IDENTITY_ATTACK', 'identity_attack']]) {
+      expect(body.attributeScores[name].summaryScore).toEqual({ value: expect.any(Number), type: 'PROBABILITY' });
+      expect(body.attributeScores[name].summaryScore.value).toBeCloseTo(ours.attributes[attribute].score, 6);
+      expect(body.attributeScores[name].spanScores).toEqual([{ begin: 0, end: text.length, score: body.attributeScores[name].summaryScore }]);
+    }
+    expect(body.attributeScores.INSULT.summaryScore.value).not.toBeCloseTo(body.attributeScores.TOXICITY.summaryScore.value, 6);
+  });
+
+  it('refuses with 400, like Perspective for an unknown attribute, only when none of the requested attributes is available', async () => {
+    const res = await post(t.app, '/v1alpha1/comments:analyze', { comment: { text: 'hi' }, requestedAttributes: { SEVERE_TOXICITY: {}, THREAT: {} } });
     expect(res.status).toBe(400);
     const err = (await res.json()).error;
-    expect(err.message).toMatch(/SEVERE_TOXICITY is not supported/);
+    expect(err.message).toMatch(/SEVERE_TOXICITY, THREAT are not supported by this service \(supported: TOXICITY, IDENTITY_ATTACK, INSULT\)/);
     expect(err.status).toBe('INVALID_ARGUMENT');
     const dropped = await post(t.app, '/v1alpha1/comments:analyze', {
       comment: { text: 'hello friends' },
-      requestedAttributes: { TOXICITY: {}, THREAT: {} },
+      requestedAttributes: { THREAT: {} },
       dropUnsupportedAttributes: true,
     });
-    expect(Object.keys((await dropped.json()).attributeScores)).toEqual(['TOXICITY']);
+    expect(dropped.status).toBe(200);
+    expect((await dropped.json()).attributeScores).toEqual({});
+  });
+
+  it('gives per-sentence span scores for every served attribute with spanAnnotations', async () => {
+    const text = 'Danke für die Hilfe. Du bist ein dummer Idiot.';
+    const res = await post(t.app, '/v1alpha1/comments:analyze', { comment: { text }, languages: ['de'], spanAnnotations: true, requestedAttributes: { INSULT: {}, TOXICITY: {} } });
+    const body = await res.json();
+    for (const name of ['INSULT', 'TOXICITY']) {
+      const spans = body.attributeScores[name].spanScores;
+      expect(spans.map((s: { begin: number; end: number }) => text.slice(s.begin, s.end))).toEqual(['Danke für die Hilfe.', 'Du bist ein dummer Idiot.']);
+    }
   });
 
   it('answers malformed Perspective requests with 400', async () => {
@@ -127,7 +156,7 @@ describe('POST /v1/moderations with the official openai SDK', () => {
   });
   afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
-  it('works unchanged: every OpenAI category present, toxicity under harassment and hate', async () => {
+  it('works unchanged: every OpenAI category present, toxicity under harassment, identity_attack under hate, the rest unscored', async () => {
     const inputs = ['You are a worthless idiot', 'Thanks, have a great day!'];
     const res = await client.moderations.create({ model: 'omni-moderation-latest', input: inputs });
     expect(res.id).toMatch(/^modr-/);
@@ -137,10 +166,15 @@ describe('POST /v1/moderations with the official openai SDK', () => {
       const ours = await classify(inputs[i]);
       expect(Object.keys(r.categories).sort()).toEqual([...OPENAI_CATEGORIES].sort());
       expect(Object.keys(r.category_scores).sort()).toEqual([...OPENAI_CATEGORIES].sort());
-      expect(r.flagged).toBe(ours.toxic);
+      expect(r.flagged).toBe(ours.toxic || ours.attributes.identity_attack.toxic);
       expect(r.category_scores.harassment).toBeCloseTo(ours.score, 6);
-      expect(r.category_scores.hate).toBeCloseTo(ours.score, 6);
+      expect(r.category_scores.hate).toBeCloseTo(ours.attributes.identity_attack.score, 6);
       expect(r.categories.harassment).toBe(ours.toxic);
+      expect(r.categories.hate).toBe(ours.attributes.identity_attack.toxic);
+      for (const unscored of OPENAI_CATEGORIES.filter((c) => c !== 'harassment' && c !== 'hate')) {
+        expect(r.categories[unscored as keyof typeof r.categories]).toBe(false);
+        expect(r.category_scores[unscored as keyof typeof r.category_scores]).toBe(0);
+      }
       expect(r.categories.violence).toBe(false);
       expect(r.category_scores['self-harm']).toBe(0);
     }

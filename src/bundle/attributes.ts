@@ -30,10 +30,4 @@ export function attributesFromJSON(json: unknown, source: string): Record<string
   return Object.fromEntries(Object.entries(parsed.data.heads).map(([name, j]) => [name, Head.fromJSON(j, `${source}: heads.${name}`)]));
 }
 
-/**
- * The bundle-level OpenAI category mapping: harassment carries toxicity (the broadest abuse score), hate
- * carries identity_attack when the bundle has it (else toxicity). Every other category is unscored.
- */
-export function defaultOpenAiCategories(attributes: readonly string[]): Record<string, string> {
-  return { harassment: 'toxicity', hate: attributes.includes('identity_attack') ? 'identity_attack' : 'toxicity' };
-}
+export { defaultOpenAiCategories } from '../head/attributes.js';

@@ -13,6 +13,7 @@ import { formatError, ToxScopeError, validationError } from '../errors.js';
 import type { BatchingConfig, LimitsConfig } from '../config.js';
 import type { Head } from '../head/head.js';
 import type { FeatureLabels } from '../head/feature-labels.js';
+import { defaultOpenAiCategories, TOXICITY } from '../head/attributes.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { Batcher } from './batcher.js';
 import { FeatureAccumulator } from './features.js';
@@ -42,6 +43,8 @@ export interface ClassifierParts {
   attributes?: Readonly<Record<string, Head>>;
   /** what each feature fires on in the training data (explanations carry it) */
   featureLabels?: FeatureLabels | null;
+  /** OpenAI moderation category -> the attribute whose score it carries (default: defaultOpenAiCategories) */
+  openaiCategories?: Readonly<Record<string, string>>;
   lid: LanguageIdentifier;
   /** the bundle's version, echoed in every response */
   version: string;
@@ -119,8 +122,7 @@ export interface ClassifyOutput {
   timings: { tokenizeMs: number; queueMs: number; inferenceMs: number; totalMs: number };
 }
 
-/** The attribute every bundle has: its head is `head`. */
-export const TOXICITY = 'toxicity';
+export { TOXICITY };
 
 /** One forward-pass row: a window of one text. */
 interface WindowItem {
@@ -186,6 +188,11 @@ export class Classifier {
   /** The head as the bundle shipped it (its trained thresholds), whatever setHead has swapped in since. */
   get bundleHead(): Head {
     return this.parts.head;
+  }
+
+  /** OpenAI moderation category -> attribute (the bundle's mapping); categories not named are unscored. */
+  get openaiCategories(): Readonly<Record<string, string>> {
+    return this.parts.openaiCategories ?? defaultOpenAiCategories(Object.keys(this.parts.attributes ?? {}));
   }
 
   /** Names of the attributes this classifier scores: toxicity first, then the bundle's others, sorted. */
@@ -263,7 +270,10 @@ export class Classifier {
       const code = lang.code === UNDETERMINED ? undefined : lang.code;
       const span = (segment: number): [number, number] => {
         const r = segment < 0 ? { from: 0, to: offsets.length } : segments[segment];
-        return [offsets[r.from][0], offsets[r.to - 1][1]];
+        let start = offsets[r.from][0];
+        const end = offsets[r.to - 1][1];
+        while (start < end - 1 && /\s/u.test(texts[i][start])) start++; // a token's leading space is not the sentence's
+        return [start, end];
       };
       const s = head.score(features, code);
       const attributes: Record<string, AttributeResult> = {

@@ -7,7 +7,7 @@
  *   tokens    [Nice][ day][.][ Thanks][ a][ lot][!][ You][ are][ an][ idiot][.]
  *   segments  [0, 3)            [3, 7)                  [7, 12)
  *
- * A token belongs to the sentence where it starts. A text of one segment gets none (the whole text is it).
+ * A token belongs to the sentence where its first non-space character is. A text of one segment gets none (the whole text is it).
  * Training (src/bundle/featurize.ts) and serving (src/engine/classifier.ts) call this on the same normalised
  * text, so the head sees the same segments in both.
  */
@@ -44,7 +44,8 @@ export function segmentTokens(text: string, offsets: readonly (readonly [number,
     from = to;
   };
   for (let t = 0; t < n; t++) {
-    const start = offsets[t][0];
+    let start = offsets[t][0]; // where the token's first visible character is (" Du" starts at "D")
+    while (start < offsets[t][1] - 1 && /\s/u.test(text[start])) start++;
     let next = s;
     while (next + 1 < bounds.length && bounds[next + 1] <= start) next++;
     if (next !== s) {

@@ -32,6 +32,11 @@ export const ClassifyRequest = z
       .describe('one code for all texts, or one per text (null: identify); absent: identified per text'),
     explain: z.boolean().optional().describe('return the top contributing SAE features and where they fired'),
     top_features: z.number().int().min(1).max(50).optional().describe('features explained per text (default 5)'),
+    attributes: z
+      .array(z.string().min(1).max(64))
+      .min(1, 'attributes must name at least one attribute')
+      .optional()
+      .describe("attributes to score (toxicity is always scored); absent: every attribute of the bundle (GET /info lists them)"),
   })
   .strict();
 
@@ -58,17 +63,40 @@ export const ClassifyResponse = z.object({
       language: LanguageInfo,
       tokens: z.number().int(),
       windows: z.number().int().describe('forward-pass windows the text was split into'),
+      span: Span.describe('the sentence that drove the toxicity score (the whole text when the whole text did)'),
+      attributes: z
+        .record(
+          z.string(),
+          z.object({
+            score: z.number().describe('calibrated probability'),
+            toxic: z.boolean().describe('score >= threshold'),
+            threshold: z.number(),
+            thresholds: z.string().describe("whose threshold applied: the language's own, or 'pooled'"),
+            span: Span.describe('the sentence that drove this score'),
+          }),
+        )
+        .describe('every scored attribute, toxicity included'),
       features: z
-        .array(z.object({ id: z.number().int(), contribution: z.number(), firing_rate: z.number(), spans: z.array(Span) }))
+        .array(
+          z.object({
+            id: z.number().int(),
+            contribution: z.number(),
+            firing_rate: z.number(),
+            spans: z.array(Span),
+            label: z.string().optional().describe("what the feature fires on in the training data, e.g. 'fires on \"idiot\", \"moron\" (en)'"),
+            top_tokens: z.array(z.string()).optional().describe('its top activating training tokens, strongest first'),
+            snippets: z.array(z.string()).optional().describe('its top activating training contexts, the token in [brackets] (only where the bundle may keep text)'),
+          }),
+        )
         .optional()
-        .describe('with explain: top features by |contribution to the logit|'),
+        .describe('with explain: top features (of the sentence that drove the toxicity score) by |contribution to the logit|'),
     }),
   ),
   timings: z.object({ tokenize_ms: z.number(), queue_ms: z.number(), inference_ms: z.number(), total_ms: z.number() }),
 });
 
 // ---------------------------------------------------------------- POST /v1alpha1/comments:analyze (Perspective)
-export const PERSPECTIVE_ATTRIBUTES = ['TOXICITY'] as const;
+/** Perspective attribute names a bundle can serve: its attributes in upper case (TOXICITY, INSULT, IDENTITY_ATTACK, ...). */
 const ScoreType = z.enum(['SCORE_TYPE_UNSPECIFIED', 'PROBABILITY', 'STD_DEV_SCORE', 'PERCENTILE', 'RAW']);
 
 /**
@@ -153,8 +181,7 @@ export const OPENAI_CATEGORIES = [
   'violence',
   'violence/graphic',
 ] as const;
-/** Where the toxicity score is reported; every other category is false / 0. */
-export const TOXICITY_CATEGORIES: readonly (typeof OPENAI_CATEGORIES)[number][] = ['harassment', 'hate'];
+/** Which attribute each category carries is the bundle's mapping (Classifier.openaiCategories); the rest are unscored. */
 
 const TextPart = z.object({ type: z.literal('text'), text: z.string() });
 const ImagePart = z.object({ type: z.literal('image_url'), image_url: z.unknown() });

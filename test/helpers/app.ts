@@ -8,7 +8,7 @@
  * A tiny bundle directory holds head.json (+ pointers to the model and SAE), so reload tests can point at
  * good and broken bundles.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../../src/config.js';
@@ -20,7 +20,10 @@ import { createLanguageIdentifier, type LanguageIdentifier } from '../../src/eng
 import { loadTokenizer, type Tokenizer } from '../../src/engine/tokenizer.js';
 import { formatError } from '../../src/errors.js';
 import { Head } from '../../src/head/head.js';
+import type { TextFeatures } from '../../src/head/text-features.js';
 import { trainHead } from '../../src/head/train.js';
+import { ATTRIBUTES_FILE, attributesFromJSON, attributesToJSON } from '../../src/bundle/attributes.js';
+import { fixtureAttributes } from '../../src/bundle/demo/fixture-attributes.js';
 import { createApp } from '../../src/http/app.js';
 import { ClassifierHost, type LoadedBundle } from '../../src/service/classifier-host.js';
 import type { ServiceDeps } from '../../src/service/deps.js';
@@ -57,15 +60,18 @@ interface Shared {
   lid: LanguageIdentifier;
   cacheDir: string;
   headJson: unknown;
+  /** attributes.json of the tiny bundle: identity_attack and insult heads on the toxicity head's transform */
+  attributesJson: unknown;
 }
 let shared: Promise<Shared> | undefined;
 
 /** Labeled posts: `perClass` toxic and non-toxic from each source file. */
-function labeledSample(perClass: number): { text: string; label: number; lang: string }[] {
+type Sample = { text: string; label: number; lang: string; source?: string; meta?: Record<string, unknown> };
+function labeledSample(perClass: number): Sample[] {
   const dir = join(goldensDir, '..', 'data', 'train');
-  const out: { text: string; label: number; lang: string }[] = [];
+  const out: Sample[] = [];
   for (const file of ['davidson_en.jsonl', 'paradetox_en.jsonl', 'germeval2018_de_train.jsonl']) {
-    const rows = readFileSync(join(dir, file), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { text: string; label: number; lang: string });
+    const rows = readFileSync(join(dir, file), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Sample);
     for (const label of [0, 1]) out.push(...rows.filter((r) => r.label === label).slice(0, perClass));
   }
   return out;
@@ -83,7 +89,7 @@ function sharedParts(): Promise<Shared> {
     const [tokenizer, lid] = await Promise.all([loadTokenizer(), createLanguageIdentifier()]);
     const engine = await openEngine(cacheDir, sae);
     const data = labeledSample(60);
-    const features = [];
+    const features: TextFeatures[] = [];
     for (let i = 0; i < data.length; i += 16) {
       const chunk = data.slice(i, i + 16).map((d) => tokenizer.encode(d.text).slice(0, 64));
       const codes = await engine.runTopK(chunk, 'right'); // [16, T, k]
@@ -94,15 +100,25 @@ function sharedParts(): Promise<Shared> {
       { features, labels: data.map((d) => d.label), langs: data.map((d) => d.lang), dSae: sae.dSae },
       { seed: 1, groups: { minSamples: 20, minPerClass: 5 }, meta: { purpose: 'http tests' } },
     );
-    return { sae, tokenizer, lid, cacheDir, headJson: head.toJSON() };
+    // attributes from the sources' original labels (Davidson hate speech, GermEval ABUSE / INSULT), one pass over the same features
+    const attributeHeads: Record<string, Head> = {};
+    for (const name of ['identity_attack', 'insult']) {
+      const idx = data.flatMap((d, i) => (fixtureAttributes(d)[name] === undefined || fixtureAttributes(d)[name] === null ? [] : [i]));
+      attributeHeads[name] = trainHead(
+        { features: idx.map((i) => features[i]), labels: idx.map((i) => fixtureAttributes(data[i])[name] as number), langs: idx.map((i) => data[i].lang), dSae: sae.dSae },
+        { seed: 1, groups: { minSamples: 20, minPerClass: 5 }, fittedTransform: head.transform, meta: { attribute: name } },
+      ).head;
+    }
+    return { sae, tokenizer, lid, cacheDir, headJson: head.toJSON(), attributesJson: attributesToJSON(attributeHeads) };
   })();
   return shared;
 }
 
-/** A tiny bundle directory: head.json plus bundle.json naming its version. */
-export function writeTinyBundle(dir: string, version: string, headJson: unknown): string {
+/** A tiny bundle directory: head.json (+ attributes.json) plus bundle.json naming its version. */
+export function writeTinyBundle(dir: string, version: string, headJson: unknown, attributesJson?: unknown): string {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'head.json'), JSON.stringify(headJson));
+  if (attributesJson !== undefined) writeFileSync(join(dir, ATTRIBUTES_FILE), JSON.stringify(attributesJson));
   writeFileSync(join(dir, 'bundle.json'), JSON.stringify({ version }));
   return dir;
 }
@@ -112,16 +128,19 @@ export async function loadTinyBundle(dir: string, config: Config, metrics?: Metr
   const s = await sharedParts();
   let version: string;
   let head: Head;
+  let attributes: Record<string, Head>;
   try {
     version = String((JSON.parse(readFileSync(join(dir, 'bundle.json'), 'utf8')) as { version: unknown }).version);
     head = Head.fromJSON(JSON.parse(readFileSync(join(dir, 'head.json'), 'utf8')), join(dir, 'head.json'));
+    const attributesPath = join(dir, ATTRIBUTES_FILE);
+    attributes = existsSync(attributesPath) ? attributesFromJSON(JSON.parse(readFileSync(attributesPath, 'utf8')), attributesPath) : {};
   } catch (e) {
     if (e instanceof Error && 'kind' in e) throw e;
     throw formatError(`${dir}: not a readable bundle (${(e as Error).message})`);
   }
   // the production path: the engine on a worker thread
   const engine = await WorkerEngine.open({ modelDir: goldenCheckpointDir, layer: TINY_LAYER, sae: s.sae, cacheDir: s.cacheDir, threads: 1 });
-  const classifier = new Classifier({ engine, tokenizer: s.tokenizer, head, lid: s.lid, version }, { limits: config.limits, batching: config.batching, metrics });
+  const classifier = new Classifier({ engine, tokenizer: s.tokenizer, head, attributes, lid: s.lid, version }, { limits: config.limits, batching: config.batching, metrics });
   await classifier.warmUp();
   return {
     classifier,
@@ -164,7 +183,7 @@ export async function buildTestApp(options: TestAppOptions = {}): Promise<TestAp
   const host = new ClassifierHost();
   const s = await sharedParts();
   const dir = mkdtempSync(join(tmpdir(), 'toxscope-http-bundles-'));
-  const first = writeTinyBundle(join(dir, 'v1'), 'tiny-v1', s.headJson);
+  const first = writeTinyBundle(join(dir, 'v1'), 'tiny-v1', s.headJson, s.attributesJson);
   if (!options.notReady) host.ready(await loadTinyBundle(first, config, metrics));
   const deps: ServiceDeps = {
     config,

@@ -19,6 +19,7 @@ export function classifyRoutes(deps: ServiceDeps): Hono {
       language: body.language,
       explain: body.explain,
       topFeatures: body.top_features,
+      attributes: body.attributes,
       signal: c.req.raw.signal,
       requestId: c.get('requestId'),
     });
@@ -35,12 +36,18 @@ export function classifyRoutes(deps: ServiceDeps): Hono {
         language: r.language,
         tokens: r.tokens,
         windows: r.windows,
+        span: { start: r.span[0], end: r.span[1] },
+        attributes: Object.fromEntries(
+          Object.entries(r.attributes).map(([name, a]) => [name, { score: a.score, toxic: a.toxic, threshold: a.threshold, thresholds: a.thresholds, span: { start: a.span[0], end: a.span[1] } }]),
+        ),
         ...(r.explanation && {
           features: r.explanation.map((f) => ({
             id: f.id,
             contribution: f.contribution,
             firing_rate: f.firingRate,
             spans: f.spans.map(([start, end]) => ({ start, end })),
+            ...(f.label !== undefined && { label: f.label, top_tokens: f.topTokens }),
+            ...(f.snippets && { snippets: f.snippets }),
           })),
         }),
       })),

@@ -1,9 +1,10 @@
 /**
  * POST /v1/moderations: OpenAI moderation compatible, so the official `openai` SDK works with only a new
- * base URL. Mapping: ToxScope scores one thing, toxicity; its calibrated probability is reported under
- * `harassment` and `hate` (the closest OpenAI categories), and `flagged`, `categories.harassment` and
- * `categories.hate` are the head's decision (score >= the language's threshold). Every other category is
- * false with score 0. Image inputs are refused (400).
+ * base URL. Mapping: the bundle's `openai_categories` names, per OpenAI category, the attribute whose calibrated
+ * probability it carries (default: harassment <- toxicity, hate <- identity_attack when the bundle has it, else
+ * toxicity); categories.<c> is that attribute's decision (score >= its threshold for the language) and `flagged`
+ * is true when any mapped category is. Every other category is unscored: false with score 0 (README lists them).
+ * Image inputs are refused (400).
  */
 import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
@@ -14,7 +15,7 @@ import { classifyTexts } from '../../service/classify.js';
 import { moderationPredictionIds } from '../../service/feedback.js';
 import { admitted, speaks } from '../middleware.js';
 import { setScoreHeaders } from '../score-headers.js';
-import { ModerationRequest, type ModerationResponse, OPENAI_CATEGORIES, TOXICITY_CATEGORIES } from '../schemas.js';
+import { ModerationRequest, type ModerationResponse, OPENAI_CATEGORIES } from '../schemas.js';
 import { jsonBody, valid } from '../validate.js';
 
 export const MODERATION_MODEL = 'toxscope-toxicity';
@@ -39,7 +40,8 @@ export function moderationRoutes(deps: ServiceDeps): Hono {
     // the response id names its predictions: POST /v1/feedback takes {"id": <modr id>, "index": i}
     const id = `modr-${randomUUID().replace(/-/g, '')}`;
     const predictionIds = moderationPredictionIds(id, texts.length);
-    const { out, info } = await classifyTexts(deps, { texts, signal: c.req.raw.signal, requestId: c.get('requestId'), predictionIds });
+    const mapping = deps.host.current().classifier.openaiCategories;
+    const { out, info } = await classifyTexts(deps, { texts, attributes: [...new Set(Object.values(mapping))], signal: c.req.raw.signal, requestId: c.get('requestId'), predictionIds });
     setScoreHeaders(c, out, info);
     const response: z.infer<typeof ModerationResponse> = {
       id,
@@ -49,12 +51,12 @@ export function moderationRoutes(deps: ServiceDeps): Hono {
         const category_scores: Record<string, number> = {};
         const category_applied_input_types: Record<string, string[]> = {};
         for (const k of OPENAI_CATEGORIES) {
-          const mapped = TOXICITY_CATEGORIES.includes(k);
-          categories[k] = mapped && r.toxic;
-          category_scores[k] = mapped ? r.score : 0;
-          category_applied_input_types[k] = mapped ? ['text'] : [];
+          const a = mapping[k] === undefined ? undefined : r.attributes[mapping[k]];
+          categories[k] = a?.toxic ?? false;
+          category_scores[k] = a?.score ?? 0;
+          category_applied_input_types[k] = a ? ['text'] : [];
         }
-        return { flagged: r.toxic, categories, category_scores, category_applied_input_types };
+        return { flagged: Object.values(categories).some(Boolean), categories, category_scores, category_applied_input_types };
       }),
     };
     return c.json(response);

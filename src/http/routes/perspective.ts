@@ -1,11 +1,13 @@
 /**
- * POST /v1alpha1/comments:analyze: Google Perspective API compatible, for the TOXICITY attribute.
+ * POST /v1alpha1/comments:analyze: Google Perspective API compatible, for every attribute the bundle scores
+ * (TOXICITY always; INSULT, IDENTITY_ATTACK, PROFANITY, ... as the bundle has them: its attributes in upper case).
  *
- * Request: comment.text, requestedAttributes (only TOXICITY; others are a 400 as in Perspective, or dropped
- * with dropUnsupportedAttributes), languages (the first decides thresholds), doNotStore, spanAnnotations,
- * clientToken (echoed). Response: attributeScores.TOXICITY.summaryScore {value, type: PROBABILITY} and
- * spanScores (one whole-text span; one per sentence with spanAnnotations), languages, detectedLanguages.
- * scoreThreshold omits the attribute when its score is below it, as Perspective does.
+ * Request: comment.text, requestedAttributes (each one the bundle has is served; the others are left out of the
+ * answer; only when none of them is available is the request refused with a 400, as Perspective answers an unknown
+ * attribute, or answered with no scores under dropUnsupportedAttributes), languages (the first decides
+ * thresholds), doNotStore, spanAnnotations, clientToken (echoed). Response: attributeScores.<NAME>.summaryScore
+ * {value, type: PROBABILITY} and spanScores (one whole-text span; one per sentence with spanAnnotations),
+ * languages, detectedLanguages. scoreThreshold omits an attribute when its score is below it, as Perspective does.
  */
 import { Hono } from 'hono';
 import type { z } from 'zod';
@@ -15,7 +17,8 @@ import { classifyTexts } from '../../service/classify.js';
 import { suggestScore } from '../../service/feedback.js';
 import { admitted, speaks } from '../middleware.js';
 import { setScoreHeaders } from '../score-headers.js';
-import { AnalyzeCommentRequest, type AnalyzeCommentResponse, PERSPECTIVE_ATTRIBUTES, SuggestCommentScoreRequest, type SuggestCommentScoreResponse } from '../schemas.js';
+import { AnalyzeCommentRequest, type AnalyzeCommentResponse, SuggestCommentScoreRequest, type SuggestCommentScoreResponse } from '../schemas.js';
+import { attributeOfPerspective, perspectiveName } from '../../head/attributes.js';
 import { jsonBody, valid } from '../validate.js';
 
 const segmenter = new Intl.Segmenter('und', { granularity: 'sentence' });
@@ -57,13 +60,16 @@ export function perspectiveRoutes(deps: ServiceDeps): Hono {
     const text = body.comment.text;
     if (text.trim() === '') throw validationError('comment.text must be non-empty');
 
+    const supported = deps.host.current().classifier.attributeNames.map(perspectiveName);
     const requested = Object.entries(body.requestedAttributes);
-    const unsupported = requested.filter(([name]) => !(PERSPECTIVE_ATTRIBUTES as readonly string[]).includes(name)).map(([n]) => n);
-    if (unsupported.length > 0 && !body.dropUnsupportedAttributes)
-      throw validationError(`requestedAttributes: ${unsupported.join(', ')} ${unsupported.length > 1 ? 'are' : 'is'} not supported by this service (supported: ${PERSPECTIVE_ATTRIBUTES.join(', ')})`);
-    const toxicity = body.requestedAttributes.TOXICITY;
-    if (toxicity?.scoreType && !['PROBABILITY', 'SCORE_TYPE_UNSPECIFIED'].includes(toxicity.scoreType))
-      throw validationError(`requestedAttributes.TOXICITY.scoreType: only PROBABILITY is supported, got ${toxicity.scoreType}`);
+    const served = requested.filter(([name]) => supported.includes(name));
+    if (served.length === 0 && !body.dropUnsupportedAttributes) {
+      const unknown = requested.map(([n]) => n);
+      throw validationError(`requestedAttributes: ${unknown.join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not supported by this service (supported: ${supported.join(', ')})`);
+    }
+    for (const [name, spec] of served)
+      if (spec.scoreType && !['PROBABILITY', 'SCORE_TYPE_UNSPECIFIED'].includes(spec.scoreType))
+        throw validationError(`requestedAttributes.${name}.scoreType: only PROBABILITY is supported, got ${spec.scoreType}`);
 
     // one comment is 1 + (sentence groups) texts: group consecutive sentences so it never exceeds the per-request limit
     const spans = body.spanAnnotations ? groupSpans(sentences(text), deps.config.limits.maxTextsPerRequest - 1) : [];
@@ -71,7 +77,9 @@ export function perspectiveRoutes(deps: ServiceDeps): Hono {
     const texts = perSentence ? [text, ...spans.map(([b, e]) => text.slice(b, e))] : [text];
     const language = body.languages?.[0];
     // only the comment is a prediction; its sentence groups are scored for spanScores
-    const { out, info } = await classifyTexts(deps, { texts, language, signal: c.req.raw.signal, requestId: c.get('requestId'), recorded: 1, store: !body.doNotStore });
+    const { out, info } = await classifyTexts(deps, {
+      texts, language, attributes: served.map(([name]) => attributeOfPerspective(name)), signal: c.req.raw.signal, requestId: c.get('requestId'), recorded: 1, store: !body.doNotStore,
+    });
     setScoreHeaders(c, out, info);
 
     const whole = out.results[0];
@@ -82,12 +90,15 @@ export function perspectiveRoutes(deps: ServiceDeps): Hono {
       ...(body.languages === undefined && { detectedLanguages: whole.language.source === 'detected' ? [whole.language.code] : [] }),
       ...(body.clientToken !== undefined && { clientToken: body.clientToken }),
     };
-    if (toxicity && !(toxicity.scoreThreshold !== undefined && whole.score < toxicity.scoreThreshold)) {
-      response.attributeScores.TOXICITY = {
+    for (const [name, spec] of served) {
+      const attribute = attributeOfPerspective(name);
+      const summary = whole.attributes[attribute].score;
+      if (spec.scoreThreshold !== undefined && summary < spec.scoreThreshold) continue;
+      response.attributeScores[name] = {
         spanScores: perSentence
-          ? spans.map(([begin, end], i) => ({ begin, end, score: score(out.results[i + 1].score) }))
-          : [{ begin: 0, end: text.length, score: score(whole.score) }],
-        summaryScore: score(whole.score),
+          ? spans.map(([begin, end], i) => ({ begin, end, score: score(out.results[i + 1].attributes[attribute].score) }))
+          : [{ begin: 0, end: text.length, score: score(summary) }],
+        summaryScore: score(summary),
       };
     }
     return c.json(response);
