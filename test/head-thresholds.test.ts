@@ -72,3 +72,29 @@ describe('thresholds', () => {
     expect(thresholdFor(table, 'de')).toEqual({ threshold: table.perLanguage.de, languageUsed: 'de' });
   });
 });
+
+describe('thresholds for macro-F1 and with class weights', () => {
+  const { probs, labels } = scored(3000, 12);
+  const cuts = [...new Set(probs)].sort((a, b) => a - b);
+  const macroAt = (t: number) => binaryMetrics({ labels, scores: probs, predicted: decide(probs, t) }).macro_f1;
+
+  it('macro-f1 picks the cut with the highest mean of both classes\' F1', () => {
+    const c = chooseThreshold(probs, labels, { mode: 'macro-f1' });
+    const best = Math.max(...cuts.map(macroAt));
+    expect(macroAt(c.threshold)).toBeCloseTo(best, 12);
+  });
+
+  it('weights count texts that many times: the same choice as repeating them', () => {
+    const weights = labels.map((l) => (l === 1 ? 3 : 1));
+    const repeated = { probs: [...probs], labels: [...labels] };
+    probs.forEach((p, i) => {
+      if (labels[i] === 1) for (let k = 0; k < 2; k++) { repeated.probs.push(p); repeated.labels.push(1); }
+    });
+    for (const objective of [{ mode: 'f1' as const }, { mode: 'macro-f1' as const }, { mode: 'precision' as const, target: 0.85 }]) {
+      const a = chooseThreshold(probs, labels, objective, weights);
+      const b = chooseThreshold(repeated.probs, repeated.labels, objective);
+      expect(a.threshold, objective.mode).toBeCloseTo(b.threshold, 12);
+      expect(a.f1, objective.mode).toBeCloseTo(b.f1, 12);
+    }
+  });
+});

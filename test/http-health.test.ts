@@ -44,6 +44,10 @@ describe('health, info, metrics, openapi', () => {
     expect(text).toMatch(/toxscope_http_requests_total\{route="\/v1\/classify",method="POST",status="422"\} 1/);
     expect(text).toMatch(/toxscope_predictions_total\{language="en",label="(toxic|non_toxic)"\} \d+/);
     expect(text).toMatch(/toxscope_score_bucket\{le="0.5",language="en"\} \d+/);
+    for (const attribute of ['toxicity', 'identity_attack', 'insult']) {
+      expect(text).toMatch(new RegExp(`toxscope_attribute_predictions_total\\{attribute="${attribute}",language="en",label="(toxic|non_toxic)"\\} \\d+`));
+      expect(text).toMatch(new RegExp(`toxscope_attribute_score_count\\{attribute="${attribute}",language="en"\\} \\d+`));
+    }
     expect(text).toMatch(/toxscope_tokens_processed_total \d+/);
     expect(text).toMatch(/toxscope_queue_duration_seconds_count \d+/);
     expect(text).toMatch(/toxscope_inference_duration_seconds_count \d+/);

@@ -286,6 +286,10 @@ export class Classifier {
       const label = metricLanguage(lang, s.languageUsed, s.calibrationUsed);
       this.metrics?.predictions.inc({ language: label, label: s.toxic ? 'toxic' : 'non_toxic' });
       this.metrics?.scores.observe({ language: label }, s.probability);
+      for (const [attribute, a] of Object.entries(attributes)) {
+        this.metrics?.attributePredictions.inc({ attribute, language: label, label: a.toxic ? 'toxic' : 'non_toxic' });
+        this.metrics?.attributeScores.observe({ attribute, language: label }, a.score);
+      }
       const result: TextResult = {
         score: s.probability,
         toxic: s.toxic,

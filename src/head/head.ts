@@ -303,7 +303,7 @@ export const headSchema = z.object({
     deployment: z.object({ pooled: share.optional(), perLanguage: z.record(z.string(), share) }),
   }).optional(),
   curve: z.object({
-    objective: z.discriminatedUnion('mode', [z.object({ mode: z.literal('f1') }), z.object({ mode: z.literal('precision'), target: z.number().gt(0).max(1) })]),
+    objective: z.discriminatedUnion('mode', [z.object({ mode: z.literal('f1') }), z.object({ mode: z.literal('macro-f1') }), z.object({ mode: z.literal('precision'), target: z.number().gt(0).max(1) })]),
     groups: z.object({ minSamples: z.number().int().nonnegative().optional(), minPerClass: z.number().int().nonnegative().optional() }),
     logits: f32ArraySchema,
     labels: z.array(z.union([z.literal(0), z.literal(1)])),

@@ -4,6 +4,9 @@
  * Chosen on the calibration split, per language where it has enough data (GroupPolicy), pooled
  * otherwise, for one of two objectives:
  *   { mode: 'f1' }                         the threshold with the highest F1 of the toxic class
+ *   { mode: 'macro-f1' }                   the threshold with the highest mean of both classes' F1 (what
+ *                                          moderation benchmarks report; flags less than 'f1' when toxic texts
+ *                                          are rare)
  *   { mode: 'precision', target }          the lowest threshold whose precision is >= target (so the
  *                                          highest recall meeting it); when no threshold meets it, the
  *                                          one with the highest precision, reported with met = false
@@ -13,7 +16,7 @@
 import { validationError } from '../errors.js';
 import { groupByLanguage, hasEnoughData, pick, type GroupPolicy } from './groups.js';
 
-export type ThresholdObjective = { mode: 'f1' } | { mode: 'precision'; target: number };
+export type ThresholdObjective = { mode: 'f1' } | { mode: 'macro-f1' } | { mode: 'precision'; target: number };
 
 export interface ThresholdChoice {
   threshold: number;
@@ -43,8 +46,13 @@ export function chooseThreshold(probs: ArrayLike<number>, labels: ArrayLike<numb
   }
   const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => probs[b] - probs[a] || a - b);
   const w = (i: number) => (weights ? weights[i] : 1);
-  let nPos = 0;
-  for (let i = 0; i < n; i++) nPos += labels[i] === 1 ? w(i) : 0;
+  let nPos = 0, total = 0;
+  for (let i = 0; i < n; i++) {
+    nPos += labels[i] === 1 ? w(i) : 0;
+    total += w(i);
+  }
+  const nNeg = total - nPos;
+  let bestMacro = nNeg <= 0 ? 0 : nNeg / (2 * nNeg + nPos); // flag nothing: F1 0 for the toxic class
   // "flag nothing": a threshold just above the top score
   let best: ThresholdChoice = { threshold: Math.min(1, probs[order[0]] + 1e-6), precision: 0, recall: 0, f1: 0, met: false, n };
   let tp = 0, flagged = 0;
@@ -60,7 +68,12 @@ export function chooseThreshold(probs: ArrayLike<number>, labels: ArrayLike<numb
     const precision = flagged === 0 ? 0 : tp / flagged, recall = nPos === 0 ? 0 : tp / nPos;
     const f1 = tp === 0 ? 0 : (2 * precision * recall) / (precision + recall);
     const cand: ThresholdChoice = { threshold, precision, recall, f1, met: true, n };
-    if (objective.mode === 'f1') {
+    if (objective.mode === 'macro-f1') {
+      const fp = flagged - tp, fn = nPos - tp, tn = nNeg - fp;
+      const f1Neg = tn <= 0 ? 0 : (2 * tn) / (2 * tn + fp + fn);
+      const macro = (f1 + f1Neg) / 2;
+      if (macro > bestMacro) { bestMacro = macro; best = cand; }
+    } else if (objective.mode === 'f1') {
       if (f1 > best.f1 || !best.met) best = cand;
     } else if (precision >= objective.target) {
       best = cand; // deeper cuts come later: the last one meeting the target has the lowest threshold

@@ -54,6 +54,9 @@ export interface Metrics {
   /** messages this replica holds (fetched, not yet acknowledged or dead-lettered) */
   natsInflight: Gauge;
   scores: Histogram<'language'>;
+  /** every scored attribute (toxicity included): decisions and scores by attribute and language */
+  attributePredictions: Counter<'attribute' | 'language' | 'label'>;
+  attributeScores: Histogram<'attribute' | 'language'>;
   f1: Gauge<'language'>;
   f1Drift: Gauge<'language'>;
   labeledInWindow: Gauge<'language'>;
@@ -135,6 +138,8 @@ export function createMetrics({ processDefaults = true }: MetricsOptions = {}): 
     natsInflight: new Gauge({ name: `${p}nats_inflight`, help: 'queue messages this replica holds: fetched, not yet acknowledged or dead-lettered', registers }),
     natsConsumerAckPending: new Gauge({ name: `${p}nats_consumer_ack_pending`, help: 'messages delivered to the durable consumer and not yet acknowledged (all replicas)', registers }),
     scores: new Histogram({ name: `${p}score`, help: 'calibrated toxicity probability by language', labelNames: ['language'], buckets: SCORE_BUCKETS, registers }),
+    attributePredictions: new Counter({ name: `${p}attribute_predictions_total`, help: 'scored texts by attribute, language and decision', labelNames: ['attribute', 'language', 'label'], registers }),
+    attributeScores: new Histogram({ name: `${p}attribute_score`, help: 'calibrated probability by attribute and language', labelNames: ['attribute', 'language'], buckets: SCORE_BUCKETS, registers }),
     f1: new Gauge({ name: `${p}f1`, help: 'F1 of the current drift window by language', labelNames: ['language'], registers }),
     f1Drift: new Gauge({ name: `${p}f1_drift`, help: 'F1 minus the calibration-time baseline by language', labelNames: ['language'], registers }),
     feedback: new Gauge({ name: `${p}feedback_total`, help: 'labeled predictions (moderator feedback received), all time, by language', labelNames: ['language'], registers }),
