@@ -3,11 +3,12 @@
  *
  * Does benign padding wash a toxic text out? On held-out in-domain texts of each language (../shared/data minus the
  * fixture sample the demo trained on): every toxic text the demo's toxicity head flags alone is embedded, at a random
- * position, among 3 and among 30 benign sentences of the same language (sentences of other held-out non-toxic texts,
- * each ended with a full stop when it had no end punctuation, joined by spaces), and scored again; benign texts go
+ * position, among 3 and among 30 benign sentences of the same language (--padding friendly: everyday sentences written
+ * for this bench, bench/benign-sentences.ts; --padding heldout: sentences of other held-out non-toxic texts, each ended
+ * with a full stop when it had no end punctuation), joined by spaces, and scored again; benign texts go
  * through the same padding. Reported: the share of flagged toxic texts still flagged, and the benign flag rate alone
- * and padded (its rise). The same texts are also scored with whole-text pooling (the head before this change) to show
- * what sentence scoring buys. THE DEMO BACKBONE IS SYNTHETIC: pipeline numbers, not Qwen3's.
+ * and padded (its rise). The same texts are also scored with the other poolings (whole text: the head before this
+ * change) to show what sentence scoring buys. THE DEMO BACKBONE IS SYNTHETIC: pipeline numbers, not Qwen3's.
  */
 import { featurizeForBundle } from '../src/bundle/open.js';
 import { Head } from '../src/head/head.js';
@@ -17,6 +18,7 @@ import { normalizeText } from '../src/engine/normalize.js';
 import { seededRandom, shuffleInPlace } from '../src/util/random.js';
 import type { LabeledText } from '../src/data/labeled.js';
 import { heldOut } from './heldout.js';
+import { BENIGN_SENTENCES } from './benign-sentences.js';
 import { f3, flag, openDemo } from './demo-context.js';
 
 const PADS = [3, 30] as const;
@@ -29,6 +31,7 @@ function sentencesOf(text: string): string[] {
 
 export async function run(argv: string[]): Promise<number> {
   const perClass = Number(flag(argv, 'per-class', '25'));
+  const padding = flag(argv, 'padding', 'friendly'); // friendly: bench/benign-sentences.ts; heldout: other held-out non-toxic texts' sentences
   const rand = seededRandom(Number(flag(argv, 'seed', '5')));
   const r = await openDemo(argv);
   try {
@@ -39,7 +42,8 @@ export async function run(argv: string[]): Promise<number> {
     const probes: Probe[] = [];
     let item = 0;
     for (const [lang, set] of items) {
-      const pool = shuffleInPlace([...(padPool.get(lang) ?? [])].flatMap((t: LabeledText) => sentencesOf(t.text)), rand);
+      const pool = padding === 'friendly' ? BENIGN_SENTENCES[lang] ?? [] : shuffleInPlace([...(padPool.get(lang) ?? [])].flatMap((t: LabeledText) => sentencesOf(t.text)), rand);
+      if (pool.length === 0) continue;
       for (const t of set) {
         probes.push({ lang, label: t.label, item, pad: 0, text: t.text });
         for (const pad of PADS) {
@@ -50,11 +54,19 @@ export async function run(argv: string[]): Promise<number> {
         item++;
       }
     }
+    // how many padding sentences the head flags on their own: a max over sentences flags every text holding one
+    const padSentences = [...items.keys()].flatMap((lang) => (padding === 'friendly' ? (BENIGN_SENTENCES[lang] ?? []) : []).map((text) => ({ lang, text })));
+    const padFeatures = await featurizeForBundle(r, padSentences.map((p) => p.text));
+    const padFlagged: Record<string, string> = {};
+    for (const lang of items.keys()) {
+      const idx = padSentences.flatMap((p, i) => (p.lang === lang ? [i] : []));
+      if (idx.length) padFlagged[lang] = `${idx.filter((i) => r.bundle.head.score(padFeatures[i], lang).toxic).length} of ${idx.length}`;
+    }
     const progress = progressBar((s) => process.stderr.write(s));
     const features = await featurizeForBundle(r, probes.map((p) => p.text), (d, n) => progress.update('probes', d, n));
     progress.done();
     const served = r.bundle.head;
-    const whole = new Head({ ...served, thresholds: served.thresholds, pooling: 'whole', prior: served.prior, curve: served.curve } as ConstructorParameters<typeof Head>[0]);
+    const variant = (pooling: Head['pooling']) => new Head({ ...served, thresholds: served.thresholds, pooling } as ConstructorParameters<typeof Head>[0]);
     const measure = (h: Head) => {
       const flagged = probes.map((p, i) => h.score(features[i], p.lang).toxic);
       const alone = new Map<number, boolean>();
@@ -79,11 +91,13 @@ export async function run(argv: string[]): Promise<number> {
       for (const lang of items.keys()) perLang[lang] = stats(lang);
       return { overall: stats(), perLanguage: perLang };
     };
-    const out = { bundle: r.bundle.manifest.version, synthetic_backbone: r.bundle.manifest.synthetic_backbone, per_class: perClass, pads: PADS, served: measure(served), whole_text_pooling: measure(whole) };
+    const variants = { [`served (${served.pooling})`]: measure(served), ...Object.fromEntries((['max-segment', 'sentences', 'whole'] as const).filter((p) => p !== served.pooling).map((p) => [p, measure(variant(p))])) };
+    const out = { bundle: r.bundle.manifest.version, synthetic_backbone: r.bundle.manifest.synthetic_backbone, per_class: perClass, pads: PADS, padding, padding_sentences_flagged_alone: padFlagged, variants };
     if (argv.includes('--json')) console.log(JSON.stringify(out, null, 2));
     else {
-      console.log(`${out.bundle} (SYNTHETIC backbone: pipeline numbers, not Qwen3's); ${perClass} toxic + ${perClass} benign held-out texts per language`);
-      for (const [name, m] of [['served (max over text and sentences)', out.served], ['whole-text pooling', out.whole_text_pooling]] as const) {
+      console.log(`${out.bundle} (SYNTHETIC backbone: pipeline numbers, not Qwen3's); ${perClass} toxic + ${perClass} benign held-out texts per language; padding: ${padding}`);
+      if (padding === 'friendly') console.log(`padding sentences the served head flags on their own: ${Object.entries(padFlagged).map(([l, v]) => `${l} ${v}`).join(', ')}`);
+      for (const [name, m] of Object.entries(variants)) {
         console.log(`\n${name}\nlang  flagged-alone | kept among 3 | kept among 30 | benign alone | benign +3 | benign +30`);
         for (const [lang, s] of [...Object.entries(m.perLanguage), ['ALL', m.overall] as const])
           console.log(`${lang.padEnd(5)} ${String(s.toxic_flagged_alone_n).padStart(8)}      |    ${f3(s.toxic_kept_3)}     |    ${f3(s.toxic_kept_30)}      |    ${f3(s.benign_flag_alone)}     |   ${f3(s.benign_flag_3)}   |   ${f3(s.benign_flag_30)}`);

@@ -32,7 +32,13 @@ export const HEAD_FORMAT = 'toxscope-head';
 /** 2 added pooling, prior and curve (all optional: version 1 heads load as 'whole' with no prior shift) */
 export const HEAD_FORMAT_VERSION = 2;
 
-export type Pooling = 'whole' | 'max-segment';
+/**
+ * whole        the text's own logit
+ * max-segment  max over the text and each of its sentences
+ * sentences    max over its sentences (the text's own logit only when it is one sentence): long benign texts
+ *              are never scored as one long bag of features
+ */
+export type Pooling = 'whole' | 'max-segment' | 'sentences';
 
 /** The calibration split, kept to re-choose thresholds: pooled logits, labels, languages. */
 export interface OperatingCurve {
@@ -126,7 +132,9 @@ export class Head {
     };
     const whole = rowLogit(f);
     let best = { logit: whole.z, segment: -1, features: f, row: whole.row };
-    if (this.pooling === 'max-segment' && f.segments) {
+    const segments = f.segments?.filter((g) => g.nTokens > 0).length ?? 0;
+    if (this.pooling === 'sentences' && segments > 1) best.logit = -Infinity;
+    if (this.pooling !== 'whole' && f.segments && segments > 1) {
       f.segments.forEach((g, i) => {
         if (g.nTokens === 0) return;
         const s = rowLogit(g);
@@ -297,7 +305,7 @@ export const headSchema = z.object({
   }),
   thresholds: z.object({ pooled: probability, perLanguage: z.record(z.string(), probability) }),
   meta: z.record(z.string(), z.unknown()).optional(),
-  pooling: z.enum(['whole', 'max-segment']).optional(),
+  pooling: z.enum(['whole', 'max-segment', 'sentences']).optional(),
   prior: z.object({
     sample: z.object({ pooled: share, perLanguage: z.record(z.string(), share) }),
     deployment: z.object({ pooled: share.optional(), perLanguage: z.record(z.string(), share) }),

@@ -64,3 +64,30 @@ export function sampleShares(labels: ArrayLike<number>, langs: readonly string[]
   });
   return { pooled: langs.length ? all / langs.length : 0.5, perLanguage: Object.fromEntries(Object.keys(n).sort().map((l) => [l, pos[l] / n[l]])) };
 }
+
+/** Predictions of one language in one score bin [bin/bins, (bin+1)/bins): moderator-labeled toxic, benign, and unlabeled. */
+export interface ScoreBin {
+  bin: number;
+  toxic: number;
+  benign: number;
+  unlabeled: number;
+}
+
+/**
+ * The toxic share of a language's traffic estimated from feedback, corrected for which predictions moderators
+ * review (they mostly see flagged ones): per score bin, the share toxic among its labeled predictions (smoothed
+ * towards the bin's calibrated score with one pseudo-label), weighted by ALL predictions in the bin.
+ *
+ *   share = sum_b N_b (T_b + p_b) / (L_b + 1) / sum_b N_b        p_b = the bin's middle score
+ */
+export function estimatePrevalence(bins: readonly ScoreBin[], nBins: number): { predictions: number; labeled: number; share: number | null } {
+  let total = 0, labeled = 0, expected = 0;
+  for (const b of bins) {
+    const n = b.toxic + b.benign + b.unlabeled;
+    const mid = (b.bin + 0.5) / nBins;
+    total += n;
+    labeled += b.toxic + b.benign;
+    expected += (n * (b.toxic + mid)) / (b.toxic + b.benign + 1);
+  }
+  return { predictions: total, labeled, share: total === 0 ? null : expected / total };
+}

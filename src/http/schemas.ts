@@ -250,6 +250,17 @@ export const ThresholdsUpdate = z
   })
   .strict();
 
+export const PrevalenceUpdate = z
+  .object({
+    prevalence: z
+      .record(z.union([z.literal('pooled'), LanguageCode]), z.number().gt(0, 'a prevalence is a share strictly between 0 and 1').lt(1, 'a prevalence is a share strictly between 0 and 1').nullable())
+      .refine((t) => Object.keys(t).length > 0, 'give at least one prevalence')
+      .describe("'pooled' or a language code -> the toxic share of your traffic; null removes a language's own (it follows pooled)"),
+    actor: z.string().min(1).max(200).optional(),
+    reason: z.string().max(1000).optional(),
+  })
+  .strict();
+
 export const ReloadRequest = z.object({ path: z.string().min(1).optional().describe('bundle directory; absent: the configured one') }).strict();
 
 export const ErrorResponse = z.object({

@@ -17,8 +17,31 @@
 import type { Head } from '../head/head.js';
 import type { ThresholdTable } from '../head/thresholds.js';
 
-/** 'pooled' and language codes -> threshold; null = the language's own threshold removed (falls back to pooled). */
+/**
+ * 'pooled' and language codes -> threshold; null = the language's own threshold removed (falls back to pooled).
+ * Keys 'prevalence:pooled' and 'prevalence:<language>' hold a deployment prevalence set by an operator
+ * (PUT /admin/prevalence); they are applied first (Head.withPrevalence), then the thresholds on top.
+ */
 export type ThresholdOverrides = Record<string, number | null>;
+
+export const PREVALENCE_KEY = 'prevalence:';
+
+/** The stored overrides split into prevalence changes and threshold changes. */
+export function splitOverrides(overrides: ThresholdOverrides): { prevalence: Record<string, number | null>; thresholds: Record<string, number | null> } {
+  const prevalence: Record<string, number | null> = {}, thresholds: Record<string, number | null> = {};
+  for (const [key, value] of Object.entries(overrides)) {
+    if (key.startsWith(PREVALENCE_KEY)) prevalence[key.slice(PREVALENCE_KEY.length)] = value;
+    else thresholds[key] = value;
+  }
+  return { prevalence, thresholds };
+}
+
+/** bundleHead -> its prevalence overrides -> its threshold overrides. */
+export function withOverrides(bundleHead: Head, overrides: ThresholdOverrides): Head {
+  const { prevalence, thresholds } = splitOverrides(overrides);
+  const shifted = Object.keys(prevalence).length > 0 ? bundleHead.withPrevalence(prevalence) : bundleHead;
+  return shifted.withThresholds(thresholds);
+}
 
 export interface ThresholdOverrideSource {
   thresholdOverrides(bundleVersion: string): Promise<ThresholdOverrides>;
@@ -105,16 +128,23 @@ export async function applyOverrides(holder: HeadHolder, source: ThresholdOverri
   let next: Head;
   try {
     overrides = await source.thresholdOverrides(version);
-    next = holder.bundleHead.withThresholds(overrides); // validates every stored value
+    next = withOverrides(holder.bundleHead, overrides); // validates every stored value
   } catch (error) {
     return { status: 'failed', version, error };
   }
   // compare-and-set: a PUT that landed while we read is newer than what we read
   if (holder.head !== seen) return { status: 'raced', version };
   const changed = changedThresholds(seen.thresholds, next.thresholds);
+  if (deploymentKey(seen) !== deploymentKey(next)) changed.push('prevalence');
   if (changed.length === 0) return { status: 'unchanged', version };
   holder.setHead(next);
   return { status: 'changed', version, overrides, changed };
+}
+
+/** A head's deployment prevalences, canonically ordered (for change detection). */
+function deploymentKey(h: Head): string {
+  const d = h.prior?.deployment;
+  return d ? JSON.stringify([d.pooled ?? null, Object.entries(d.perLanguage).sort(([a], [b]) => a.localeCompare(b))]) : 'none';
 }
 
 /** 'pooled' and the languages whose effective own threshold differs between a and b (sorted). */

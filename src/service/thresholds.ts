@@ -45,6 +45,13 @@ export function thresholdsView(host: ClassifierHost): ThresholdsView {
 /** One chain of changes per host: a change starts once the one before it has been recorded and applied. */
 const locks = new WeakMap<ClassifierHost, Promise<unknown>>();
 
+/** Runs `change` after every earlier threshold or prevalence change of this host (src/service/prevalence.ts too). */
+export async function serialized<T>(host: ClassifierHost, change: () => Promise<T>): Promise<T> {
+  const run = (locks.get(host) ?? Promise.resolve()).then(change);
+  locks.set(host, run.catch(() => undefined));
+  return run;
+}
+
 export async function changeThresholds(deps: Pick<ServiceDeps, 'host' | 'audit' | 'log'>, call: ThresholdChangeCall): Promise<ThresholdsView> {
   const { host, audit } = deps;
   if (!audit) throw new ToxScopeError('unavailable', 'threshold changes must be recorded in the audit log, and no database is configured');

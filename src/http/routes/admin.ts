@@ -11,7 +11,8 @@ import type { ServiceDeps } from '../../service/deps.js';
 import { reloadBundle } from '../../service/reload.js';
 import { changeThresholds, thresholdsView } from '../../service/thresholds.js';
 import { adminAuth } from '../middleware.js';
-import { ReloadRequest, ThresholdsUpdate } from '../schemas.js';
+import { PrevalenceUpdate, ReloadRequest, ThresholdsUpdate } from '../schemas.js';
+import { changePrevalence, prevalenceView } from '../../service/prevalence.js';
 import { jsonBody, valid } from '../validate.js';
 
 export function adminRoutes(deps: ServiceDeps): Hono {
@@ -26,6 +27,16 @@ export function adminRoutes(deps: ServiceDeps): Hono {
     for (const [key, value] of Object.entries(body.thresholds)) changes[key === 'pooled' ? key : normalizeLanguageHint(key, `thresholds.${key}`)] = value;
     const actor = body.actor ?? c.req.header('x-toxscope-actor') ?? 'admin';
     return c.json(await changeThresholds(deps, { changes, actor, reason: body.reason }));
+  });
+
+  app.get('/prevalence', async (c) => c.json(await prevalenceView(deps)));
+
+  app.put('/prevalence', jsonBody(), valid(PrevalenceUpdate), async (c) => {
+    const body = c.req.valid('json');
+    const changes: Record<string, number | null> = {};
+    for (const [key, value] of Object.entries(body.prevalence)) changes[key === 'pooled' ? key : normalizeLanguageHint(key, `prevalence.${key}`)] = value;
+    const actor = body.actor ?? c.req.header('x-toxscope-actor') ?? 'admin';
+    return c.json(await changePrevalence(deps, { changes, actor, reason: body.reason }));
   });
 
   app.post('/reload', jsonBody({ optional: true }), valid(ReloadRequest), async (c) => {
