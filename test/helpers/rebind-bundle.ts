@@ -23,7 +23,8 @@ export function rebindBundle(trained: string, root: string, opts: { model?: stri
   mkdirSync(out);
   const manifest = JSON.parse(readFileSync(join(trained, 'manifest.json'), 'utf8'));
   const head = JSON.parse(readFileSync(join(trained, manifest.head.path), 'utf8'));
-  if (existsSync(join(trained, 'rule.json'))) copyFileSync(join(trained, 'rule.json'), join(out, 'rule.json'));
+  // every other file the manifest names (attribute heads, feature labels) travels unchanged
+  for (const f of ['rule.json', 'attributes.json', 'features.json']) if (existsSync(join(trained, f))) copyFileSync(join(trained, f), join(out, f));
   const model = opts.model ?? src.modelDir;
   const sae = opts.sae ?? src.saePath;
   const modelSha = opts.claimModelSha ?? modelDigest(model);
