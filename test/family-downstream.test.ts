@@ -4,7 +4,7 @@
  * service serving it with /info naming the family. The checkpoint is a tiny random qwen3_moe with Qwen3's
  * vocabulary (so the packaged Qwen3 tokenizer applies) and a random SAELens TopK SAE at layer 1.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -70,7 +70,7 @@ describe('a qwen3_moe checkpoint downstream of the engine', () => {
     m.model.family = 'qwen3';
     const other = join(root, 'other-family');
     mkdirSync(other);
-    for (const f of ['head.json', 'rule.json']) writeFileSync(join(other, f), readFileSync(join(bundleDir, f)));
+    for (const f of ['head.json', 'rule.json', 'features.json', 'attributes.json']) if (existsSync(join(bundleDir, f))) writeFileSync(join(other, f), readFileSync(join(bundleDir, f)));
     m.model.path = moe.dir;
     m.sae.path = saeDir;
     writeFileSync(join(other, 'manifest.json'), JSON.stringify(m));
