@@ -60,7 +60,17 @@ export function healthRoutes(deps: ServiceDeps, serviceVersion: string): Hono {
         ...(admin && info.head.path && { path: info.head.path }),
         parts: head.transform.parts,
         thresholds: { pooled: head.thresholds.pooled, per_language: head.thresholds.perLanguage },
+        pooling: head.pooling,
+        ...(head.prior && { prevalence: { sample: head.prior.sample.pooled, deployment: head.prior.deployment.pooled ?? null, deployment_per_language: head.prior.deployment.perLanguage } }),
       },
+      // every attribute the bundle scores (Perspective serves them in upper case) and the OpenAI category mapping
+      attributes: Object.fromEntries(
+        classifier.attributeNames.map((name) => {
+          const h = classifier.attributeHead(name)!;
+          return [name, { thresholds: { pooled: h.thresholds.pooled, per_language: h.thresholds.perLanguage } }];
+        }),
+      ),
+      openai_categories: classifier.openaiCategories,
       execution_provider: info.executionProvider,
       ...(info.weightDtype && { weight_dtype: info.weightDtype }),
       ...(info.weightDtype && {
