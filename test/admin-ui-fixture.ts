@@ -42,7 +42,8 @@ export async function adminUiFixture(perClass = 24): Promise<AdminUiFixture> {
   const spillDir = mkdtempSync(join(tmpdir(), 'toxscope-admin-ui-spill-'));
   const queue = new WriteQueue({ repo, journalDir: join(spillDir, 'journal'), flushDelayMs: 1 });
   const t = await buildTestApp({
-    env: { TOXSCOPE_ADMIN_TOKEN: ADMIN_TOKEN },
+    // alarms need this many labeled predictions in a window: the fixture's rounds hold about 16 per language
+    env: { TOXSCOPE_ADMIN_TOKEN: ADMIN_TOKEN, TOXSCOPE_DRIFT_MIN_LABELED: '10' },
     deps: { predictions: queue, audit: repo, review: repo, drift: (q) => driftReport(repo, BASELINES, q) },
   });
 

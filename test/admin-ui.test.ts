@@ -1,7 +1,9 @@
 /**
  * The admin page in headless Chromium (Debian's /usr/bin/chromium through playwright-core), against a real
  * service on a loopback port: log in with the token, see the charts of a language with feedback, preview a
- * threshold, apply it, and find it in GET /admin/thresholds. Screenshots: .test-output/admin-ui-*.png.
+ * threshold, apply it, and find it in GET /admin/thresholds; see drift alarms, low-volume languages folded into
+ * "other", the audit log, revert a language to the bundle's threshold, reload the bundle, and use the page at
+ * phone width. Screenshots: .test-output/admin-ui-*.png (desktop and phone).
  * Skipped where /usr/bin/chromium is absent (`apt-get install chromium`).
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -99,5 +101,87 @@ describe.skipIf(!existsSync(CHROMIUM))('admin page in headless Chromium', () => 
     expect((await apiThresholds()).per_language.en).toBe(proposed);
     await page.screenshot({ path: join(OUT, 'admin-ui-applied.png'), fullPage: true });
     expect(existsSync(join(OUT, 'admin-ui-applied.png'))).toBe(true);
+  });
+
+  it('shows drift alarms per language and folds low-volume languages into "other"', async () => {
+    // a few predictions in languages far below the minimum volume
+    const res = await fetch(`${base}/v1/classify`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ texts: ['bonjour à tous', 'merci beaucoup', 'hola amigos'], language: ['fr', 'fr', 'es'] }) });
+    expect(res.status).toBe(200);
+    await f.t.deps.predictions!.flush!();
+    await page.goto(`${base}/admin/ui?lang=en`);
+    // the alarm rule of the service (tolerance 0.05, at least 10 labeled): computed here from the stored windows
+    const windows = await f.repo.latestF1Windows();
+    const alarming = windows.filter((w) => w.drift !== null && Math.abs(w.drift) > 0.05 && w.n >= 10).map((w) => w.language).sort();
+    expect(alarming.length).toBeGreaterThan(0); // the fixture's tiny head drifts from its baselines
+    const banner = page.locator('.notice.alarms');
+    expect((await banner.getAttribute('data-alarms'))!.split(',').sort()).toEqual(alarming);
+    for (const language of ['en', 'de']) {
+      expect(await page.locator(`tr[data-language="${language}"] .alarm`).count()).toBe(alarming.includes(language) ? 1 : 0);
+    }
+    const other = page.locator('tr[data-language="other"]');
+    expect(await other.locator('summary').textContent()).toBe('other (2)');
+    expect(await other.locator('td').nth(1).textContent()).toBe('3');
+    expect(await page.locator('tr[data-language="fr"]').count()).toBe(0);
+    await page.screenshot({ path: join(OUT, 'admin-ui-alarms.png'), fullPage: true });
+  });
+
+  it("reverts a language to the bundle's threshold (not a removal), recorded with actor and reason", async () => {
+    const before = (await (await fetch(`${base}/admin/thresholds`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { per_language: Record<string, number>; bundle: { per_language: Record<string, number>; pooled: number } };
+    const trained = before.bundle.per_language.en ?? before.bundle.pooled;
+    expect(before.per_language.en).not.toBe(trained); // the apply test moved it
+    await page.goto(`${base}/admin/ui?lang=en`);
+    await page.fill('form.revert input[name="reason"]', 'back to the trained value');
+    await page.click('button.revert');
+    await page.locator('.notice.ok').waitFor();
+    expect(await page.locator('.notice.ok').textContent()).toContain("reverted to the bundle's threshold");
+    const after = (await apiThresholds()) as { pooled: number; per_language: Record<string, number> };
+    expect(after.per_language.en ?? after.pooled).toBe(trained);
+    expect(Object.hasOwn(after.per_language, 'en')).toBe(Object.hasOwn(before.bundle.per_language, 'en'));
+    const audit = page.locator('table.audit tbody tr').first();
+    expect(await audit.textContent()).toContain('threshold en');
+    expect(await audit.textContent()).toContain('back to the trained value');
+    expect(await audit.textContent()).toContain('admin-ui');
+  });
+
+  it('reloads the bundle from the page; a refused reload keeps the bundle; both are in the audit log', async () => {
+    await page.goto(`${base}/admin/ui`);
+    await page.fill('section.reload input[name="path"]', join(f.t.dir, 'no-such-bundle'));
+    await page.fill('section.reload input[name="reason"]', 'try a missing bundle');
+    await page.click('button.reload');
+    const refusal = page.locator('.notice.error[role="status"]');
+    await refusal.waitFor();
+    expect(await refusal.textContent()).toContain('The bundle was not reloaded');
+    await page.goto(`${base}/admin/ui`);
+    await page.fill('section.reload input[name="reason"]', 'routine reload');
+    await page.click('button.reload');
+    await page.locator('.notice.ok').waitFor();
+    expect(await page.locator('.notice.ok').textContent()).toContain('Reloaded: bundle');
+    const rows = page.locator('table.audit tbody tr');
+    expect(await rows.nth(0).textContent()).toMatch(/reload: tiny-v1 → tiny-v1.*routine reload/);
+    expect(await rows.nth(1).getAttribute('class')).toBe('refused');
+    expect(await rows.nth(1).textContent()).toContain('try a missing bundle');
+    const api = (await (await fetch(`${base}/admin/audit`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { reloads: { actor: string; outcome: string; reason: string }[] };
+    expect(api.reloads.slice(0, 2)).toMatchObject([
+      { actor: 'admin-ui', outcome: 'ok', reason: 'routine reload' },
+      { actor: 'admin-ui', outcome: 'refused', reason: 'try a missing bundle' },
+    ]);
+    await page.screenshot({ path: join(OUT, 'admin-ui-audit.png'), fullPage: true });
+  });
+
+  it('is usable at phone width: nothing wider than the screen, tables scroll inside their section', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    try {
+      await page.goto(`${base}/admin/ui?lang=en`);
+      await page.locator('svg[data-chart="histogram"]').waitFor();
+      const widths = await page.evaluate('({ doc: document.documentElement.scrollWidth, view: window.innerWidth })') as { doc: number; view: number };
+      expect(widths.doc).toBeLessThanOrEqual(widths.view);
+      const chart = await page.locator('svg[data-chart="histogram"]').boundingBox();
+      expect(chart!.width).toBeLessThanOrEqual(390);
+      const button = await page.locator('button.reload').boundingBox();
+      expect(button!.x + button!.width).toBeLessThanOrEqual(390);
+      await page.screenshot({ path: join(OUT, 'admin-ui-phone.png'), fullPage: true });
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 1000 });
+    }
   });
 });

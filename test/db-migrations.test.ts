@@ -7,7 +7,7 @@ import { createDb, DEFAULT_MIGRATIONS_FOLDER, executeRows, type Database } from 
 import { createRepository } from '../src/db/repository.js';
 import { DATABASE_URL, freshPostgresDatabase } from './helpers/db.js';
 
-const TABLES = ['f1_windows', 'feedback', 'predictions', 'threshold_changes'];
+const TABLES = ['admin_events', 'f1_windows', 'feedback', 'predictions', 'threshold_changes'];
 /** every migration drizzle-kit has generated (migrations/meta/_journal.json) */
 const MIGRATIONS = (JSON.parse(readFileSync(join(DEFAULT_MIGRATIONS_FOLDER, 'meta', '_journal.json'), 'utf8')) as { entries: unknown[] }).entries.length;
 

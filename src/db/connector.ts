@@ -44,6 +44,8 @@ const METHODS = {
   scoreBins: true,
   f1WindowHistory: true,
   predictionForText: true,
+  recordAdminEvent: true,
+  listAdminEvents: true,
   ping: true,
 } satisfies Record<keyof Repository, true>;
 

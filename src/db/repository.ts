@@ -7,11 +7,14 @@ import { ToxScopeError } from '../errors.js';
 import type { Database } from './client.js';
 import { DatabaseError, isTransientDbError } from './db-error.js';
 import {
+  adminEvents,
   f1Windows,
   feedback,
   predictions,
   thresholdChanges,
+  type AdminEvent,
   type F1Window,
+  type NewAdminEvent,
   type NewF1Window,
   type NewPrediction,
   type ThresholdChange,
@@ -93,6 +96,10 @@ export interface Repository {
   recordThresholdChanges(changes: readonly NewThresholdChangeInput[]): Promise<ThresholdChange[]>;
   /** The overrides recorded for one bundle version: the latest change (highest id) per language wins. */
   thresholdOverrides(bundleVersion: string): Promise<ThresholdOverrides>;
+  /** An admin action for the audit log (a bundle reload). */
+  recordAdminEvent(event: Omit<NewAdminEvent, 'id'>): Promise<AdminEvent>;
+  /** Newest first. */
+  listAdminEvents(options?: { limit?: number }): Promise<AdminEvent[]>;
   /** Newest first. */
   listThresholdChanges(options?: { language?: string; limit?: number }): Promise<ThresholdChange[]>;
   /** Labeled predictions made in [from, to), per language (sorted by language). */
@@ -257,6 +264,15 @@ function createQueries(db: Database): Repository {
       const out: ThresholdOverrides = {};
       for (const r of rows) out[r.language] = r.removed ? null : r.value;
       return out;
+    },
+
+    async recordAdminEvent(event) {
+      const [row] = await db.insert(adminEvents).values(event).returning();
+      return row;
+    },
+
+    async listAdminEvents(options = {}) {
+      return db.select().from(adminEvents).orderBy(desc(adminEvents.createdAt), desc(adminEvents.id)).limit(options.limit ?? 100);
     },
 
     async listThresholdChanges(options = {}) {

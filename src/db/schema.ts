@@ -84,6 +84,28 @@ export const thresholdChanges = pgTable(
 );
 
 /**
+ * Admin actions other than threshold changes, for the audit log: bundle reloads (who, why, from which version to
+ * which, and whether the bundle was refused). Threshold changes keep their own table (they are replayed).
+ */
+export const adminEvents = pgTable(
+  'admin_events',
+  {
+    id: integer().primaryKey().generatedAlwaysAsIdentity(),
+    createdAt: at().notNull(),
+    actor: text().notNull(),
+    action: text({ enum: ['reload'] }).notNull(),
+    reason: text(),
+    /** 'ok', or 'refused' (the previous bundle kept serving) */
+    outcome: text({ enum: ['ok', 'refused'] }).notNull(),
+    fromVersion: text(),
+    toVersion: text(),
+    /** the bundle path asked for, or the refusal's message */
+    detail: text(),
+  },
+  (t) => [index('admin_events_created_at_idx').on(t.createdAt)],
+);
+
+/**
  * Per-language F1 over one window of prediction time [windowStart, windowEnd). Replicas compute aligned
  * windows, so (language, windowStart, windowEnd) is unique and a recomputation replaces the row.
  * precision / recall / f1 / drift are null where undefined (no predicted or no true positives).
@@ -119,4 +141,6 @@ export type Feedback = typeof feedback.$inferSelect;
 export type ThresholdChange = typeof thresholdChanges.$inferSelect;
 export type NewThresholdChange = typeof thresholdChanges.$inferInsert;
 export type F1Window = typeof f1Windows.$inferSelect;
+export type AdminEvent = typeof adminEvents.$inferSelect;
+export type NewAdminEvent = typeof adminEvents.$inferInsert;
 export type NewF1Window = typeof f1Windows.$inferInsert;

@@ -242,9 +242,9 @@ const Probability = z.number().min(0, 'a threshold is a probability in [0, 1]').
 export const ThresholdsUpdate = z
   .object({
     thresholds: z
-      .record(z.union([z.literal('pooled'), LanguageCode]), Probability.nullable())
+      .record(z.union([z.literal('pooled'), LanguageCode]), z.union([Probability, z.null(), z.literal('bundle')]))
       .refine((t) => Object.keys(t).length > 0, 'give at least one threshold')
-      .describe("'pooled' or a language code -> a probability; null removes a language's own threshold"),
+      .describe("'pooled' or a language code -> a probability; null removes a language's own threshold (falls back to pooled); \"bundle\" reverts to the bundle's trained value"),
     actor: StoredString.min(1).max(200).optional().describe('who makes the change (audit)'),
     reason: StoredString.max(1000).optional(),
   })
@@ -261,7 +261,13 @@ export const PrevalenceUpdate = z
   })
   .strict();
 
-export const ReloadRequest = z.object({ path: z.string().min(1).optional().describe('bundle directory; absent: the configured one') }).strict();
+export const ReloadRequest = z
+  .object({
+    path: z.string().min(1).optional().describe('bundle directory; absent: the configured one'),
+    actor: StoredString.min(1).max(200).optional().describe('who reloads (audit)'),
+    reason: StoredString.max(1000).optional(),
+  })
+  .strict();
 
 export const ErrorResponse = z.object({
   error: z.object({ kind: z.string(), message: z.string(), code: z.number().int(), status: z.string() }),

@@ -35,7 +35,8 @@ export interface WritesStatus {
 }
 
 /** The audit log of threshold changes (src/db/repository.ts). */
-export type AuditLog = Pick<Repository, 'recordThresholdChange' | 'recordThresholdChanges' | 'listThresholdChanges'>;
+export type AuditLog = Pick<Repository, 'recordThresholdChange' | 'recordThresholdChanges' | 'listThresholdChanges'> &
+  Partial<Pick<Repository, 'recordAdminEvent' | 'listAdminEvents'>>;
 
 /** Facts about the loaded bundle, for GET /info. */
 export interface BundleInfo {

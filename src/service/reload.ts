@@ -14,24 +14,45 @@ export interface Reloaded {
  * The refusal's full text (absolute paths included) goes to the server log under a reference; the caller gets a
  * bounded message with paths relative to the bundle and nothing quoted from the files (see publicRefusal).
  */
-export async function reloadBundle(deps: Pick<ServiceDeps, 'host' | 'loadBundle' | 'log'> & { config?: Pick<ServiceDeps['config'], 'bundle'> }, path: string | undefined): Promise<Reloaded> {
+export interface ReloadAudit {
+  /** who asked (audit log); default 'admin' */
+  actor?: string;
+  reason?: string;
+}
+
+/**
+ * Every reload, done or refused, is recorded in the audit log (admin_events) with its actor and reason. The record
+ * is best effort: a reload still happens while the database is away (the bundle on disk is what decides), and the
+ * missing record is logged.
+ */
+export async function reloadBundle(
+  deps: Pick<ServiceDeps, 'host' | 'loadBundle' | 'log' | 'audit'> & { config?: Pick<ServiceDeps['config'], 'bundle'> },
+  path: string | undefined,
+  audit: ReloadAudit = {},
+): Promise<Reloaded> {
   const load = deps.loadBundle;
   if (!load) throw new ToxScopeError('forbidden', 'reload is not available in this instance');
+  const from = deps.host.peek()?.info.version ?? null;
+  const record = async (outcome: 'ok' | 'refused', toVersion: string | null, detail: string | null) => {
+    try {
+      await deps.audit?.recordAdminEvent?.({ createdAt: new Date(), actor: audit.actor ?? 'admin', action: 'reload', reason: audit.reason ?? null, outcome, fromVersion: from, toVersion, detail });
+    } catch (e) {
+      deps.log?.warn('the reload could not be recorded in the audit log', { outcome, error: (e as Error)?.message ?? String(e) });
+    }
+  };
   try {
     const swapped = await deps.host.swap(() => load(path));
-    deps.log?.info('bundle reloaded', { from: swapped.previous?.version, to: swapped.current.version });
+    deps.log?.info('bundle reloaded', { from: swapped.previous?.version, to: swapped.current.version, actor: audit.actor });
+    await record('ok', swapped.current.version, path ?? null);
     return swapped;
   } catch (e) {
     if (e instanceof ToxScopeError && (e.kind === 'format' || e.kind === 'validation' || e.kind === 'not_found')) {
       const reference = randomUUID().slice(0, 8);
       deps.log?.warn('bundle refused: the previous bundle keeps serving', { reference, path: path ?? deps.config?.bundle ?? null, error: e.message });
       const bundleDir = path ?? deps.config?.bundle ?? undefined;
-      throw new ToxScopeError(
-        'validation',
-        `bundle refused, the previous bundle keeps serving: ${publicRefusal(e.message, bundleDir)} (reference ${reference} in the server log)`,
-        undefined,
-        { cause: e },
-      );
+      const refusal = `bundle refused, the previous bundle keeps serving: ${publicRefusal(e.message, bundleDir)} (reference ${reference} in the server log)`;
+      await record('refused', null, refusal);
+      throw new ToxScopeError('validation', refusal, undefined, { cause: e });
     }
     throw e;
   }

@@ -23,8 +23,12 @@ export interface ThresholdsView {
 }
 
 export interface ThresholdChangeCall {
-  /** 'pooled' or a normalised language code -> a probability; null removes a language's own threshold */
-  changes: Record<string, number | null>;
+  /**
+   * 'pooled' or a normalised language code -> a probability; null removes a language's own threshold (it falls
+   * back to pooled); 'bundle' reverts to the bundle's trained value (its own threshold, or pooled when the bundle
+   * had none for the language)
+   */
+  changes: Record<string, number | null | 'bundle'>;
   actor: string;
   reason?: string;
 }
@@ -55,10 +59,17 @@ export async function serialized<T>(host: ClassifierHost, change: () => Promise<
 export async function changeThresholds(deps: Pick<ServiceDeps, 'host' | 'audit' | 'log'>, call: ThresholdChangeCall): Promise<ThresholdsView> {
   const { host, audit } = deps;
   if (!audit) throw new ToxScopeError('unavailable', 'threshold changes must be recorded in the audit log, and no database is configured');
-  const { changes, actor } = call;
+  const { actor } = call;
   const run = (locks.get(host) ?? Promise.resolve()).then(async () => {
     const { classifier, info } = host.current();
     const before = classifier.head;
+    const trained = classifier.bundleHead.thresholds;
+    const reverted = new Set(Object.keys(call.changes).filter((k) => call.changes[k] === 'bundle'));
+    const changes: Record<string, number | null> = {};
+    for (const [language, value] of Object.entries(call.changes)) {
+      if (value !== 'bundle') changes[language] = value;
+      else changes[language] = language === 'pooled' ? trained.pooled : (trained.perLanguage[language] ?? null);
+    }
     const after = before.withThresholds(changes); // validates before anything is recorded
     const at = new Date();
     const records: NewThresholdChangeInput[] = [];
@@ -66,7 +77,7 @@ export async function changeThresholds(deps: Pick<ServiceDeps, 'host' | 'audit' 
       const old = language === 'pooled' ? before.thresholds.pooled : (before.thresholds.perLanguage[language] ?? null);
       const now = language === 'pooled' ? after.thresholds.pooled : (after.thresholds.perLanguage[language] ?? after.thresholds.pooled);
       if (value === null && old === null) continue;
-      const reason = call.reason ?? (value === null ? 'removed: falls back to pooled' : null);
+      const reason = call.reason ?? (reverted.has(language) ? "reverted to the bundle's threshold" : value === null ? 'removed: falls back to pooled' : null);
       records.push({ actor, language, oldThreshold: old, newThreshold: now, reason, at, bundleVersion: info.version, removed: value === null });
     }
     try {

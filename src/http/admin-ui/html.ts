@@ -45,6 +45,23 @@ input { font: inherit; padding: 4px 6px; }
 button { font: inherit; padding: 5px 12px; cursor: pointer; }
 button.apply { background: #8e24aa; color: #fff; border: 1px solid #6a1b7a; border-radius: 4px; }
 .muted { color: #5b6475; }
+.scroll { overflow-x: auto; max-width: 100%; }
+svg.chart { max-width: 100%; height: auto; }
+.alarm { background: #d9534f; color: #fff; border-radius: 3px; padding: 1px 6px; font-size: 12px; font-weight: 600; }
+tr[data-alarm] td:first-child { border-left: 3px solid #d9534f; }
+tr.refused td { color: #a33; }
+table.audit td, table.audit th { text-align: left; vertical-align: top; }
+button.revert { background: #fff; border: 1px solid #8e24aa; color: #6a1b7a; border-radius: 4px; }
+details summary { cursor: pointer; }
+@media (max-width: 640px) {
+  header { flex-wrap: wrap; padding: 8px 10px; gap: 8px; }
+  header h1 { flex-basis: 100%; }
+  main { padding: 8px; }
+  section { padding: 10px; }
+  th, td { padding: 3px 6px; font-size: 12px; }
+  form.inline { flex-direction: column; align-items: stretch; }
+  input[type="text"], input[type="number"] { width: 100%; box-sizing: border-box; }
+}
 `;
 
 export function page(title: string, body: string, headerExtra = ''): string {

@@ -22,7 +22,23 @@ export interface Thresholds {
   syntheticNotice?: string;
   pooled: number;
   perLanguage: Record<string, number>;
+  /** the bundle's trained thresholds (what "revert" restores) */
+  bundlePooled: number;
+  bundlePerLanguage: Record<string, number>;
 }
+
+/** One line of the audit log: a threshold change or a reload. */
+export interface AuditRow {
+  at: Date;
+  actor: string;
+  what: string;
+  reason: string | null;
+  /** 'refused' reloads are shown as such */
+  refused?: boolean;
+}
+
+/** Below this many predictions in the window a language is folded into "other" (unless it has an own threshold or alarms). */
+export const DEFAULT_MIN_VOLUME = 20;
 
 export interface PageData {
   /** '7d', as typed */
@@ -38,6 +54,12 @@ export interface PageData {
   selected: string | null;
   /** a threshold to preview for the selected language */
   preview: number | null;
+  /** the drift alarm rule (TOXSCOPE_DRIFT_TOLERANCE, TOXSCOPE_DRIFT_MIN_LABELED) */
+  drift: { tolerance: number; minLabeled: number };
+  /** languages with fewer predictions in the window are folded into "other" */
+  minVolume: number;
+  /** the newest threshold changes and reloads; null: no database */
+  audit: AuditRow[] | null;
   notice?: { kind: 'ok' | 'error' | 'info'; text: string };
 }
 
@@ -62,23 +84,45 @@ function link(d: PageData, language: string): string {
   return `${UI_BASE}?lang=${encodeURIComponent(language)}&window=${encodeURIComponent(d.window)}`;
 }
 
-function overview(d: PageData, languages: string[]): string {
+/** The latest stored drift window of a language when it alarms (|drift| > tolerance with enough labels), else null. */
+export function alarmOf(d: Pick<PageData, 'history' | 'drift'>, language: string): F1Window | null {
+  const last = d.history.filter((h) => h.language === language).at(-1);
+  return last && last.drift !== null && Math.abs(last.drift) > d.drift.tolerance && last.n >= d.drift.minLabeled ? last : null;
+}
+
+const volumeOf = (d: PageData, language: string) => d.bins.filter((b) => b.language === language).reduce((s, b) => s + b.n, 0);
+
+/** Languages shown on their own row, and those folded into "other" (low volume, no own threshold, no alarm). */
+export function foldLanguages(d: PageData, languages: string[]): { shown: string[]; folded: string[] } {
+  const keep = (l: string) => volumeOf(d, l) >= d.minVolume || l === d.selected || Object.hasOwn(d.thresholds?.perLanguage ?? {}, l) || alarmOf(d, l) !== null;
+  return { shown: languages.filter(keep), folded: languages.filter((l) => !keep(l)) };
+}
+
+function overview(d: PageData, all: string[]): string {
+  const { shown: languages, folded } = foldLanguages(d, all);
   const rows = languages.map((language) => {
     const labeled = (d.labeled ?? []).filter((r) => r.language === language);
     const predictions = d.bins.filter((b) => b.language === language).reduce((s, b) => s + b.n, 0);
     const t = d.thresholds ? thresholdOf(d.thresholds, language) : null;
     const stats = t ? f1Stats(confusionAt(labeled, t.value)) : null;
     const last = d.history.filter((h) => h.language === language).at(-1);
-    return `<tr data-language="${esc(language)}"${language === d.selected ? ' class="selected"' : ''}>
+    const alarm = alarmOf(d, language);
+    return `<tr data-language="${esc(language)}"${language === d.selected ? ' class="selected"' : ''}${alarm ? ' data-alarm="1"' : ''}>
 <td><a href="${esc(link(d, language))}">${esc(language)}</a></td><td>${predictions}</td><td>${labeled.length}</td>
 <td>${t ? num(t.value) + (t.own ? '' : ' <span class="muted">(pooled)</span>') : '–'}</td>
 <td>${pct(stats?.precision ?? null)}</td><td>${pct(stats?.recall ?? null)}</td><td>${pct(stats?.f1 ?? null)}</td>
-<td>${signed(last?.drift)}</td></tr>`;
+<td>${signed(last?.drift)}</td><td>${alarm ? '<span class="alarm" title="drift beyond the tolerance with enough labeled predictions">alarm</span>' : ''}</td></tr>`;
   });
+  if (folded.length > 0) {
+    const predictions = folded.reduce((s, l) => s + volumeOf(d, l), 0);
+    const labeled = (d.labeled ?? []).filter((r) => folded.includes(r.language)).length;
+    rows.push(`<tr data-language="other" class="other"><td><details><summary>other (${folded.length})</summary>${folded.map((l) => `<a href="${esc(link(d, l))}">${esc(l)}</a>`).join(' ')}</details></td>
+<td>${predictions}</td><td>${labeled}</td><td colspan="6" class="muted">languages with fewer than ${d.minVolume} predictions each</td></tr>`);
+  }
   return `<section><h2>Languages, last ${esc(d.window)}</h2>
-<table class="overview"><thead><tr><th>language</th><th>predictions</th><th>labeled</th><th>threshold</th><th>precision</th><th>recall</th><th>F1</th><th>latest drift</th></tr></thead>
-<tbody>${rows.join('\n') || '<tr><td colspan="8" class="muted">no predictions in this window</td></tr>'}</tbody></table>
-<p class="muted">Precision, recall and F1: the stored scores of labeled predictions re-evaluated at the current threshold. Drift: F1 of the latest stored window minus the calibration baseline.</p>
+<div class="scroll"><table class="overview"><thead><tr><th>language</th><th>predictions</th><th>labeled</th><th>threshold</th><th>precision</th><th>recall</th><th>F1</th><th>latest drift</th><th>alarm</th></tr></thead>
+<tbody>${rows.join('\n') || '<tr><td colspan="9" class="muted">no predictions in this window</td></tr>'}</tbody></table></div>
+<p class="muted">Precision, recall and F1: the stored scores of labeled predictions re-evaluated at the current threshold. Drift: F1 of the latest stored window minus the calibration baseline; alarm: |drift| above ${d.drift.tolerance} with at least ${d.drift.minLabeled} labeled predictions in the window (as <code>toxscope_drift_alarm</code>).</p>
 </section>`;
 }
 
@@ -173,16 +217,33 @@ function previewTable(p: ThresholdPreview): string {
 ${p.flips.toToxic} clean → toxic, ${p.flips.toClean} toxic → clean (${p.fixed} now agree with the moderators, ${p.broken} no longer do).</p>`;
 }
 
+/** The bundle's trained threshold for a language: its own, or the bundle's pooled one. */
+function bundleThresholdOf(t: Thresholds, language: string): number {
+  return Object.hasOwn(t.bundlePerLanguage, language) ? t.bundlePerLanguage[language] : t.bundlePooled;
+}
+
+function revertForm(d: PageData, language: string, current: { value: number }): string {
+  if (!d.thresholds) return '';
+  const trained = bundleThresholdOf(d.thresholds, language);
+  const differs = trained !== current.value || Object.hasOwn(d.thresholds.perLanguage, language) !== Object.hasOwn(d.thresholds.bundlePerLanguage, language);
+  if (!differs) return `<p class="muted">This is the bundle's trained threshold.</p>`;
+  return `<form class="inline revert" method="post" action="${UI_BASE}/thresholds">
+<input type="hidden" name="language" value="${esc(language)}"><input type="hidden" name="revert" value="1"><input type="hidden" name="window" value="${esc(d.window)}">
+<label>reason (audit log)<input type="text" name="reason" maxlength="500" size="30"></label>
+<button type="submit" class="revert">Revert ${esc(language)} to the bundle's threshold (${num(trained)})</button></form>
+<p class="muted">Revert restores the bundle's trained value${Object.hasOwn(d.thresholds.bundlePerLanguage, language) ? '' : " (the bundle has none for this language: it falls back to pooled)"}; it is not the same as removing the language's own threshold.</p>`;
+}
+
 function control(d: PageData, language: string, labeled: readonly LabeledScore[], current: { value: number; own: boolean }): string {
   const previewForm = `<form class="inline" method="get" action="${UI_BASE}">
 <input type="hidden" name="lang" value="${esc(language)}"><input type="hidden" name="window" value="${esc(d.window)}">
 <label>threshold for ${esc(language)}<input type="number" name="preview" min="0" max="1" step="0.001" required value="${esc(d.preview ?? current.value)}"></label>
 <button type="submit" name="intent" value="preview">Preview</button></form>`;
   if (d.preview === null) {
-    return `<section class="control"><h2>Threshold for ${esc(language)}: ${num(current.value)}${current.own ? '' : ' (pooled)'}</h2>${previewForm}</section>`;
+    return `<section class="control"><h2>Threshold for ${esc(language)}: ${num(current.value)}${current.own ? '' : ' (pooled)'}</h2>${previewForm}${revertForm(d, language, current)}</section>`;
   }
   const p = previewThreshold(labeled, current.value, d.preview);
-  return `<section class="control"><h2>Threshold for ${esc(language)}: ${num(current.value)}${current.own ? '' : ' (pooled)'}</h2>${previewForm}
+  return `<section class="control"><h2>Threshold for ${esc(language)}: ${num(current.value)}${current.own ? '' : ' (pooled)'}</h2>${previewForm}${revertForm(d, language, current)}
 <h2>Preview: ${num(current.value)} → ${num(d.preview)} on ${labeled.length} labeled predictions of the last ${esc(d.window)}</h2>
 ${previewTable(p)}
 <form class="inline" method="post" action="${UI_BASE}/thresholds">
@@ -193,10 +254,35 @@ ${previewTable(p)}
 <p class="muted">Applying goes through PUT /admin/thresholds: recorded in the audit log first, then used by the next request.</p></section>`;
 }
 
+function auditSection(d: PageData): string {
+  if (d.audit === null) return '';
+  const rows = d.audit.map(
+    (r) => `<tr${r.refused ? ' class="refused"' : ''}><td>${esc(r.at.toISOString().slice(0, 19).replace('T', ' '))}</td><td>${esc(r.actor)}</td><td>${esc(r.what)}</td><td>${esc(r.reason ?? '')}</td></tr>`,
+  );
+  return `<section class="audit"><h2>Audit log: threshold changes and reloads</h2>
+<div class="scroll"><table class="audit"><thead><tr><th>time (UTC)</th><th>actor</th><th>what</th><th>reason</th></tr></thead>
+<tbody>${rows.join('\n') || '<tr><td colspan="4" class="muted">nothing recorded yet</td></tr>'}</tbody></table></div></section>`;
+}
+
+function reloadSection(d: PageData): string {
+  if (!d.thresholds) return '';
+  return `<section class="reload"><h2>Bundle ${esc(d.thresholds.bundleVersion)}</h2>
+<form class="inline" method="post" action="${UI_BASE}/reload"><input type="hidden" name="window" value="${esc(d.window)}">
+<label>bundle directory (empty: the configured one)<input type="text" name="path" size="40"></label>
+<label>reason (audit log)<input type="text" name="reason" maxlength="500" size="30"></label>
+<button type="submit" class="reload">Reload</button></form>
+<p class="muted">Loads and warms the bundle while the current one keeps serving, then swaps; a bundle that fails validation is refused and the current one stays. Recorded in the audit log either way.</p></section>`;
+}
+
 export function renderDashboard(d: PageData): string {
   const languages = languagesOf(d);
   const parts: string[] = [];
   if (d.notice) parts.push(`<div class="notice ${d.notice.kind}" role="status">${esc(d.notice.text)}</div>`);
+  const alarms = languages.map((l) => [l, alarmOf(d, l)] as const).filter((x): x is readonly [string, F1Window] => x[1] !== null);
+  if (alarms.length > 0)
+    parts.push(`<div class="notice error alarms" role="alert" data-alarms="${esc(alarms.map(([l]) => l).join(','))}"><strong>Drift alarm</strong>: ${alarms
+      .map(([l, w]) => `<a href="${esc(link(d, l))}">${esc(l)}</a> (F1 ${num(w.f1)}, drift ${signed(w.drift)} over ${w.n} labeled)`)
+      .join('; ')}</div>`);
   if (!d.thresholds) parts.push('<div class="notice info">No bundle is loaded yet (see /readyz): thresholds cannot be shown or changed.</div>');
   if (d.thresholds?.syntheticNotice) parts.push(`<div class="notice info" role="note">${esc(d.thresholds.syntheticNotice)}</div>`);
   if (d.labeled === null) parts.push('<div class="notice info">No database is configured: feedback statistics and drift history are unavailable.</div>');
@@ -217,6 +303,8 @@ ${labeled.length > 0 ? curve(language, labeled, marks, domain) : '<p class="mute
 ${driftChart(d, language)}</div></section>`);
     if (current) parts.push(control(d, language, labeled, current));
   }
+  parts.push(reloadSection(d));
+  parts.push(auditSection(d));
   const windowForm = `<form method="get" action="${UI_BASE}">${language ? `<input type="hidden" name="lang" value="${esc(language)}">` : ''}
 <label style="flex-direction:row;gap:6px;align-items:center;color:#fff">window <input name="window" value="${esc(d.window)}" size="5"></label></form>`;
   const logout = `<form method="post" action="${UI_BASE}/logout"><button type="submit">Log out</button></form>`;

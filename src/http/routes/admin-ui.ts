@@ -17,13 +17,14 @@ import { ToxScopeError } from '../../errors.js';
 import { normalizeLanguageHint } from '../../engine/language.js';
 import type { ServiceDeps } from '../../service/deps.js';
 import { validForm } from '../validate.js';
-import { HISTOGRAM_BINS, languagesOf, renderDashboard, renderLogin, UI_BASE, type PageData } from '../admin-ui/view.js';
+import { DEFAULT_MIN_VOLUME, HISTOGRAM_BINS, languagesOf, renderDashboard, renderLogin, UI_BASE, type AuditRow, type PageData } from '../admin-ui/view.js';
 
 export const ADMIN_COOKIE = 'toxscope_admin';
 
 /** The page's forms (urlencoded or multipart; a malformed body is a 400 before these run). Fields it does not know are ignored. */
 const LoginForm = z.object({ token: z.string().optional() }).loose();
-const ThresholdForm = z.object({ language: z.string().optional(), threshold: z.string().optional(), reason: z.string().optional(), window: z.string().optional() }).loose();
+const ThresholdForm = z.object({ language: z.string().optional(), threshold: z.string().optional(), revert: z.string().optional(), reason: z.string().optional(), window: z.string().optional() }).loose();
+const ReloadForm = z.object({ path: z.string().optional(), reason: z.string().optional(), window: z.string().optional() }).loose();
 const COOKIE_MAX_AGE_S = 8 * 3600;
 const DEFAULT_WINDOW = '7d';
 
@@ -98,22 +99,34 @@ export function adminUiRoutes(deps: ServiceDeps, forward: Forward): Hono {
     const start = new Date(end.getTime() - windowMs);
     const loaded = deps.host.peek();
     const thresholds = loaded
-      ? { bundleVersion: loaded.info.version, ...(loaded.info.syntheticBackbone && { syntheticNotice: loaded.info.notice ?? 'Synthetic backbone: scores measure the pipeline, not Qwen3 features.' }), pooled: loaded.classifier.head.thresholds.pooled, perLanguage: { ...loaded.classifier.head.thresholds.perLanguage } }
+      ? {
+          bundleVersion: loaded.info.version,
+          ...(loaded.info.syntheticBackbone && { syntheticNotice: loaded.info.notice ?? 'Synthetic backbone: scores measure the pipeline, not Qwen3 features.' }),
+          pooled: loaded.classifier.head.thresholds.pooled,
+          perLanguage: { ...loaded.classifier.head.thresholds.perLanguage },
+          bundlePooled: loaded.classifier.bundleHead.thresholds.pooled,
+          bundlePerLanguage: { ...loaded.classifier.bundleHead.thresholds.perLanguage },
+        }
       : null;
+    const minText = q('min');
+    const minVolume = minText !== undefined && /^\d{1,7}$/.test(minText) ? Number(minText) : DEFAULT_MIN_VOLUME;
     const review = deps.review;
     const [labeled, bins, history] = review
       ? await Promise.all([review.labeledScores(start, end), review.scoreBins(start, end, HISTOGRAM_BINS), review.f1WindowHistory(start)]).catch((e) => {
           throw new ToxScopeError('unavailable', 'the admin page needs the database, which did not answer', {}, { cause: e });
         })
       : [null, [], []];
-    const data: PageData = { window, windowStart: start, windowEnd: end, thresholds, labeled, bins, history, selected: null, preview, notice };
+    const audit = await auditRows(deps).catch(() => null);
+    const data: PageData = { window, windowStart: start, windowEnd: end, thresholds, labeled, bins, history, selected: null, preview, notice, drift: { tolerance: deps.config.drift.tolerance, minLabeled: deps.config.drift.minLabeled }, minVolume, audit };
     const requested = q('lang');
     data.selected = requested ? safeLanguage(requested) : (languagesOf(data)[0] ?? null);
     if (data.selected === null && requested) data.notice = { kind: 'error', text: `'${requested}' is not a language code` };
     if (data.selected !== null && thresholds && q('applied') !== undefined && !notice) {
       const now = thresholds.perLanguage[data.selected] ?? thresholds.pooled;
-      data.notice = { kind: 'ok', text: `The threshold for ${data.selected} is now ${now} (recorded in the audit log).` };
+      const how = q('applied') === 'revert' ? "reverted to the bundle's threshold: " : '';
+      data.notice = { kind: 'ok', text: `The threshold for ${data.selected} is now ${how}${now} (recorded in the audit log).` };
     }
+    if (q('reloaded') !== undefined && !notice) data.notice = { kind: 'ok', text: `Reloaded: bundle ${q('reloaded')} is serving (recorded in the audit log).` };
     return html(c, renderDashboard(data), given?.status ?? 200);
   };
   app.get('/', (c) => dashboard(c));
@@ -122,11 +135,12 @@ export function adminUiRoutes(deps: ServiceDeps, forward: Forward): Hono {
     const token = tokenOf(c);
     if (!token) return c.redirect(`${UI_BASE}/login`, 303);
     const form = c.req.valid('form');
-    const field = (name: 'language' | 'threshold' | 'reason' | 'window') => form[name]?.trim() ?? '';
+    const field = (name: 'language' | 'threshold' | 'revert' | 'reason' | 'window') => form[name]?.trim() ?? '';
     const language = normalizeLanguageHint(field('language'), 'language');
+    const revert = field('revert') === '1';
     const threshold = Number(field('threshold'));
-    if (field('threshold') === '' || !Number.isFinite(threshold)) throw new ToxScopeError('validation', `threshold must be a number, got '${field('threshold')}'`);
-    const body = { thresholds: { [language]: threshold }, actor: 'admin-ui', ...(field('reason') && { reason: field('reason') }) };
+    if (!revert && (field('threshold') === '' || !Number.isFinite(threshold))) throw new ToxScopeError('validation', `threshold must be a number, got '${field('threshold')}'`);
+    const body = { thresholds: { [language]: revert ? 'bundle' : threshold }, actor: 'admin-ui', ...(field('reason') && { reason: field('reason') }) };
     const answer = await forward(
       new Request(new URL('/admin/thresholds', c.req.url), {
         method: 'PUT',
@@ -135,12 +149,54 @@ export function adminUiRoutes(deps: ServiceDeps, forward: Forward): Hono {
       }),
     );
     const window = field('window') || DEFAULT_WINDOW;
-    if (answer.ok) return c.redirect(`${UI_BASE}?${new URLSearchParams({ lang: language, window, applied: '1' })}`, 303);
+    if (answer.ok) return c.redirect(`${UI_BASE}?${new URLSearchParams({ lang: language, window, applied: revert ? 'revert' : '1' })}`, 303);
     const error = (await answer.json().catch(() => null)) as { error?: { message?: string } } | null;
     const text = `The threshold was not changed (${answer.status}): ${error?.error?.message ?? answer.statusText}`;
     return dashboard(c, { lang: language, window, error: text, status: answer.status >= 500 ? 503 : 422 });
   });
+  app.post('/reload', validForm(ReloadForm), async (c) => {
+    const token = tokenOf(c);
+    if (!token) return c.redirect(`${UI_BASE}/login`, 303);
+    const form = c.req.valid('form');
+    const field = (name: 'path' | 'reason' | 'window') => form[name]?.trim() ?? '';
+    const body = { actor: 'admin-ui', ...(field('path') && { path: field('path') }), ...(field('reason') && { reason: field('reason') }) };
+    const answer = await forward(
+      new Request(new URL('/admin/reload', c.req.url), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-request-id': c.get('requestId') ?? '' },
+        body: JSON.stringify(body),
+      }),
+    );
+    const window = field('window') || DEFAULT_WINDOW;
+    const result = (await answer.json().catch(() => null)) as { bundle_version?: string; error?: { message?: string } } | null;
+    if (answer.ok) return c.redirect(`${UI_BASE}?${new URLSearchParams({ window, reloaded: result?.bundle_version ?? '' })}`, 303);
+    const text = `The bundle was not reloaded (${answer.status}): ${result?.error?.message ?? answer.statusText}`;
+    return dashboard(c, { lang: '', window, error: text, status: answer.status >= 500 ? 503 : 422 });
+  });
   return app;
+}
+
+/** The newest threshold changes and reloads, newest first. */
+async function auditRows(deps: ServiceDeps, limit = 20): Promise<AuditRow[] | null> {
+  if (!deps.audit) return null;
+  const [changes, events] = await Promise.all([deps.audit.listThresholdChanges({ limit }), deps.audit.listAdminEvents?.({ limit }) ?? []]);
+  const fmt = (v: number | null) => (v === null ? 'none' : String(Number(v.toFixed(4))));
+  const rows: AuditRow[] = [
+    ...changes.map((r) => ({
+      at: r.createdAt,
+      actor: r.actor,
+      what: `threshold ${r.language}: ${fmt(r.oldThreshold)} → ${r.removed ? `removed (pooled ${fmt(r.newThreshold)})` : fmt(r.newThreshold)}${r.bundleVersion ? ` (bundle ${r.bundleVersion})` : ''}`,
+      reason: r.reason,
+    })),
+    ...events.map((e) => ({
+      at: e.createdAt,
+      actor: e.actor,
+      what: e.outcome === 'ok' ? `reload: ${e.fromVersion ?? 'none'} → ${e.toVersion}` : `reload refused (${e.fromVersion ?? 'none'} kept serving): ${e.detail ?? ''}`,
+      reason: e.reason,
+      refused: e.outcome === 'refused',
+    })),
+  ];
+  return rows.sort((a, b) => b.at.getTime() - a.at.getTime()).slice(0, limit);
 }
 
 function safeLanguage(value: string): string | null {

@@ -23,7 +23,7 @@ export function adminRoutes(deps: ServiceDeps): Hono {
 
   app.put('/thresholds', jsonBody(), valid(ThresholdsUpdate), async (c) => {
     const body = c.req.valid('json');
-    const changes: Record<string, number | null> = {};
+    const changes: Record<string, number | null | 'bundle'> = {};
     for (const [key, value] of Object.entries(body.thresholds)) changes[key === 'pooled' ? key : normalizeLanguageHint(key, `thresholds.${key}`)] = value;
     const actor = body.actor ?? c.req.header('x-toxscope-actor') ?? 'admin';
     return c.json(await changeThresholds(deps, { changes, actor, reason: body.reason }));
@@ -40,7 +40,9 @@ export function adminRoutes(deps: ServiceDeps): Hono {
   });
 
   app.post('/reload', jsonBody({ optional: true }), valid(ReloadRequest), async (c) => {
-    const { previous, current } = await reloadBundle(deps, c.req.valid('json').path);
+    const body = c.req.valid('json');
+    const actor = body.actor ?? c.req.header('x-toxscope-actor') ?? 'admin';
+    const { previous, current } = await reloadBundle(deps, body.path, { actor, reason: body.reason });
     return c.json({ status: 'reloaded', previous_version: previous?.version ?? null, bundle_version: current.version });
   });
 
@@ -51,7 +53,9 @@ export function adminRoutes(deps: ServiceDeps): Hono {
     const limit = Number(limitText);
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new ToxScopeError('validation', `limit must be an integer in [1, 10000], got '${limitText}'`);
     const rows = await deps.audit.listThresholdChanges({ language: language ? normalizeLanguageHint(language) : undefined, limit });
+    const events = (await deps.audit.listAdminEvents?.({ limit })) ?? [];
     return c.json({
+      reloads: events.map((e) => ({ at: e.createdAt.toISOString(), actor: e.actor, reason: e.reason, outcome: e.outcome, from_version: e.fromVersion, to_version: e.toVersion, detail: e.detail })),
       changes: rows.map((r) => ({
         at: r.createdAt.toISOString(),
         actor: r.actor,
