@@ -39,6 +39,8 @@ export interface TrainBundleOptions {
   calibrationFraction?: number;
   /** choose each language's threshold to meet this precision instead of maximising F1 */
   targetPrecision?: number;
+  /** how thresholds are chosen when no target precision is given (default F1 of the toxic class) */
+  thresholdObjective?: ThresholdObjective;
   /** the deployment's toxic share per language ('pooled' for the rest): calibration and thresholds follow it */
   prevalence?: Record<string, number>;
   /**
@@ -106,7 +108,7 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
   const { resolved, sha256: saeSha } = saeDigest(o.saePath, o.layer, o.hashCache);
   const trainedFor: TrainedFor = { model_sha256: modelSha, sae_sha256: saeSha, layer: o.layer, k };
   const seed = o.seed ?? 0;
-  const thresholds: ThresholdObjective = o.targetPrecision !== undefined ? { mode: 'precision', target: o.targetPrecision } : { mode: 'f1' };
+  const thresholds: ThresholdObjective = o.targetPrecision !== undefined ? { mode: 'precision', target: o.targetPrecision } : (o.thresholdObjective ?? { mode: 'f1' });
   const langs = texts.map((t) => t.lang);
   const result = trainHead(
     { features, labels: texts.map((t) => t.label), langs, dSae: sae.dSae },
