@@ -182,9 +182,9 @@ describe('checkpoint failures each get their own message', () => {
   });
 
   for (const [type, message] of [
-    // a flat (Qwen3-style) config under the qwen3_5 family: the family reads text_config and says it is missing
+    // a flat (Qwen3-style) config under the qwen3_5 families: the family reads text_config and says it is missing
     ['qwen3_5', 'a qwen3_5 config must nest the language model\'s settings in "text_config"'],
-    ['qwen3_5_moe', 'Qwen3.5 mixture-of-experts checkpoints (qwen3_5_moe) are not supported yet'],
+    ['qwen3_5_moe', 'a qwen3_5_moe config must nest the language model\'s settings in "text_config"'],
   ]) {
     it(`refuses model_type ${type}`, () => {
       const t = tiny();

@@ -13,6 +13,8 @@ import type { ModelArch } from './families/family.js';
 import type { Qwen3Config } from './families/qwen3.js';
 import { type Qwen3MoeConfig, isMoeLayer } from './families/qwen3-moe.js';
 import type { Qwen35Config } from './families/qwen3_5.js';
+import type { Qwen35MoeConfig } from './families/qwen3_5_moe.js';
+import { qwen35MoeReferenceForward } from './reference-qwen3_5_moe.js';
 import { qwen35ReferenceForward } from './reference-qwen3_5.js';
 
 export type Padding = 'right' | 'left';
@@ -71,6 +73,7 @@ export function positionsFor(mask: number[][], padding: Padding): number[][] {
 /** Run decoder layers 0..lastLayer of `arch`'s family and return every layer's residual stream. */
 export function referenceForward(weights: WeightSource, arch: ModelArch, input: ReferenceInput, lastLayer = arch.config.numLayers - 1): ReferenceOutput {
   if (arch.family === 'qwen3_5') return qwen35ReferenceForward(weights, arch.config as Qwen35Config, input, lastLayer);
+  if (arch.family === 'qwen3_5_moe') return qwen35MoeReferenceForward(weights, arch.config as Qwen35MoeConfig, input, lastLayer);
   if (arch.family !== 'qwen3' && arch.family !== 'qwen3_moe') throw formatError(`reference forward: no reference implementation for the ${arch.family} family`);
   const c = arch.config as Qwen3Config | Qwen3MoeConfig;
   const moe = arch.family === 'qwen3_moe' ? (c as Qwen3MoeConfig) : null;

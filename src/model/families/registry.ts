@@ -16,12 +16,12 @@ import type { Family, ModelArch } from './family.js';
 import { qwen3MoeFamily } from './qwen3-moe.js';
 import { qwen3Family } from './qwen3.js';
 import { qwen35Family } from './qwen3_5.js';
+import { qwen35MoeFamily } from './qwen3_5_moe.js';
 
-const FAMILIES: readonly Family[] = [qwen3Family, qwen3MoeFamily, qwen35Family];
+const FAMILIES: readonly Family[] = [qwen3Family, qwen3MoeFamily, qwen35Family, qwen35MoeFamily];
 
 /** model_types we know and refuse, with the reason (a family added above must leave this list). */
 const NOT_SUPPORTED: Record<string, string> = {
-  qwen3_5_moe: 'Qwen3.5 mixture-of-experts checkpoints (qwen3_5_moe) are not supported yet',
   qwen2: 'Qwen2 checkpoints have no q_norm/k_norm and are not supported: use a Qwen3 checkpoint',
 };
 
