@@ -4,10 +4,10 @@
  * machine's measured fp32 MatMul throughput (one ORT MatMul [M,K]x[K,N]), and the ratio of the forward
  * pass's effective FLOP/s to it.
  *
- *   npm run -s bench -- engine [--json] [--family qwen3|qwen3-moe|qwen3.5] [--batch 8] [--seq 128] [--layer 14] [--threads 2]
+ *   npm run -s bench -- engine [--json] [--family qwen3|qwen3-moe|qwen3.5|qwen3.5-moe] [--batch 8] [--seq 128] [--layer 14] [--threads 2]
  *       [--iters 5] [--hidden 1024] [--intermediate 3072] [--heads 16] [--kv-heads 8] [--head-dim 128] [--vocab 151936]
  *       [--no-prepack] [--keep <dir>] [--sae-features 16384] [--sae-k 50] [--no-sae] [--precision f32|f16|int8]
- *       qwen3-moe only: [--experts 128] [--top-k 8] [--moe-intermediate 768] [--moe ort-moe|gathered|both]
+ *       MoE families: [--experts E] [--top-k k] [--moe-intermediate I] [--moe ort-moe|gathered|both] (defaults: the real shape)
  *
  * --family qwen3-moe: a Qwen3-30B-A3B-shaped model (hidden 2048, 32/4 heads of 128, 128 experts, top-8, expert
  * width 768; --layer defaults to 1) timed in the same child process as a dense Qwen3 graph of the same hidden size
@@ -18,6 +18,10 @@
  * --family qwen3.5: the Qwen3.5-2B text shape (bench/qwen35-shape.ts) against the dense Qwen3 graph of the same
  * hidden and MLP width (Qwen3-1.7B's) to the same layer, same child process, runs alternating; the headline is
  * qwen35_to_dense_flops_ratio (every token does all the work: no routing).
+ * --family qwen3.5-moe: the Qwen3.5-35B-A3B text shape (hidden 2048, DeltaNet 16/32 heads of 128, attention 16/2
+ * heads of 256 every 4th layer, 256 experts top-8 of width 512 plus a shared expert of 512; --layer defaults to 1)
+ * the same way as qwen3-moe: against the dense Qwen3 graph, effective FLOP/s counting only routed work (plus the
+ * shared expert, which every token runs).
  *
  * The timed part runs in a child process so its peak RSS is the engine's own (graph load + runs), not the
  * weight generation's. The same batches also run through the graph with a fused random TopK SAE
@@ -40,7 +44,9 @@ import type { Qwen3Config } from '../src/model/families/qwen3.js';
 import type { GraphOptions } from '../src/model/graph.js';
 import { ensureGraph } from '../src/model/graph-cache.js';
 import { ExternalDataFile, GraphBuilder, TensorDataType } from '../src/model/onnx/graph-builder.js';
-import { type BenchModel, denseQwen3, qwen3Moe, qwen3_30bA3bConfig, sameCheckpoint, writeRandomCheckpoint } from './engine-families.js';
+import { type BenchModel, denseQwen3, qwen35Moe, qwen35_35bA3bConfig, qwen3Moe, qwen3_30bA3bConfig, sameCheckpoint, writeRandomCheckpoint } from './engine-families.js';
+import type { Qwen3MoeConfig } from '../src/model/families/qwen3-moe.js';
+import type { Qwen35MoeConfig } from '../src/model/families/qwen3_5_moe.js';
 import { qwen35FlopsPerToken, qwen35_2B, sameQwen35Checkpoint, writeRandomQwen35Checkpoint } from './qwen35-shape.js';
 import type { TopKSae } from '../src/model/sae/types.js';
 import { OrtSession } from '../src/runtime/session.js';
@@ -49,9 +55,9 @@ import { Rng } from '../src/util/random.js';
 const FLAGS = {
   json: { type: 'boolean', default: false },
   family: { type: 'string', default: 'qwen3' },
-  experts: { type: 'string', default: '128' },
-  'top-k': { type: 'string', default: '8' },
-  'moe-intermediate': { type: 'string', default: '768' },
+  experts: { type: 'string' },
+  'top-k': { type: 'string' },
+  'moe-intermediate': { type: 'string' },
   moe: { type: 'string', default: 'ort-moe' },
   batch: { type: 'string', default: '8' },
   seq: { type: 'string', default: '128' },
@@ -117,12 +123,9 @@ export async function run(argv: string[]): Promise<number> {
   if (typeof f['precision-worker'] === 'string') return precisionWorker(JSON.parse(f['precision-worker']) as PrecisionJob, randomSae);
   const precision = parseChoice(f.precision as string, 'precision', ['f32', 'f16', 'int8'] as const);
   const family = f.family as string;
-  if (family === 'qwen3-moe') return runMoe(f);
+  if (family === 'qwen3-moe') return runMoe(f, 'qwen3-moe');
   if (family === 'qwen3.5') return runQwen35(f);
-  if (family === 'qwen3.5-moe') {
-    process.stderr.write(`bench engine: --family ${family} needs the qwen3_5_moe family in src/model/families/, which this build does not have yet\n`);
-    return 2;
-  }
+  if (family === 'qwen3.5-moe') return runMoe(f, 'qwen3.5-moe');
   if (family !== 'qwen3') {
     process.stderr.write(`bench engine: --family must be one of qwen3, qwen3-moe, qwen3.5, qwen3.5-moe; got '${family}'\n`);
     return 2;
@@ -252,7 +255,7 @@ export async function run(argv: string[]): Promise<number> {
  * A Qwen3-30B-A3B-shaped MoE to layer L against a dense Qwen3 graph of the same hidden size and depth, in one child
  * process. Effective FLOP/s count only routed work; the headline is their ratio (target: MoE >= 50% of dense).
  */
-async function runMoe(f: Record<keyof typeof FLAGS, string | string[] | boolean | undefined>): Promise<number> {
+async function runMoe(f: Record<keyof typeof FLAGS, string | string[] | boolean | undefined>, family: 'qwen3-moe' | 'qwen3.5-moe'): Promise<number> {
   const int = (k: keyof typeof FLAGS, min = 1) => parseIntFlag(f[k] as string, k, min);
   const layer = parseIntFlag((f.layer as string | undefined) ?? '1', 'layer', 0);
   const kernels: MoeKernel[] = f.moe === 'both' ? ['ort-moe', 'gathered'] : f.moe === 'gathered' ? ['gathered'] : f.moe === 'ort-moe' ? ['ort-moe'] : [];
@@ -260,12 +263,17 @@ async function runMoe(f: Record<keyof typeof FLAGS, string | string[] | boolean 
     process.stderr.write(`bench engine: --moe must be one of ort-moe, gathered, both; got '${f.moe}'\n`);
     return 2;
   }
-  const moeConfig = { ...qwen3_30bA3bConfig(Math.max(48, layer + 1)), vocabSize: int('vocab'), numExperts: int('experts'), topK: int('top-k'), expertWidth: int('moe-intermediate') };
+  const opt = (k: 'experts' | 'top-k' | 'moe-intermediate' | 'vocab') => (f[k] === undefined ? undefined : int(k));
+  const pick = <T extends { numExperts: number; topK: number; expertWidth: number; vocabSize: number }>(c: T): T => ({
+    ...c, numExperts: opt('experts') ?? c.numExperts, topK: opt('top-k') ?? c.topK, expertWidth: opt('moe-intermediate') ?? c.expertWidth, vocabSize: opt('vocab') ?? c.vocabSize,
+  });
+  const moeConfig = family === 'qwen3-moe' ? pick(qwen3_30bA3bConfig(Math.max(48, layer + 1))) : pick(qwen35_35bA3bConfig(layer));
+  const title = family === 'qwen3-moe' ? 'Qwen3-30B-A3B' : 'Qwen3.5-35B-A3B';
   const dense: Qwen3Config = {
     hiddenSize: moeConfig.hiddenSize, intermediateSize: 6144, numLayers: moeConfig.numLayers, numHeads: 16, numKvHeads: 8, headDim: 128,
     rmsNormEps: 1e-6, ropeTheta: 1e6, vocabSize: moeConfig.vocabSize, tieWordEmbeddings: true, torchDtype: 'bfloat16',
   };
-  const models: Record<string, BenchModel> = { moe: qwen3Moe(moeConfig), dense: denseQwen3(dense) };
+  const models: Record<string, BenchModel> = { moe: family === 'qwen3-moe' ? qwen3Moe(moeConfig as Qwen3MoeConfig) : qwen35Moe(moeConfig as Qwen35MoeConfig), dense: denseQwen3(dense) };
   const job0 = { layer, batch: int('batch'), seq: int('seq'), threads: int('threads'), iters: int('iters'), prepacking: !f['no-prepack'] };
   const work = typeof f.keep === 'string' ? f.keep : mkdtempSync(join(tmpdir(), 'toxscope-bench-moe-'));
   mkdirSync(work, { recursive: true });
@@ -314,7 +322,7 @@ async function runMoe(f: Record<keyof typeof FLAGS, string | string[] | boolean 
     const denseRes = denseByKernel[kernels[0]];
     const result = {
       bench: 'engine',
-      family: 'qwen3-moe',
+      family,
       kernel: kernels[0],
       tokens_per_s: main.tokens_per_s,
       forward_gflops: main.effective_gflops,
@@ -336,7 +344,7 @@ async function runMoe(f: Record<keyof typeof FLAGS, string | string[] | boolean 
     else
       process.stdout.write(
         [
-          `Qwen3-30B-A3B-shaped MoE (${moeConfig.numExperts} experts, top-${moeConfig.topK}, width ${moeConfig.expertWidth}) to layer ${layer}, batch ${job.batch} x ${job.seq}, ${job.threads} threads, ${result.provider}`,
+          `${title}-shaped MoE (${moeConfig.numExperts} experts, top-${moeConfig.topK}, width ${moeConfig.expertWidth}) to layer ${layer}, batch ${job.batch} x ${job.seq}, ${job.threads} threads, ${result.provider}`,
           ...kernels.map((k) => `  ${k}: ${moeRes[k].tokens_per_s} tokens/s, effective ${moeRes[k].effective_gflops} GFLOP/s (routed work only: ${(moeRes[k].flops_per_token / 1e6).toFixed(0)} MFLOP/token); dense Qwen3 (hidden ${dense.hiddenSize}, intermediate ${dense.intermediateSize}, same depth) in the same phase: ${denseByKernel[k].tokens_per_s} tokens/s, effective ${denseByKernel[k].effective_gflops} GFLOP/s -> MoE / dense ${(100 * moeRes[k].to_dense_flops_ratio).toFixed(1)}% (target >= 50%)`),
           ...(result.ort_moe_over_gathered ? [`  com.microsoft MoE / gathered decomposition: ${result.ort_moe_over_gathered}x tokens/s`] : []),
           `  peak RSS ${result.peak_rss_mb} MB (child process, all phases); fp32 MatMul probe ${result.matmul_gflops} GFLOP/s`,
