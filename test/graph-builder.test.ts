@@ -3,15 +3,30 @@
  * collected from the nodes (a com.microsoft node yields a model onnxruntime loads), and graph-valued
  * attributes (an If with two subgraph branches reading an outer value).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { GraphBuilder, TensorDataType, attr, tensorByteLength } from '../src/model/onnx/graph-builder.js';
+import { ExternalDataFile, GraphBuilder, TensorDataType, attr, tensorByteLength } from '../src/model/onnx/graph-builder.js';
 import { OrtSession } from '../src/runtime/session.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'toxscope-graph-builder-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('ExternalDataFile', () => {
+  it('writes a tensor larger than one write call allows in pieces, at page-aligned offsets, byte for byte', () => {
+    const path = join(dir, 'chunked.bin');
+    const ext = new ExternalDataFile(path, 7); // 7-byte writes stand in for the 1 GiB limit of fs.writeSync
+    const a = Uint8Array.from({ length: 100 }, (_, i) => i);
+    const b = Uint8Array.from({ length: 5000 }, (_, i) => (i * 31) % 251);
+    const at = [ext.append(a), ext.append(b)];
+    ext.close();
+    expect(at.map((x) => [x.offset, x.length])).toEqual([[0, 100], [4096, 5000]]);
+    const file = readFileSync(path);
+    expect(Buffer.compare(file.subarray(0, 100), Buffer.from(a))).toBe(0);
+    expect(Buffer.compare(file.subarray(4096, 9096), Buffer.from(b))).toBe(0);
+  });
+});
 
 describe('GraphBuilder', () => {
   it('knows the byte size of every dtype it writes, int4 packed two per byte', () => {

@@ -159,7 +159,7 @@ function validateEntry(path: string, name: string, raw: unknown, dataStart: numb
 function readFully(fd: number, buf: Buffer, position: number, where: string): void {
   let done = 0;
   while (done < buf.length) {
-    const n = readSync(fd, buf, done, buf.length - done, position + done);
+    const n = readSync(fd, buf, done, Math.min(buf.length - done, 1 << 30), position + done); // readSync takes < 2 GiB per call
     if (n === 0) throw formatError(`${where}: unexpected end of file at byte ${position + done}`);
     done += n;
   }

@@ -45,14 +45,24 @@ export const attr = {
 
 const ALIGN = 4096; // page-aligned so onnxruntime may map tensors straight from the file
 
+/**
+ * Node's fs.writeSync takes at most 2^31 - 1 bytes per call: a tensor of 2 GiB or more (Qwen3.5-35B-A3B's float32
+ * experts of one layer are exactly 2 GiB) is written in pieces of at most this many bytes.
+ */
+export const MAX_WRITE_BYTES = 1 << 30;
+
 /** Appends tensors to one binary file at page-aligned (4096-byte) offsets and remembers where each one went. */
 export class ExternalDataFile {
   readonly path: string;
   private fd: number | null;
   private offset = 0;
 
-  constructor(path: string) {
+  private readonly chunkBytes: number;
+
+  /** `chunkBytes`: the largest single write (tests use small ones to exercise the loop). */
+  constructor(path: string, chunkBytes = MAX_WRITE_BYTES) {
     this.path = path;
+    this.chunkBytes = chunkBytes;
     this.fd = openSync(path, 'w');
   }
 
@@ -63,7 +73,7 @@ export class ExternalDataFile {
     this.offset += pad;
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     let done = 0;
-    while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done, this.offset + done);
+    while (done < bytes.length) done += writeSync(this.fd, bytes, done, Math.min(bytes.length - done, this.chunkBytes), this.offset + done);
     const at = { location: basename(this.path), offset: this.offset, length: bytes.length };
     this.offset += bytes.length;
     return at;
