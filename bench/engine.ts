@@ -69,7 +69,7 @@ const FLAGS = {
   heads: { type: 'string', default: '16' },
   'kv-heads': { type: 'string', default: '8' },
   'head-dim': { type: 'string', default: '128' },
-  vocab: { type: 'string', default: '151936' },
+  vocab: { type: 'string' }, // default: the family's real vocabulary (151,936 for Qwen3, 248,320 for Qwen3.5)
   'no-prepack': { type: 'boolean', default: false },
   'sae-features': { type: 'string', default: '16384' },
   'sae-k': { type: 'string', default: '50' },
@@ -141,7 +141,7 @@ export async function run(argv: string[]): Promise<number> {
     headDim: int('head-dim'),
     rmsNormEps: 1e-6,
     ropeTheta: 1e6,
-    vocabSize: int('vocab'),
+    vocabSize: parseIntFlag((f.vocab as string | undefined) ?? '151936', 'vocab', 1),
     tieWordEmbeddings: true,
     torchDtype: 'bfloat16',
   };
