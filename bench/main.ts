@@ -15,6 +15,7 @@ const BENCHES: Record<string, () => Promise<{ run(argv: string[]): Promise<numbe
   'gdn-ops': () => import('./gdn-ops.js'),
   'operating-points': () => import('./operating-points.js'),
   dilution: () => import('./dilution.js'),
+  attributes: () => import('./attributes.js'),
 };
 
 async function main(argv: string[]): Promise<number> {
