@@ -118,7 +118,9 @@ export async function run(argv: string[]): Promise<number> {
     const info = (await (await fetch(`${url}/info`)).json()) as { limits: Record<string, number>; batching: Record<string, number> };
     log(`server ready: limits ${JSON.stringify(info.limits)}, deadline ${info.batching.request_timeout_ms} ms`);
 
-    const lagMax = async () => Number(/^toxscope_nodejs_eventloop_lag_max_seconds (\S+)/m.exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? NaN) * 1000;
+    // The server may close a pooled keep-alive socket after refusing a hostile body: one retry on a fresh one.
+    const scrape = () => fetch(`${url}/metrics`).then((r) => r.text());
+    const lagMax = async () => Number(/^toxscope_nodejs_eventloop_lag_max_seconds (\S+)/m.exec(await scrape().catch(scrape))?.[1] ?? NaN) * 1000;
     const texts = ['you are an idiot', 'have a nice day', 'Guten Morgen zusammen', 'this is fine, thanks', 'que dia lindo'];
 
     const phase = async (name: string, hostile: boolean): Promise<PhaseResult> => {
