@@ -226,13 +226,14 @@ export function linear(x: Float64Array, W: Float32Array, N: number, inDim: numbe
 
 /**
  * Rotate-half RoPE in place on a [B, T, nHeads, hd] tensor: x * cos + rotate_half(x) * sin with
- * rotate_half(x) = cat(-x2, x1), inv_freq[j] = 1 / theta^(2j / hd), angle = pos * inv_freq[j],
- * cos/sin duplicated over both halves. Tables are rounded to float32 as HF computes them.
+ * rotate_half(x) = cat(-x2, x1), inv_freq[j] = 1 / theta^(2j / rd), angle = pos * inv_freq[j],
+ * cos/sin duplicated over both halves. Tables are rounded to float32 as HF computes them. Partial RoPE (Qwen3.5):
+ * only the first rd dims of each head rotate, dims rd..hd-1 pass.
  */
-function applyRope(x: Float64Array, B: number, T: number, nHeads: number, hd: number, positions: number[][], theta: number): void {
-  const half = hd / 2;
+export function applyRope(x: Float64Array, B: number, T: number, nHeads: number, hd: number, positions: number[][], theta: number, rd = hd): void {
+  const half = rd / 2;
   const f = Math.fround;
-  const invFreq = Array.from({ length: half }, (_, j) => f(1 / f(theta ** f((2 * j) / hd))));
+  const invFreq = Array.from({ length: half }, (_, j) => f(1 / f(theta ** f((2 * j) / rd))));
   for (let b = 0; b < B; b++)
     for (let t = 0; t < T; t++) {
       const pos = positions[b][t];

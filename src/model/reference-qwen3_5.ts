@@ -11,7 +11,7 @@
 import { validationError } from '../errors.js';
 import type { WeightSource } from './checkpoint.js';
 import { type HybridTextConfig, type Qwen35Config, embedName, layerPrefix } from './families/qwen3_5.js';
-import { type ReferenceInput, type ReferenceOutput, type RouterChoice, attention, linear, positionsFor } from './reference-forward.js';
+import { type ReferenceInput, type ReferenceOutput, type RouterChoice, applyRope, attention, linear, positionsFor } from './reference-forward.js';
 
 /**
  * The MLP half of a decoder layer: h [N, D] (post-attention-normed) -> [N, D]. Families swap it (MoE); a routed MLP
@@ -172,8 +172,8 @@ function gatedAttention(w: WeightSource, c: HybridTextConfig, l: number, h: Floa
   const v = linear(h, w.readF32(p + 'v_proj.weight'), N, D, KV * hd);
   const qn = zeroCentredRmsNorm(q, w.readF32(p + 'q_norm.weight'), hd, c.rmsNormEps);
   const kn = zeroCentredRmsNorm(k, w.readF32(p + 'k_norm.weight'), hd, c.rmsNormEps);
-  partialRope(qn, B, T, H, hd, rotaryDim, positions, ropeTheta);
-  partialRope(kn, B, T, KV, hd, rotaryDim, positions, ropeTheta);
+  applyRope(qn, B, T, H, hd, positions, ropeTheta, rotaryDim);
+  applyRope(kn, B, T, KV, hd, positions, ropeTheta, rotaryDim);
   const attn = attention(qn, kn, v, B, T, H, KV, hd, mask); // [B, T, H*hd]
   for (let i = 0; i < attn.length; i++) attn[i] *= sigmoid(gate[i]);
   return linear(attn, w.readF32(p + 'o_proj.weight'), N, H * hd, D);
@@ -197,30 +197,6 @@ function l2NormInPlace(x: Float64Array, eps: number): void {
   for (let i = 0; i < x.length; i++) ss += x[i] * x[i];
   const inv = 1 / Math.sqrt(ss + eps);
   for (let i = 0; i < x.length; i++) x[i] *= inv;
-}
-
-/**
- * Rotate-half RoPE on the first rd dims of each head of x [B, T, nHeads, hd], in place; dims rd..hd-1 pass.
- * inv_freq[j] = 1 / theta^(2j / rd), float32 as HF builds it.
- */
-function partialRope(x: Float64Array, B: number, T: number, nHeads: number, hd: number, rd: number, positions: number[][], theta: number): void {
-  const half = rd / 2;
-  const f = Math.fround;
-  const invFreq = Array.from({ length: half }, (_, j) => f(1 / f(theta ** f((2 * j) / rd))));
-  for (let b = 0; b < B; b++)
-    for (let t = 0; t < T; t++) {
-      const pos = positions[b][t];
-      for (let j = 0; j < half; j++) {
-        const angle = f(pos * invFreq[j]);
-        const cos = f(Math.cos(angle)), sin = f(Math.sin(angle));
-        for (let hh = 0; hh < nHeads; hh++) {
-          const base = ((b * T + t) * nHeads + hh) * hd;
-          const x1 = x[base + j], x2 = x[base + j + half];
-          x[base + j] = x1 * cos - x2 * sin;
-          x[base + j + half] = x2 * cos + x1 * sin;
-        }
-      }
-    }
 }
 
 const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
