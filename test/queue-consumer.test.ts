@@ -161,9 +161,8 @@ describe.skipIf(!enabled)('toxscope consume (NATS JetStream, two replicas, one k
     await waitFor('the dead letter', async () => (await countOn(names.dead)) >= 1, 30_000);
     // B's /metrics: what it did, the redeliveries of A's unacknowledged messages, the lag drained
     expect(await counter(urlB, 'toxscope_nats_messages_total', '{outcome="ok"}')).toBeGreaterThan(0);
-    // (A may acknowledge what it held between the in-flight check and the kill, so B's redelivery count can be 0:
+    // (A may acknowledge what it held between the in-flight check and the kill, so B's redelivery count can be 0 and is not asserted:
     // every result arriving exactly once, checked below, is what proves A's unacknowledged messages were redone.)
-    expect(await counter(urlB, 'toxscope_nats_redeliveries_total')).toBeGreaterThanOrEqual(0);
     // the dead letter was terminated, not redelivered: nothing is left unacknowledged
     await waitFor('every message acknowledged', async () => (await jsm.consumers.info(names.stream, names.durable)).num_ack_pending === 0, 10_000);
     expect((await counter(urlB, 'toxscope_nats_dead_letters_total')) + (await counter(urlA, 'toxscope_nats_dead_letters_total').catch(() => 0))).toBeLessThanOrEqual(1);
