@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -5,7 +6,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createDb, DEFAULT_MIGRATIONS_FOLDER, executeRows, type Database } from '../src/db/client.js';
 import { createRepository } from '../src/db/repository.js';
-import { DATABASE_URL, freshPostgresDatabase } from './helpers/db.js';
+import { DATABASE_URL, DRIVERS, freshPostgresDatabase, openTestDb, predictionRow } from './helpers/db.js';
 
 const TABLES = ['admin_events', 'f1_windows', 'feedback', 'predictions', 'threshold_changes'];
 /** every migration drizzle-kit has generated (migrations/meta/_journal.json) */
@@ -93,5 +94,37 @@ describe.skipIf(!DATABASE_URL)('migrations on the real Postgres server (DATABASE
 describe('createDb arguments', () => {
   it('refuses to guess when given neither a url nor a dataDir', async () => {
     await expect(createDb({})).rejects.toThrow(/url \(DATABASE_URL\) or a dataDir/);
+  });
+});
+
+describe.each(DRIVERS)("suggestscore's lookup by text hash (%s)", (driver) => {
+  it('is served by the (text_sha256, created_at) index, not a scan of the time window', async () => {
+    const t = await openTestDb(driver);
+    try {
+      const indexes = await executeRows<{ indexdef: string }>(
+        t.handle.db,
+        sql`select indexdef from pg_indexes where tablename = 'predictions' and indexname = 'predictions_text_sha256_created_at_idx'`,
+      );
+      expect(indexes).toHaveLength(1);
+      expect(indexes[0].indexdef).toMatch(/\(text_sha256, created_at\)/);
+
+      // 4,000 predictions of distinct texts in one hour: the window alone would select all of them
+      const at = new Date('2025-03-01T11:00:00Z');
+      const rows = Array.from({ length: 4000 }, (_, i) =>
+        predictionRow({ createdAt: new Date(at.getTime() + i * 500), textSha256: createHash('sha256').update(`text ${i}`).digest('hex') }),
+      );
+      const repo = createRepository(t.handle.db);
+      for (let i = 0; i < rows.length; i += 500) await repo.insertPredictions(rows.slice(i, i + 500));
+      await executeRows(t.handle.db, sql`analyze predictions`);
+      const wanted = rows[1234].textSha256;
+      const plan = await executeRows<{ 'QUERY PLAN': string }>(
+        t.handle.db,
+        sql`explain select id from predictions where text_sha256 = ${wanted} and created_at >= ${at.toISOString()}`,
+      );
+      expect(plan.map((r) => r['QUERY PLAN']).join('\n')).toMatch(/predictions_text_sha256_created_at_idx/);
+      expect(await repo.predictionForText(wanted, at)).toEqual({ id: rows[1234].id, candidates: 1 });
+    } finally {
+      await t.dispose();
+    }
   });
 });

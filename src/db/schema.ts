@@ -40,6 +40,8 @@ export const predictions = pgTable(
   (t) => [
     index('predictions_created_at_idx').on(t.createdAt),
     index('predictions_language_created_at_idx').on(t.language, t.createdAt),
+    // Perspective's suggestscore finds the prediction of a text by its hash within a time window
+    index('predictions_text_sha256_created_at_idx').on(t.textSha256, t.createdAt),
     check('predictions_language_source_check', sql`${t.languageSource} in ('hint', 'detected', 'fallback')`),
   ],
 );

@@ -1,0 +1,1 @@
+CREATE INDEX "predictions_text_sha256_created_at_idx" ON "predictions" USING btree ("text_sha256","created_at");
