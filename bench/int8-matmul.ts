@@ -9,6 +9,9 @@
  *   f32          MatMul, float32 weights [K, N]
  *   dqmm         com.microsoft DynamicQuantizeMatMul: activations uint8, ONE scale for the whole [M, K] batch
  *                (what PyTorch's quantize_dynamic does); weights int8 per output channel
+ *   dqmm_row     the engine's 'dqmm-row' kernel (src/model/blocks/int8.ts): every row divided by its own max |x|, one
+ *                constant row (1, -1, 0, ...) appended so DQMM's batch scale is fixed, product times the row max:
+ *                per-row activation scales through the DQMM kernel
  *   rowq_u8      per-row activation scale computed in the graph (ReduceMax |x| / 127, QuantizeLinear axis 0, uint8
  *                with zero point 128) -> com.microsoft MatMulIntegerToFloat (uint8 x int8) -> x row scale
  *   rowq_mmitf   the same with int8 activations (int8 x int8: a slow path in onnxruntime 1.30)
@@ -22,6 +25,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseFlags, parseIntFlag } from '../src/cli/args.js';
+import { int8Linear } from '../src/model/blocks/int8.js';
 import { ExternalDataFile, GraphBuilder, TensorDataType, attr } from '../src/model/onnx/graph-builder.js';
 import { quantizeBlocked, quantizePerChannel, transposeI8 } from '../src/model/quantize.js';
 import { OrtSession } from '../src/runtime/session.js';
@@ -33,7 +37,7 @@ const FLAGS = {
   m: { type: 'string', default: '1024' },
   seconds: { type: 'string', default: '1.5' },
   models: { type: 'string', default: '0.6b,1.7b' },
-  candidates: { type: 'string', default: 'f32,dqmm,rowq_u8,rowq_mmitf,nbits8_b32,nbits8_b128' },
+  candidates: { type: 'string', default: 'f32,dqmm,dqmm_row,rowq_u8,nbits8_b32,nbits8_b128' },
 } as const;
 
 /** [name, K (in), N (out)] of the fused projections the engine runs per layer. */
@@ -133,6 +137,8 @@ function buildCandidate(dir: string, c: Candidate, w: Float32Array, K: number, N
   } else if (c === 'dqmm') {
     const p = quantizePerChannel(w, N, K);
     y = g.op('DynamicQuantizeMatMul', [x, g.weight('wq', TensorDataType.INT8, [K, N], transposeI8(p.q, N, K)), g.weight('ws', TensorDataType.FLOAT, [N], p.scale)], {}, { domain: 'com.microsoft' });
+  } else if (c === 'dqmm_row') {
+    y = int8Linear(g, x, 'w', transposeF32(w, N, K), K, N, 'dqmm-row');
   } else if (c === 'rowq_mmitf' || c === 'rowq_mmi') {
     const p = quantizePerChannel(w, N, K);
     const rowScale = g.op('Max', [g.op('Mul', [g.op('ReduceMax', [g.op('Abs', [x]), g.constI64('ax', [-1])], { keepdims: attr.int(1) }), g.constF32('inv127', [1 / 127], [])]), g.constF32('tiny', [1e-30], [])]); // [M, 1]

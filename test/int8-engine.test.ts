@@ -36,7 +36,7 @@ function relRmsVsGolden(got: { resid: Float32Array; seqLen: number }, gold: { sh
 }
 
 describe('int8 engine on the dense Qwen3 goldens (qwen3-tiny-bf16)', () => {
-  it('keeps the residual of every layer within int8 error of the goldens (relative RMS under 8%; measured 4.1% to 5.9%)', async () => {
+  it('keeps the residual of every layer within int8 error of the goldens (relative RMS under 5%; measured 2.7% to 3.9%)', async () => {
     const g = new Goldens('goldens.safetensors');
     const gold = g.f32('right.resid_post'); // [4, 6, 64, 64]
     try {
@@ -45,7 +45,7 @@ describe('int8 engine on the dense Qwen3 goldens (qwen3-tiny-bf16)', () => {
         try {
           expect(e.info.weightDtype).toBe('int8');
           const err = relRmsVsGolden(await e.runResidual(seqs), gold, L);
-          expect(err, `layer ${L}`).toBeLessThan(0.08);
+          expect(err, `layer ${L}`).toBeLessThan(0.05);
           expect(err, `layer ${L} is really quantized`).toBeGreaterThan(1e-3);
         } finally {
           await e.close();
@@ -87,6 +87,49 @@ describe('int8 engine on the dense Qwen3 goldens (qwen3-tiny-bf16)', () => {
     }
   });
 
+  it("gives a text the same fired features whatever it is batched with: alone, right- or left-padded, beside other texts (per-token activation scales)", async () => {
+    const sae = loadSae(join(goldensDir, 'qscope-sae', 'layer2.sae.pt'), { k: 32 });
+    const e = await ForwardEngine.open({ modelDir: goldenCheckpointDir, layer: 2, sae, cacheDir, threads: 1, precision: 'int8' });
+    try {
+      /** per text, per real token: fired feature -> value */
+      const firedPerText = async (texts: number[][], padding: 'right' | 'left') => {
+        const top = await e.runTopK(texts, padding);
+        return texts.map((ids, b) => {
+          const real: Map<number, number>[] = [];
+          for (let t = 0; t < top.seqLen; t++) {
+            const at = b * top.seqLen + t;
+            if (!top.mask[at]) continue;
+            const m = new Map<number, number>();
+            for (let j = 0; j < sae.k; j++) if (top.values[at * sae.k + j] > 0) m.set(top.indices[at * sae.k + j], top.values[at * sae.k + j]);
+            real.push(m);
+          }
+          expect(real).toHaveLength(ids.length);
+          return real;
+        });
+      };
+      const alone = await Promise.all(seqs.map(async (s) => (await firedPerText([s], 'right'))[0]));
+      const reversed = [...seqs].reverse();
+      const layouts = [
+        { name: 'right-padded batch', texts: seqs, got: await firedPerText(seqs, 'right') },
+        { name: 'left-padded batch', texts: seqs, got: await firedPerText(seqs, 'left') },
+        { name: 'reversed batch', texts: reversed, got: (await firedPerText(reversed, 'right')).reverse() },
+        { name: 'pairs with the longest text', texts: seqs, got: await Promise.all(seqs.map(async (s) => (await firedPerText([s, seqs[seqs.length - 1]], 'right'))[0])) },
+      ];
+      let tokens = 0;
+      for (const { name, got } of layouts)
+        seqs.forEach((s, i) => {
+          for (let t = 0; t < s.length; t++) {
+            tokens++;
+            expect(new Set(got[i][t].keys()), `${name}: text ${i} token ${t}`).toEqual(new Set(alone[i][t].keys()));
+            for (const [f, v] of alone[i][t]) expect(Math.abs(got[i][t].get(f)! - v), `${name}: text ${i} token ${t} feature ${f}`).toBeLessThan(1e-4);
+          }
+        });
+      expect(tokens).toBe(4 * seqs.reduce((a, s) => a + s.length, 0));
+    } finally {
+      await e.close();
+    }
+  });
+
   it('serves weights in under 0.3x their float32 bytes, and keeps the f32 and int8 graphs apart in the cache', async () => {
     const dir = join(cacheDir, 'apart');
     const open = (precision: 'f32' | 'int8') => ForwardEngine.open({ modelDir: goldenCheckpointDir, layer: 3, cacheDir: dir, threads: 1, precision });
@@ -117,7 +160,7 @@ describe('int8 engine on the dense Qwen3 goldens (qwen3-tiny-bf16)', () => {
 });
 
 describe('int8 engine on the Qwen3-MoE goldens (qwen3-moe-tiny)', () => {
-  it('runs the experts as com.microsoft QMoE with 8-bit weights and keeps every layer within int8 error of the goldens', async () => {
+  it('runs the experts as com.microsoft QMoE with 8-bit weights and keeps every layer within int8 error of the goldens (relative RMS under 5%; measured 2.9% to 3.6%)', async () => {
     const g = openFamilyGoldens('qwen3-moe');
     try {
       for (let L = 0; L < 4; L++) {
@@ -135,7 +178,7 @@ describe('int8 engine on the Qwen3-MoE goldens (qwen3-moe-tiny)', () => {
                 den += want * want;
               }
           const err = Math.sqrt(num / den);
-          expect(err, `layer ${L}`).toBeLessThan(0.08);
+          expect(err, `layer ${L}`).toBeLessThan(0.05);
           expect(err, `layer ${L} is really quantized`).toBeGreaterThan(1e-3);
         } finally {
           await e.close();
@@ -148,7 +191,7 @@ describe('int8 engine on the Qwen3-MoE goldens (qwen3-moe-tiny)', () => {
 });
 
 describe('int8 engine on the Qwen3.5 goldens (qwen3.5-tiny: Gated DeltaNet + gated attention)', () => {
-  it('keeps every layer within int8 error of the goldens (relative RMS under 20%; measured 11.4% at layer 3 against f32)', async () => {
+  it('keeps every layer within int8 error of the goldens (relative RMS under 10%; measured 3.1% at layer 0, 7.6% at layer 3)', async () => {
     const g = openFamilyGoldens('qwen3.5');
     try {
       for (const L of [0, 3]) {
@@ -166,7 +209,38 @@ describe('int8 engine on the Qwen3.5 goldens (qwen3.5-tiny: Gated DeltaNet + gat
                 den += want * want;
               }
           const err = Math.sqrt(num / den);
-          expect(err, `layer ${L}`).toBeLessThan(0.2);
+          expect(err, `layer ${L}`).toBeLessThan(0.1);
+          expect(err, `layer ${L} is really quantized`).toBeGreaterThan(1e-3);
+        } finally {
+          await e.close();
+        }
+      }
+    } finally {
+      g.close();
+    }
+  });
+});
+
+describe('int8 engine on the Qwen3.5-MoE goldens (qwen3.5-moe-tiny: Gated DeltaNet + gated attention + QMoE experts)', () => {
+  it('keeps every layer within int8 error of the goldens (relative RMS under 15%; measured 4.0% at layer 0, 12.2% at layer 3)', async () => {
+    const g = openFamilyGoldens('qwen3.5-moe');
+    try {
+      for (const L of [0, 3]) {
+        const e = await ForwardEngine.open({ modelDir: join(goldensDir, 'qwen3.5-moe', 'qwen3.5-moe-tiny'), layer: L, cacheDir, threads: 1, precision: 'int8' });
+        try {
+          expect(e.info.weightDtype).toBe('int8');
+          const out = await e.runResidual(g.sequences);
+          const gold = g.goldens.f32(`right.resid_post.${L}`).data; // [S, T, D]
+          let num = 0, den = 0;
+          for (let b = 0; b < out.batch; b++)
+            for (let t = 0; t < g.sequences[b].length; t++)
+              for (let i = 0; i < out.dModel; i++) {
+                const want = gold[(b * g.T + t) * out.dModel + i];
+                num += (out.resid[(b * out.seqLen + t) * out.dModel + i] - want) ** 2;
+                den += want * want;
+              }
+          const err = Math.sqrt(num / den);
+          expect(err, `layer ${L}`).toBeLessThan(0.15);
           expect(err, `layer ${L} is really quantized`).toBeGreaterThan(1e-3);
         } finally {
           await e.close();

@@ -10,6 +10,7 @@ import type { Int8Kernel } from '../src/model/blocks/int8.js';
 import { GraphBuilder, TensorDataType } from '../src/model/onnx/graph-builder.js';
 import { emitExactCandidateTopK, isExactlyBf16 } from '../src/model/blocks/sae-exact-candidates.js';
 import { preActivations } from '../src/model/sae/encode.js';
+import { blockedLowPart, quantizeBlocked, splitValue } from '../src/model/quantize.js';
 import type { TopKSae } from '../src/model/sae/types.js';
 import { OrtSession } from '../src/runtime/session.js';
 import { Rng } from '../src/util/random.js';
@@ -92,7 +93,7 @@ function activations(n: number, d: number, seed: number): Float32Array {
   return x;
 }
 
-describe.each(['dqmm', 'nbits8'] as const)('exact-candidate SAE encoder (%s)', (kernel) => {
+describe.each(['dqmm', 'dqmm-row', 'nbits8'] as const)('exact-candidate SAE encoder (%s)', (kernel) => {
   const n = 48, D = 64, S = 512, k = 16;
   const sae = randomSae(D, S, k, 5);
   const x = activations(n, D, 6);
@@ -178,5 +179,41 @@ describe('exact-candidate encoder: storage of the recomputation rows', () => {
   it('recognises a float32 table that holds only bfloat16 values (stored as bf16 without loss)', () => {
     expect(isExactlyBf16(new Float32Array([1, -2.5, 0, 3.140625]))).toBe(true);
     expect(isExactlyBf16(new Float32Array([1, 0.1]))).toBe(false);
+  });
+
+  it('keeps any other table as a 24-bit fixed point (int8 high byte shared with MatMulNBits + int16 low part) within scale * (2^-16 + 2^-17) of every weight', () => {
+    const rows = 40, cols = 200; // two blocks of 128, the second one partial
+    const w = new Rng(9).normalArray(rows * cols, 0.05);
+    w[7] = 0.9; // an outlier sets its block's scale
+    for (let c = 128; c < cols; c++) w[3 * cols + c] = 0; // an all-zero block (scale 0)
+    const p = quantizeBlocked(w, rows, cols, 128);
+    const lo = blockedLowPart(w, p);
+    let worstRel = 0;
+    for (let r = 0; r < rows; r++)
+      for (let c = 0; c < cols; c++) {
+        const s = p.scale[r * p.blocks + Math.floor(c / 128)];
+        const err = Math.abs(splitValue(p, lo, r, c) - w[r * cols + c]);
+        if (s === 0) expect(err).toBe(0);
+        else worstRel = Math.max(worstRel, err / s);
+      }
+    expect(worstRel).toBeLessThanOrEqual(2 ** -16 + 2 ** -17); // 2^-17: float32 rounding of scale * (...) with |...| <= 128
+    expect(worstRel).toBeGreaterThan(0); // a float32 table really is approximated, not copied
+    expect(Math.max(...Array.from(lo, Math.abs))).toBeLessThanOrEqual(2 ** 14);
+  });
+
+  it('stores the SAE in about 3 bytes per weight with MatMulNBits, not 1 + 4: int8 matrix + int16 low part for a float32 table, int8 matrix + bf16 rows when it is exactly bf16', () => {
+    const bytesOf = (sae: TopKSae) => {
+      const g = new GraphBuilder();
+      const xin = g.input('x', TensorDataType.FLOAT, [4, sae.dModel]);
+      emitExactCandidateTopK(g, sae, xin, { m: 8, kernel: 'nbits8', topK: (t, kk) => g.node('TopK', [t, g.constI64('k', [kk])], { outputs: 2 }) as [string, string] });
+      return g.encode([{ domain: '', version: 23 }, { domain: 'com.microsoft', version: 1 }]).length;
+    };
+    const f32 = randomSae(256, 512, 8, 3);
+    const bf16 = { ...f32, wEnc: f32.wEnc.map((v) => new Float32Array(new Uint32Array([new Uint32Array(new Float32Array([v]).buffer)[0] & 0xffff0000]).buffer)[0]) };
+    const weights = 256 * 512;
+    expect(bytesOf(f32) / weights).toBeGreaterThan(3);
+    expect(bytesOf(f32) / weights).toBeLessThan(3.2);
+    expect(bytesOf(bf16) / weights).toBeGreaterThan(3); // int8 candidates + bf16 rows
+    expect(bytesOf(bf16) / weights).toBeLessThan(3.2);
   });
 });

@@ -108,3 +108,31 @@ export function quantizeColumns(wT: Float32Array, inDim: number, outDim: number)
     }
   return { q, scale };
 }
+
+/** lo's fixed point: w ~ scale * ((q - 128) + lo * 2^-LOW_BITS). */
+export const LOW_BITS = 15;
+
+/**
+ * The low part of a blocked quantization: int16 [rows, blocks, block] with lo = round((w / scale - (q - 128)) 2^15),
+ * |lo| <= 2^14 (since |w / scale - (q - 128)| <= 1/2). Together with `p` it gives w to within scale (2^-16 + 2^-17)
+ * (the second term: float32 rounding of the product; about 2^-22 of the block's largest |w|, float32's own precision
+ * at that magnitude): a 24-bit fixed-point copy in 3 bytes per weight, of which `p.q` (1 byte) is the int8 matrix the
+ * kernel already multiplies with.
+ */
+export function blockedLowPart(w: Float32Array, p: BlockedUint8): Int16Array {
+  const lo = new Int16Array(p.q.length);
+  for (let r = 0; r < p.rows; r++)
+    for (let b = 0; b < p.blocks; b++) {
+      const s = p.scale[r * p.blocks + b];
+      if (s === 0) continue;
+      const at = (r * p.blocks + b) * p.block, c0 = b * p.block, c1 = Math.min(p.cols, c0 + p.block);
+      for (let c = c0; c < c1; c++) lo[at + c - c0] = roundHalfAway((w[r * p.cols + c] / s - (p.q[at + c - c0] - 128)) * 2 ** LOW_BITS);
+    }
+  return lo;
+}
+
+/** w[r, c] as the graph rebuilds it from (p, lo): fround(scale * ((q - 128) + lo 2^-15)), the sum exact in float32. */
+export function splitValue(p: BlockedUint8, lo: Int16Array, r: number, c: number): number {
+  const b = Math.floor(c / p.block), at = (r * p.blocks + b) * p.block + (c % p.block);
+  return Math.fround(p.scale[r * p.blocks + b] * (p.q[at] - 128 + lo[at] * 2 ** -LOW_BITS));
+}

@@ -2,34 +2,44 @@
  * int8 graph pieces: quantized projections, a quantized embedding table, and the exact-candidate SAE encoder.
  * They take a GraphBuilder only; the precision module decides where they are used.
  *
- * Which onnxruntime kernel (measured with `npm run -s bench -- int8-matmul`, M = 8 x 128 tokens, Qwen3-0.6B
+ * Which onnxruntime kernel (first measured with `npm run -s bench -- int8-matmul`, M = 8 x 128 tokens, Qwen3-0.6B
  * projections, 2 threads, on a machine shared with other jobs; one run, all candidates alternating):
  *   one layer's four projections: f32 1903 ms; DynamicQuantizeMatMul 604 ms (x3.15); MatMulNBits 8-bit
  *   block 128 accuracy 4: 889 ms (x2.14), block 64: 1134 ms (x1.68); a per-row quantize + MatMulIntegerToFloat
  *   (uint8): 855 ms (x2.23); the same with int8 activations: 5130 ms (slow path in onnxruntime 1.30).
  *   Relative error of one projection vs float64, gaussian activations: DQMM 1.4e-2, NBits b128 9e-3; with two
  *   outlier channels and an outlier token (as Qwen residuals have): DQMM 4.1e-2, NBits b128 2.3e-2.
- * DynamicQuantizeMatMul is the fastest by ~1.5x and holds the fidelity target end to end (fired-set agreement
- * measured by `bench engine --precision int8`), so it is the default kernel. Its one activation scale covers the
- * whole batch (as PyTorch's quantize_dynamic): a token's result moves slightly with what it is batched with,
- * inside the error bound the SAE encoder below accounts for. MatMulNBits quantizes activations per row and block
- * (batch-independent, more accurate with outliers) and stays selectable ('nbits8') for that reason.
+ * Default 'dqmm-row' (DynamicQuantizeMatMul fed per-row scaled activations, see dqmmPerRow), chosen by measurement
+ * on 2026-12-02 (load average 21-25; all candidates alternating in one run):
+ *   - `bench int8-matmul --candidates f32,dqmm,dqmm_row`: one layer's projections at 0.6B f32 1055 ms, dqmm 417 ms
+ *     (x2.53), dqmm-row 475 ms (x2.22); at 1.7B 2378 / 1055 (x2.25) / 1258 ms (x1.89). An earlier run with NBits
+ *     b128: 0.6B x1.46, 1.7B x1.63 (slower than dqmm-row at both shapes).
+ *   - `bench precision-goldens` (every family, fired-set agreement with f32 / residual rel. RMS, right | left padded):
+ *     dqmm 14.2|12.9% / 5.2%, 35.5|33.1%, 27.5%, 0%, 0% (qwen3 qscope, qwen3 saelens, qwen3-moe, qwen3.5, qwen3.5-moe);
+ *     dqmm-row 21.3|21.3% / 3.4%, 45.2|45.2%, 41.5%, 5.2%, 3.6%; nbits8 b128 25.8|25.8% / 3.4%, 44.4%, 42.0%, 4.7%, 2.6%.
+ *   dqmm-row is as accurate as NBits (1.5x more than dqmm), faster than NBits, and batch-independent: DQMM's one
+ *   activation scale per batch made a text's features depend on its neighbours (right- vs left-padded goldens
+ *   differed), which a moderation service must not do (test/int8-engine.test.ts checks a text's fired set alone, in
+ *   both paddings and beside other texts). 'dqmm' (plain, batch-dependent) and 'nbits8' stay for measurement.
+ * What int8 cannot do on these checkpoints: even weight-only int8 (float32 activations) leaves 2.2% residual error
+ * on the dense goldens (40.6% agreement), and `bench precision-goldens --noise-floor` shows that 97% identical fired
+ * sets needs a residual within about 1e-3 (relative) of float32's; see README "Precision".
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { formatError } from '../../errors.js';
 import type { WeightSource } from '../checkpoint.js';
 import { decodeToF32, DTYPE_BYTES } from '../dtypes.js';
 import { GraphBuilder, TensorDataType, attr } from '../onnx/graph-builder.js';
-import { quantizeBlocked, quantizeColumns, quantizePerChannel } from '../quantize.js';
+import { type BlockedUint8, quantizeBlocked, quantizeColumns, quantizePerChannel } from '../quantize.js';
 
-export type Int8Kernel = 'dqmm' | 'nbits8';
-export const DEFAULT_INT8_KERNEL: Int8Kernel = 'dqmm';
+export type Int8Kernel = 'dqmm' | 'dqmm-row' | 'nbits8';
+export const DEFAULT_INT8_KERNEL: Int8Kernel = 'dqmm-row';
 /** MatMulNBits block along K (block 128 measured faster than 32 and 64 at these shapes). */
 export const NBITS_BLOCK = 128;
 
 /** Everything about the int8 graph that is a choice rather than the checkpoint's: part of the graph cache key. */
 export const INT8_GRAPH_CHOICES = {
-  kernel: DEFAULT_INT8_KERNEL,
+  kernel: DEFAULT_INT8_KERNEL as Int8Kernel,
   /** the SAE's candidate pre-activation: per-row activations, so its error bound is per token (see sae-exact-candidates.ts) */
   saeKernel: 'nbits8' as Int8Kernel,
   /** candidates beyond k recomputed in float32 */
@@ -48,11 +58,17 @@ const toF32 = { to: attr.int(TensorDataType.FLOAT) };
 
 /** x [N, in] float32 @ W [in, out] -> [N, out] float32 with int8 weights; `wT` is float32 [in, out]. */
 export function int8Linear(g: GraphBuilder, x: string, name: string, wT: Float32Array, inDim: number, outDim: number, kernel: Int8Kernel, bias?: { name: string; data: Float32Array }): string {
-  if (kernel === 'dqmm') {
+  if (kernel === 'dqmm' || kernel === 'dqmm-row') {
     const { q, scale } = quantizeColumns(wT, inDim, outDim);
-    const inputs = [x, g.weight(name + '.q', TensorDataType.INT8, [inDim, outDim], q), g.weight(name + '.scale', TensorDataType.FLOAT, [outDim], scale)];
-    if (bias) inputs.push('', g.weight(bias.name, TensorDataType.FLOAT, [outDim], bias.data));
-    return g.op('DynamicQuantizeMatMul', inputs, {}, MS); //                                                   [N, out]
+    const ws = g.weight(name + '.scale', TensorDataType.FLOAT, [outDim], scale);
+    const b = bias ? g.weight(bias.name, TensorDataType.FLOAT, [outDim], bias.data) : null;
+    if (kernel === 'dqmm-row') {
+      const anchored = new Int8Array((inDim + 2) * outDim); //                                               two zero rows for the anchor columns
+      anchored.set(q);
+      return dqmmPerRow(g, x, g.weight(name + '.q', TensorDataType.INT8, [inDim + 2, outDim], anchored), ws, b);
+    }
+    const wq = g.weight(name + '.q', TensorDataType.INT8, [inDim, outDim], q);
+    return g.op('DynamicQuantizeMatMul', b ? [x, wq, ws, '', b] : [x, wq, ws], {}, MS); //                   [N, out]
   }
   return nbits8MatMul(g, x, name, transposeF32(wT, inDim, outDim), inDim, outDim, bias);
 }
@@ -63,12 +79,41 @@ export function int8LinearTransB(g: GraphBuilder, x: string, name: string, w: Fl
   return int8Linear(g, x, name, transposeF32(w, outDim, inDim), inDim, outDim, kernel, bias);
 }
 
+/**
+ * DynamicQuantizeMatMul with one activation scale PER ROW (per token), so a token's result never depends on the
+ * other rows of its batch. DQMM derives its (asymmetric uint8) activation scale from the min and max of the whole
+ * input; here every row is divided by its own max |x| (so it lies in [-1, 1]) and two constant columns (+1, -1) are
+ * appended to every row, with zero weight rows, which pins the input's min and max to exactly -1 and 1 whatever the
+ * batch holds: scale 2/255, zero point 128 for every batch. The product is multiplied back by each row's max:
+ *   y[n] = rowmax[n] * dqmm([x[n] / rowmax[n], 1, -1])  ==  per-row activations (step rowmax / 127.5) x per-channel W
+ * The same fast kernel as 'dqmm' (no slow int8 x int8 path), plus O(N (in + out)) elementwise work (columns rather
+ * than an anchor row: no copy of the [N, out] output to drop a row, measured in bench int8-matmul).
+ */
+function dqmmPerRow(g: GraphBuilder, x: string, wqAnchored: string, ws: string, bias: string | null): string {
+  const rowMax = g.op('Max', [
+    g.op('ReduceMax', [g.op('Abs', [x]), g.constI64('rowq_ax', [-1])], { keepdims: attr.int(1) }),
+    g.constF32('rowq_tiny', [1e-30], []),
+  ]); //                                                                                                      [N, 1]
+  const n1 = g.op('Shape', [x], { start: attr.int(0), end: attr.int(1) }); //                                 [1] = N
+  const anchor = g.op('Expand', [g.constF32('rowq_anchor', [1, -1], [1, 2]), g.op('Concat', [n1, g.constI64('rowq_two', [2])], { axis: attr.int(0) })]); // [N, 2]
+  const xn = g.op('Concat', [g.op('Div', [x, rowMax]), anchor], { axis: attr.int(1) }); //                   [N, in+2]
+  const y = g.op('DynamicQuantizeMatMul', [xn, wqAnchored, ws], {}, MS); //                                   [N, out]
+  const out = g.op('Mul', [y, rowMax]); //                                                                    [N, out]
+  return bias ? g.op('Add', [out, bias]) : out;
+}
+
 function nbits8MatMul(g: GraphBuilder, x: string, name: string, w: Float32Array, inDim: number, outDim: number, bias?: { name: string; data: Float32Array }): string {
-  const p = quantizeBlocked(w, outDim, inDim, NBITS_BLOCK);
-  const y = g.op('MatMulNBits', [x, g.weight(name + '.q', TensorDataType.UINT8, [outDim, p.blocks, NBITS_BLOCK], p.q), g.weight(name + '.scale', TensorDataType.FLOAT, [outDim * p.blocks], p.scale)], {
-    K: attr.int(inDim), N: attr.int(outDim), bits: attr.int(8), block_size: attr.int(NBITS_BLOCK), accuracy_level: attr.int(4),
+  return nbits8MatMulBlocked(g, x, name, quantizeBlocked(w, outDim, inDim, NBITS_BLOCK), bias).y;
+}
+
+/** MatMulNBits (8 bits, accuracy level 4) on already-blocked weights; also returns the names of its B and scales. */
+export function nbits8MatMulBlocked(g: GraphBuilder, x: string, name: string, p: BlockedUint8, bias?: { name: string; data: Float32Array }): { y: string; q: string; scale: string } {
+  const q = g.weight(name + '.q', TensorDataType.UINT8, [p.rows, p.blocks, p.block], p.q);
+  const scale = g.weight(name + '.scale', TensorDataType.FLOAT, [p.rows * p.blocks], p.scale);
+  const y = g.op('MatMulNBits', [x, q, scale], {
+    K: attr.int(p.cols), N: attr.int(p.rows), bits: attr.int(8), block_size: attr.int(p.block), accuracy_level: attr.int(4),
   }, MS); //                                                                                                   [N, out]
-  return bias ? g.op('Add', [y, g.weight(bias.name, TensorDataType.FLOAT, [outDim], bias.data)]) : y;
+  return { y: bias ? g.op('Add', [y, g.weight(bias.name, TensorDataType.FLOAT, [p.rows], bias.data)]) : y, q, scale };
 }
 
 /**

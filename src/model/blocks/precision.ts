@@ -7,7 +7,7 @@
  *        float16 at each projection and back; RMSNorm, RoPE, attention, routing, the residual stream and the
  *        SAE's TopK stay float32.
  * 'int8': symmetric int8 weights (per output channel; see ./int8.ts for the kernel and why), activations quantized
- *        dynamically inside the kernel; the embedding table int8 per row; MoE experts through com.microsoft QMoE
+ *        dynamically with one scale per token (a text's result does not depend on its batch neighbours); the embedding table int8 per row; MoE experts through com.microsoft QMoE
  *        with 8-bit weights; norms, RoPE, attention, routing and the residual stream float32. The SAE encoder is
  *        the exact-candidate one (./sae-exact-candidates.ts): int8 pre-activations choose candidates, float32
  *        recomputes them.
