@@ -22,7 +22,6 @@ import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { loadConfig } from '../src/config.js';
 import { readLabeled } from '../src/data/labeled.js';
-import { createLanguageIdentifier } from '../src/engine/language.js';
 import { createLogger } from '../src/util/logger.js';
 import { loadServingBundle } from '../src/main.js';
 import { createMetrics } from '../src/metrics/metrics.js';
@@ -195,8 +194,7 @@ export async function run(argv: string[]): Promise<number> {
 
   // 1. engine in-process (the same bundle, configuration and worker-thread engine as the server), no HTTP
   const config = loadConfig({ env: { TOXSCOPE_DATA_DIR: o.dataDir, ...(o.bundle && { TOXSCOPE_BUNDLE: o.bundle }) } });
-  const lid = await createLanguageIdentifier();
-  const loaded = await loadServingBundle(undefined, config, { metrics: createMetrics({ processDefaults: false }), lid, log: createLogger('warn') });
+  const loaded = await loadServingBundle(undefined, config, { metrics: createMetrics({ processDefaults: false }), log: createLogger('warn') });
   const classifier = loaded.classifier;
   const engineSend = async (b: string[]) => (await classifier.classify({ texts: b }), 200);
   const engine: Phase[] = [];

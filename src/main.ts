@@ -30,8 +30,7 @@ import { createDriftMonitor, driftReport, type DriftMonitor } from './drift/moni
 import { Classifier } from './engine/classifier.js';
 import { WorkerEngine } from './engine/engine-worker.js';
 import { ThresholdSync, type SyncOutcome } from './service/threshold-sync.js';
-import { loadTokenizer } from './engine/tokenizer.js';
-import { createLanguageIdentifier, type LanguageIdentifier } from './engine/language.js';
+import { TextWorker } from './engine/text-worker.js';
 import { formatError } from './errors.js';
 import { createApp } from './http/app.js';
 import { listen } from './http/server.js';
@@ -65,7 +64,6 @@ export async function startService(config: Config, log: Logger = createLogger(co
   mkdirSync(config.dataDir, { recursive: true });
   const metrics = createMetrics();
   const host = new ClassifierHost();
-  const lid = await createLanguageIdentifier();
 
   // The database is opened and migrated in the background: the service starts, classifies and journals its
   // writes while it is away, and replays them when it answers (src/db/connector.ts).
@@ -117,7 +115,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
     onOutcome: (o) => logThresholdSync(log, o, 'sync'),
   });
   const loadBundle = async (path: string | undefined) => {
-    const loaded = await loadServingBundle(path, config, { metrics, lid, log });
+    const loaded = await loadServingBundle(path, config, { metrics, log });
     // a first start opens the database while the bundle loads: give it a moment before reading the overrides
     await connector.whenUp(DATABASE_WAIT_AT_LOAD_MS);
     logThresholdSync(log, await thresholds.apply(loaded.classifier), 'load');
@@ -225,7 +223,7 @@ function progressLogger(emit: (stage: string, done: number, total: number) => vo
 export async function loadServingBundle(
   path: string | undefined,
   config: Config,
-  { metrics, lid, log }: { metrics: Metrics; lid: LanguageIdentifier; log: Logger },
+  { metrics, log }: { metrics: Metrics; log: Logger },
 ): Promise<ServingBundle> {
   const dir =
     path ??
@@ -241,8 +239,10 @@ export async function loadServingBundle(
   const limits = bundleLimits(config, bundle.manifest.metrics, dir);
   const m = bundle.manifest;
   // The engine runs on a worker thread: onnxruntime's run blocks its thread, and HTTP must not wait on it.
-  const [tokenizer, engine] = await Promise.all([
-    loadTokenizer(bundle.modelDir),
+  // So do normalising, language identification and tokenizing (and building the model's tokenizer: an 11 MB
+  // tokenizer.json), on a tokenizer worker of this bundle's own.
+  const [text, opened] = await Promise.allSettled([
+    TextWorker.open({ modelDir: bundle.modelDir }),
     WorkerEngine.open({
       modelDir: bundle.modelDir,
       layer: m.layer,
@@ -255,8 +255,14 @@ export async function loadServingBundle(
       warn: (msg) => log.warn(msg),
     }),
   ]);
+  if (text.status === 'rejected' || opened.status === 'rejected') {
+    if (text.status === 'fulfilled') await text.value.close();
+    if (opened.status === 'fulfilled') await opened.value.close();
+    throw text.status === 'rejected' ? text.reason : (opened as PromiseRejectedResult).reason;
+  }
+  const engine = opened.value;
   const classifier = new Classifier(
-    { engine, tokenizer, head: bundle.head, attributes: bundle.attributes, featureLabels: bundle.featureLabels, openaiCategories: bundle.openaiCategories, lid, version: m.version },
+    { engine, text: text.value, head: bundle.head, attributes: bundle.attributes, featureLabels: bundle.featureLabels, openaiCategories: bundle.openaiCategories, version: m.version },
     { limits, batching: config.batching, metrics },
   );
   try {

@@ -235,4 +235,58 @@ describe('Batcher.assertRoom', () => {
     expect(() => b.assertRoom(1)).toThrow(expect.objectContaining({ kind: 'unavailable' }));
     await drained;
   });
+
+  describe('fairness between requests (issue #10 item 1)', () => {
+    /** A batcher whose engine is held by a first batch until release(), so what queues meanwhile is grouped at once. */
+    function held(over: Partial<BatcherOptions<Seq, number>> = {}) {
+      const log: Seq[][] = [];
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      const work = paddedWork(log);
+      const b = make(log, { process: async (x) => (await gate, work(x)), ...over });
+      return { b, log, release, lengths: () => log.map((batch) => batch.map((x) => x.length)) };
+    }
+
+    it('serves a short request queued behind a long request in the next batch, not after all its windows', async () => {
+      const { b, log, release, lengths } = held({ maxBatchItems: 2, maxBatchTokens: 64, requestSliceTokens: 32 });
+      const busy = b.submit([seq(1)]);
+      const long = b.submit(Array.from({ length: 6 }, (_, i) => seq(32, i))); // six 32-token windows
+      const short = b.submit([seq(30)]);
+      release();
+      const [, l, s] = await Promise.all([busy, long, short]);
+      expect(l.outputs).toEqual(Array.from({ length: 6 }, (_, i) => weightedSum(seq(32, i))));
+      expect(s.outputs).toEqual([weightedSum(seq(30))]);
+      // the long request first (it came first), one slice of it; then the short one's turn
+      expect(lengths().slice(0, 3)).toEqual([[1], [30, 32], [32]]);
+      expect(log.flat().length).toBe(8);
+    });
+
+    it('puts at most one slice of a request into a batch, but at least one item', async () => {
+      const { b, release, lengths } = held({ maxBatchItems: 8, maxBatchTokens: 1000, requestSliceTokens: 25 });
+      const busy = b.submit([seq(1)]);
+      const many = b.submit([seq(10), seq(10), seq(10), seq(10), seq(40)]);
+      release();
+      await Promise.all([busy, many]);
+      expect(lengths()).toEqual([[1], [10, 10], [10, 10], [40]]);
+    });
+
+    it('takes turns between two long requests instead of finishing the first one first', async () => {
+      const { b, log, release } = held({ maxBatchItems: 1, maxBatchTokens: 64 });
+      const busy = b.submit([seq(1)]);
+      const a = b.submit([seq(20, 100), seq(20, 101), seq(20, 102)]);
+      const c = b.submit([seq(20, 200), seq(20, 201), seq(20, 202)]);
+      release();
+      await Promise.all([busy, a, c]);
+      expect(log.slice(1).map((batch) => batch[0][0])).toEqual([100, 200, 101, 201, 102, 202]);
+    });
+
+    it('never pads a short text to the length of a long window', async () => {
+      const { b, release, lengths } = held({ maxBatchItems: 8, maxBatchTokens: 10_000 });
+      const busy = b.submit([seq(1)]);
+      const texts = [b.submit([seq(5)]), b.submit([seq(512)]), b.submit([seq(8)]), b.submit([seq(500)])];
+      release();
+      await Promise.all([busy, ...texts]);
+      expect(lengths()).toEqual([[1], [5, 8], [500, 512]]);
+    });
+  });
 });

@@ -13,8 +13,7 @@ import { fixtureAttributes } from '../src/bundle/demo/fixture-attributes.js';
 import { readLabeled } from '../src/data/labeled.js';
 import { Classifier } from '../src/engine/classifier.js';
 import { ForwardEngine } from '../src/engine/forward-engine.js';
-import { createLanguageIdentifier } from '../src/engine/language.js';
-import { loadTokenizer } from '../src/engine/tokenizer.js';
+import { TextWorker } from '../src/engine/text-worker.js';
 import { loadConfig } from '../src/config.js';
 import { main } from '../src/cli/main.js';
 import { isToxScopeError } from '../src/errors.js';
@@ -38,7 +37,7 @@ beforeAll(async () => {
   const engine = await ForwardEngine.open({ modelDir: bundle.modelDir, layer: 2, sae: bundle.sae, cacheDir: join(work, 'graph-cache'), threads: 1 });
   const config = loadConfig({ env: { TOXSCOPE_WINDOW_TOKENS: '64', TOXSCOPE_WINDOW_OVERLAP: '8' }, cwd: work });
   classifier = new Classifier(
-    { engine, tokenizer: await loadTokenizer(bundle.modelDir), head: bundle.head, attributes: bundle.attributes, featureLabels: bundle.featureLabels, lid: await createLanguageIdentifier(), version: bundle.manifest.version },
+    { engine, text: await TextWorker.open({ modelDir: bundle.modelDir }), head: bundle.head, attributes: bundle.attributes, featureLabels: bundle.featureLabels, version: bundle.manifest.version },
     { limits: config.limits, batching: config.batching },
   );
 }, 600_000);

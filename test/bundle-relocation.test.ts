@@ -12,7 +12,6 @@ import { trainBundle } from '../src/bundle/train-bundle.js';
 import { main } from '../src/cli/main.js';
 import { loadConfig } from '../src/config.js';
 import { readLabeled } from '../src/data/labeled.js';
-import { createLanguageIdentifier } from '../src/engine/language.js';
 import { loadServingBundle } from '../src/main.js';
 import { createMetrics } from '../src/metrics/metrics.js';
 import { createLogger } from '../src/util/logger.js';
@@ -97,7 +96,7 @@ describe('a bundle that travels', () => {
   it('serve loads that image layout through TOXSCOPE_MODEL_DIR (the configured bundle, warmed up)', async () => {
     const image = join(work, 'image');
     const config = loadConfig({ env: { TOXSCOPE_BUNDLE: 'bundle', TOXSCOPE_MODEL_DIR: 'models', TOXSCOPE_DATA_DIR: 'data', TOXSCOPE_THREADS: '1' }, cwd: image });
-    const loaded = await loadServingBundle(undefined, config, { metrics: createMetrics(), lid: await createLanguageIdentifier(), log: createLogger('silent') });
+    const loaded = await loadServingBundle(undefined, config, { metrics: createMetrics(), log: createLogger('silent') });
     try {
       expect(loaded.info.model.path).toBe(join(image, 'models', MODEL));
       const out = await loaded.classifier.classify({ texts: ['you are an idiot'] });

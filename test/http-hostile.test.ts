@@ -7,6 +7,7 @@ import { connect } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TextWorker } from '../src/engine/text-worker.js';
 import { ADMIN_TOKEN, buildTestApp, post, request, type JsonResponse, type TestApp } from './helpers/app.js';
 
 async function expectError(res: JsonResponse, status: number, pattern: RegExp) {
@@ -73,7 +74,15 @@ describe('hostile and malformed requests', () => {
 
   it('refuses a request over the token budget with 413 (tokenized within the budget, never whole)', async () => {
     const long = 'word and another word, '.repeat(860); // ~20,000 characters, about 5,000 tokens
+    const text = (t.host.current().classifier as unknown as { parts: { text: TextWorker } }).parts.text;
+    const before = await text.stats();
     await expectError(await post(t.app, '/v1/classify', { texts: Array(10).fill(long) }), 413, /more tokens together than the limit of 8192 per request/);
+    const after = await text.stats();
+    // on the tokenizer worker's thread (not the event loop's), and only up to the budget: about 8,192 of 50,000 tokens
+    expect(after.threadId).not.toBe(0);
+    expect(after.requests - before.requests).toBe(1);
+    expect(after.chars - before.chars).toBeGreaterThan(0);
+    expect(after.chars - before.chars).toBeLessThan(0.3 * 10 * long.length);
   });
 
   it('does not count or log a client that disconnects mid-upload as a server error', async () => {

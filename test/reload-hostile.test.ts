@@ -9,7 +9,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Files } from '../src/bundle/file-hash.js';
-import { createLanguageIdentifier } from '../src/engine/language.js';
 import { loadServingBundle } from '../src/main.js';
 import { createLogger } from '../src/util/logger.js';
 import { ADMIN_TOKEN, buildTestApp, post, type TestApp } from './helpers/app.js';
@@ -24,11 +23,10 @@ let t: TestApp;
 
 beforeAll(async () => {
   await trainServeBundle(trained, 'reload-hostile', join(root, 'cache'));
-  const lid = await createLanguageIdentifier();
   const log = createLogger('info', (line) => logLines.push(line));
   t = await buildTestApp({
     env: { TOXSCOPE_ADMIN_TOKEN: ADMIN_TOKEN, TOXSCOPE_DATA_DIR: join(root, 'data'), TOXSCOPE_THREADS: '1' },
-    deps: { loadBundle: (path) => loadServingBundle(path, t.config, { metrics: t.metrics, lid, log }), log },
+    deps: { loadBundle: (path) => loadServingBundle(path, t.config, { metrics: t.metrics, log }), log },
   });
 }, 300_000);
 afterAll(async () => {

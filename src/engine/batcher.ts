@@ -6,8 +6,13 @@
  *  - one batch runs at a time; while idle, the first item waits at most `maxWaitMs` for company, and a
  *    batch starts at once when the queue already holds a full batch; after a batch, the next one starts
  *    immediately with whatever has queued meanwhile;
- *  - a batch always contains the oldest waiting item (no starvation) plus the items closest to it in
- *    length, so padding stays small: cost = items x longest item <= `maxBatchTokens`, items <= `maxBatchItems`;
+ *  - fair between requests: each batch is anchored on the oldest waiting item of the request served least
+ *    recently (one never served first, ties by arrival), so a request with many windows is served in turns with
+ *    the others instead of ahead of them; a request contributes at most `requestSliceTokens` tokens to one
+ *    batch (at least one item), so a newcomer waits for at most one such slice of a big request;
+ *  - the batch is filled with the items closest to the anchor in length, so padding stays small:
+ *    cost = items x longest item <= `maxBatchTokens`, items <= `maxBatchItems`, and the longest item at most
+ *    twice the shortest plus PADDING_SLACK tokens (a short text is never padded to a long window's length);
  *  - requests whose client went away (AbortSignal) or whose deadline passed leave the queue and are
  *    never computed; a request past its deadline fails with ToxScopeError('timeout');
  *  - drain() refuses new work and resolves once everything queued has run.
@@ -15,6 +20,12 @@
  * Generic over the work function, so it is tested with a real computation.
  */
 import { ToxScopeError } from '../errors.js';
+
+/**
+ * Padding a batch may add beyond twice its shortest item, in tokens: short texts of different lengths still batch
+ * together, but a 10-token text never rides in a 512-token window's batch (it would cost that window's time).
+ */
+export const PADDING_SLACK = 64;
 
 export interface BatcherOptions<I, O> {
   /** runs one batch; must return one output per input, in order. Inputs arrive sorted by length. */
@@ -29,6 +40,8 @@ export interface BatcherOptions<I, O> {
   capacity: number;
   /** deadline of a request from submission; 0 or Infinity = none */
   timeoutMs: number;
+  /** most tokens one request puts into one batch (at least one item); default: no cap */
+  requestSliceTokens?: number;
   observer?: BatcherObserver;
 }
 
@@ -57,6 +70,8 @@ export interface BatchedResult<O> {
 
 interface Request<I, O> {
   items: Item<I, O>[];
+  /** turn of the last batch that took items of this request (0: none yet) */
+  lastServed: number;
   remaining: number;
   outputs: O[];
   queueMs: number;
@@ -84,6 +99,8 @@ export class Batcher<I, O> {
   private draining = false;
   private idleWaiters: (() => void)[] = [];
   private batchSeq = 0;
+  /** batches taken so far (the turn counter of the fairness rule) */
+  private turn = 0;
   /** exponentially weighted items per second, for the retry-after hint */
   private itemsPerSecond = 0;
 
@@ -150,6 +167,7 @@ export class Batcher<I, O> {
       const onAbort = () => this.fail(request, new ToxScopeError('aborted', 'the client went away'), 'aborted');
       const request: Request<I, O> = {
         items: [],
+        lastServed: 0,
         remaining: inputs.length,
         outputs: new Array<O>(inputs.length),
         queueMs: 0,
@@ -235,29 +253,54 @@ export class Batcher<I, O> {
   }
 
   /**
-   * The oldest item plus its nearest neighbours in length, within the caps. Picks from the queue sorted by
-   * length, growing a contiguous range around the oldest item toward whichever side is closer in length.
+   * The anchor (the oldest item of the least recently served request) plus its nearest neighbours in length,
+   * within the caps. Grows a range over the queue sorted by length around the anchor, toward whichever side is
+   * closer in length, skipping items of requests that have put their slice into this batch already.
    */
   private takeBatch(): Item<I, O>[] {
     if (this.queue.length === 0) return [];
     const { maxBatchItems, maxBatchTokens } = this.opts;
-    const anchor = this.queue[0];
+    const slice = this.opts.requestSliceTokens ?? Infinity;
+    let anchor = this.queue[0];
+    for (const it of this.queue) if (it.request.lastServed < anchor.request.lastServed) anchor = it; // queue order: the first is the oldest
     const byLen = this.queue.slice().sort((a, b) => a.tokens - b.tokens);
-    let lo = byLen.indexOf(anchor);
-    let hi = lo; // inclusive range [lo, hi]
-    const fits = (count: number, longest: number) => count <= maxBatchItems && count * longest <= maxBatchTokens;
+    const at = byLen.indexOf(anchor);
+    const chosen = [anchor];
+    const taken = new Map<Request<I, O>, number>([[anchor.request, anchor.tokens]]);
+    const capped = (it: Item<I, O>) => {
+      const t = taken.get(it.request);
+      return t !== undefined && t + it.tokens > slice;
+    };
+    const fits = (count: number, shortest: number, longest: number) =>
+      count <= maxBatchItems && count * longest <= maxBatchTokens && longest <= 2 * shortest + PADDING_SLACK;
+    let shortest = anchor.tokens;
+    let longest = anchor.tokens;
+    let lo = at - 1;
+    let hi = at + 1;
     for (;;) {
-      const count = hi - lo + 2;
-      const left = lo > 0 && fits(count, byLen[hi].tokens) ? byLen[lo - 1] : null;
-      const right = hi + 1 < byLen.length && fits(count, byLen[hi + 1].tokens) ? byLen[hi + 1] : null;
+      while (lo >= 0 && capped(byLen[lo])) lo--;
+      while (hi < byLen.length && capped(byLen[hi])) hi++;
+      const count = chosen.length + 1;
+      const left = lo >= 0 && fits(count, byLen[lo].tokens, longest) ? byLen[lo] : null;
+      const right = hi < byLen.length && fits(count, shortest, byLen[hi].tokens) ? byLen[hi] : null;
       if (!left && !right) break;
-      if (left && (!right || anchor.tokens - left.tokens <= right.tokens - anchor.tokens)) lo--;
-      else hi++;
+      const next = left && (!right || anchor.tokens - left.tokens <= right.tokens - anchor.tokens) ? left : right!;
+      if (next === left) {
+        lo--;
+        shortest = next.tokens;
+      } else {
+        hi++;
+        longest = next.tokens;
+      }
+      chosen.push(next);
+      taken.set(next.request, (taken.get(next.request) ?? 0) + next.tokens);
     }
-    const chosen = new Set(byLen.slice(lo, hi + 1));
-    this.queue = this.queue.filter((it) => !chosen.has(it));
+    const turn = ++this.turn;
+    for (const r of taken.keys()) r.lastServed = turn;
+    const set = new Set(chosen);
+    this.queue = this.queue.filter((it) => !set.has(it));
     this.opts.observer?.queueDepth?.(this.queue.length);
-    return byLen.slice(lo, hi + 1);
+    return byLen.filter((it) => set.has(it));
   }
 
   private async runBatch(batch: Item<I, O>[]): Promise<void> {

@@ -1,7 +1,8 @@
 /**
  * The classification pipeline, one request at a time, batched across requests:
  *
- *   texts --(limits, UTF-16 check)--> normalised (NFKC, invisibles out, whitespace collapsed) --> language (hint | fastText) --> tokens + char offsets
+ *   texts --(limits, UTF-16 check, language hints)--> on the tokenizer worker (src/engine/text-worker.ts): normalised
+ *         (NFKC, invisibles out, whitespace collapsed) --> tokens within the budget --> language (hint | fastText), char offsets
  *         --> windows of <= windowTokens (overlap) --> Batcher --> engine.runTopK (one forward pass per batch)
  *         --> owned codes stitched per text [1, n, k] --> firing rates (FeatureAccumulator)
  *         --> head.score(features, language) --> score, threshold, decision, explanation + char spans
@@ -17,13 +18,11 @@ import { defaultOpenAiCategories, TOXICITY } from '../head/attributes.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { Batcher } from './batcher.js';
 import { FeatureAccumulator } from './features.js';
-import { type LanguageIdentifier, type LanguageTag, resolveLanguages, UNDETERMINED } from './language.js';
+import { languageHints, type LanguageTag, UNDETERMINED } from './language.js';
 import type { Padding } from './padding.js';
-import type { Tokenizer } from './tokenizer.js';
-import { normalizeText, originalOffsets } from './normalize.js';
-import { segmentTokens } from './segments.js';
+import { offsetPairs } from './text-prep.js';
+import type { TextPreparer } from './text-worker.js';
 import type { TopKBatch } from './types.js';
-import { tokenizeWithinBudget } from './tokenize-budget.js';
 import { featureSpans, planWindows, sliceRow, stitch, type TokenCodes } from './windows.js';
 
 /** What the classifier needs from the forward engine (ForwardEngine satisfies it). */
@@ -36,7 +35,8 @@ export interface TopKRunner {
 
 export interface ClassifierParts {
   engine: TopKRunner;
-  tokenizer: Pick<Tokenizer, 'encodeWithOffsets' | 'splitPieces'>;
+  /** normalising, language identification and tokenizing within the budget, off the event loop (TextWorker) */
+  text: TextPreparer;
   /** the toxicity head */
   head: Head;
   /** heads of the bundle's other attributes (insult, identity_attack, ...), on the same features */
@@ -45,7 +45,6 @@ export interface ClassifierParts {
   featureLabels?: FeatureLabels | null;
   /** OpenAI moderation category -> the attribute whose score it carries (default: defaultOpenAiCategories) */
   openaiCategories?: Readonly<Record<string, string>>;
-  lid: LanguageIdentifier;
   /** the bundle's version, echoed in every response */
   version: string;
 }
@@ -162,6 +161,9 @@ export class Classifier {
       maxWaitMs: batching.maxWaitMs,
       capacity: batching.queueCapacity,
       timeoutMs: batching.requestTimeoutMs,
+      // a long text takes turns with the other requests one window at a time: whoever arrives behind it waits for
+      // at most one window's forward pass of it, not for all of them
+      requestSliceTokens: limits.windowTokens,
       observer: metrics && {
         queueDepth: (n) => metrics.queueDepth.set(n),
         queueWait: (s) => metrics.queueDuration.observe(s),
@@ -256,7 +258,7 @@ export class Classifier {
       if (e instanceof ToxScopeError && e.kind === 'timeout') throw new ToxScopeError('timeout', `request not answered within ${timeoutMs} ms (its deadline)`, e.details, { cause: e });
       throw e;
     };
-    const { submitted, languages, encodings, tokenizeMs, windowCounts, owner } = await admission.catch(late);
+    const { submitted, encodings, tokenizeMs, windowCounts, owner } = await admission.catch(late);
     const batched = await submitted.catch(late);
 
     const perText: TokenCodes[][] = texts.map(() => []);
@@ -266,12 +268,12 @@ export class Classifier {
       const { offsets, segments } = encodings[i];
       const features = new FeatureAccumulator().addRow(codes, 0).result();
       if (segments.length > 1) features.segments = segments.map((r) => new FeatureAccumulator().addRow(codes, 0, r).result());
-      const lang = languages[i];
+      const lang = encodings[i].language;
       const code = lang.code === UNDETERMINED ? undefined : lang.code;
       const span = (segment: number): [number, number] => {
-        const r = segment < 0 ? { from: 0, to: offsets.length } : segments[segment];
-        let start = offsets[r.from][0];
-        const end = offsets[r.to - 1][1];
+        const r = segment < 0 ? { from: 0, to: offsets.length >> 1 } : segments[segment];
+        let start = offsets[2 * r.from];
+        const end = offsets[2 * (r.to - 1) + 1];
         while (start < end - 1 && /\s/u.test(texts[i][start])) start++; // a token's leading space is not the sentence's
         return [start, end];
       };
@@ -300,7 +302,7 @@ export class Classifier {
         tokens: features.nTokens,
         windows: windowCounts[i],
       };
-      if (input.explain) result.explanation = explain(s.contributions(Number.MAX_SAFE_INTEGER), codes, encodings[i].offsets, input.topFeatures ?? 5, this.parts.featureLabels ?? null);
+      if (input.explain) result.explanation = explain(s.contributions(Number.MAX_SAFE_INTEGER), codes, offsetPairs(offsets), input.topFeatures ?? 5, this.parts.featureLabels ?? null);
       return result;
     });
     return {
@@ -310,27 +312,15 @@ export class Classifier {
     };
   }
 
-  /** Checks, languages, tokens within the budget, windows, then into the queue (synchronously, in one step). */
+  /** Cheap checks here; texts, languages and tokens within the budget on the tokenizer worker; windows, then into the queue. */
   private async admit(input: ClassifyInput, t0: number, deadline: number | undefined) {
     const { texts } = input;
     this.checkTexts(texts);
     this.batcher.assertRoom(texts.length); // every text is at least one window: refuse before tokenizing
-    const normalized = texts.map((t, i) => {
-      const n = normalizeText(t);
-      if (n.text.length === 0) throw validationError(`texts[${i}] has no visible characters (only whitespace, control or zero-width characters)`);
-      return n;
-    });
-    const languages = resolveLanguages(normalized.map((n) => n.text), input.language, this.parts.lid);
-
-    // in bounded slices, refused as soon as the running count passes the budget (never tokenized whole);
-    // token offsets then point into the caller's original strings (through the normalisation map)
-    const encodings = (
-      await tokenizeWithinBudget(this.parts.tokenizer, normalized.map((n) => n.text), {
-        maxTokens: this.limitsConfig.maxTokensPerRequest,
-        signal: input.signal,
-        deadline,
-      })
-    ).map((e, i) => ({ ids: e.ids, offsets: originalOffsets(normalized[i], e.offsets), segments: segmentTokens(normalized[i].text, e.offsets) }));
+    const hints = languageHints(texts.length, input.language);
+    // off the event loop, in turns shared fairly with other requests, refused as soon as the running count passes
+    // the budget (never tokenized whole); token offsets point into the caller's original strings
+    const encodings = await this.parts.text.prepare({ texts, hints, maxTokens: this.limitsConfig.maxTokensPerRequest, signal: input.signal, deadline });
     const tokenizeMs = performance.now() - t0;
     this.metrics?.tokenizeDuration.observe(tokenizeMs / 1000);
 
@@ -348,7 +338,7 @@ export class Classifier {
     const left = deadline === undefined ? 0 : Math.max(1, deadline - performance.now());
     const submitted = this.batcher.submit(items, { signal: input.signal, timeoutMs: left }); // queued now
     submitted.catch(() => undefined); // the caller awaits it: no unhandled rejection meanwhile
-    return { submitted, languages, encodings, tokenizeMs, windowCounts, owner };
+    return { submitted, encodings, tokenizeMs, windowCounts, owner };
   }
 
   /** One short text through the whole pipeline, with no deadline: the warm-up and deep readiness check. */
@@ -373,7 +363,7 @@ export class Classifier {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.drain();
-      await this.parts.engine.close?.();
+      await Promise.all([this.parts.engine.close?.(), this.parts.text.close()]);
     })();
     return this.closing;
   }

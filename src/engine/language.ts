@@ -79,16 +79,20 @@ export function normalizeLanguageHint(hint: string, where = 'language'): string 
 }
 
 /**
- * One LanguageTag per text: `hint` is one code for all texts or one per text (null/empty entries are
- * identified); without a hint every text is identified.
+ * The caller's hint for each text, validated and normalised ('pt-BR' -> 'pt'), or null where the text is to be
+ * identified: `hint` is one code for all texts or one per text (null/empty entries are identified). Cheap: no text
+ * is read, so it runs before any work on the texts.
  */
-export function resolveLanguages(texts: readonly string[], hint: string | readonly (string | null)[] | undefined, lid: LanguageIdentifier): LanguageTag[] {
-  if (Array.isArray(hint) && hint.length !== texts.length)
-    throw validationError(`language: ${hint.length} codes for ${texts.length} texts (give one code for all, or one per text)`);
-  return texts.map((text, i) => {
+export function languageHints(count: number, hint: string | readonly (string | null)[] | undefined): (string | null)[] {
+  if (Array.isArray(hint) && hint.length !== count)
+    throw validationError(`language: ${hint.length} codes for ${count} texts (give one code for all, or one per text)`);
+  return Array.from({ length: count }, (_, i) => {
     const h = typeof hint === 'string' ? hint : Array.isArray(hint) ? hint[i] : null;
-    if (h !== null && h !== undefined && h !== '')
-      return { code: normalizeLanguageHint(h, typeof hint === 'string' ? 'language' : `language[${i}]`), source: 'hint' };
-    return lid.identify(text);
+    return h !== null && h !== undefined && h !== '' ? normalizeLanguageHint(h, typeof hint === 'string' ? 'language' : `language[${i}]`) : null;
   });
+}
+
+/** One LanguageTag per text: its hint (languageHints) when it has one, else identified. */
+export function resolveLanguages(texts: readonly string[], hint: string | readonly (string | null)[] | undefined, lid: LanguageIdentifier): LanguageTag[] {
+  return languageHints(texts.length, hint).map((code, i) => (code !== null ? { code, source: 'hint' } : lid.identify(texts[i])));
 }

@@ -16,7 +16,7 @@ import { Classifier } from '../../src/engine/classifier.js';
 import { FeatureAccumulator } from '../../src/engine/features.js';
 import { WorkerEngine } from '../../src/engine/engine-worker.js';
 import { ForwardEngine } from '../../src/engine/forward-engine.js';
-import { createLanguageIdentifier, type LanguageIdentifier } from '../../src/engine/language.js';
+import { TextWorker } from '../../src/engine/text-worker.js';
 import { loadTokenizer, type Tokenizer } from '../../src/engine/tokenizer.js';
 import { formatError } from '../../src/errors.js';
 import { Head } from '../../src/head/head.js';
@@ -57,7 +57,6 @@ export function testConfig(env: Record<string, string> = {}): Config {
 interface Shared {
   sae: TopKSae;
   tokenizer: Tokenizer;
-  lid: LanguageIdentifier;
   cacheDir: string;
   headJson: unknown;
   /** attributes.json of the tiny bundle: identity_attack and insult heads on the toxicity head's transform */
@@ -86,7 +85,7 @@ function sharedParts(): Promise<Shared> {
   shared ??= (async () => {
     const cacheDir = mkdtempSync(join(tmpdir(), 'toxscope-http-cache-'));
     const sae = loadSae(TINY_SAE_DIR);
-    const [tokenizer, lid] = await Promise.all([loadTokenizer(), createLanguageIdentifier()]);
+    const tokenizer = await loadTokenizer();
     const engine = await openEngine(cacheDir, sae);
     const data = labeledSample(60);
     const features: TextFeatures[] = [];
@@ -109,7 +108,7 @@ function sharedParts(): Promise<Shared> {
         { seed: 1, groups: { minSamples: 20, minPerClass: 5 }, fittedTransform: head.transform, meta: { attribute: name } },
       ).head;
     }
-    return { sae, tokenizer, lid, cacheDir, headJson: head.toJSON(), attributesJson: attributesToJSON(attributeHeads) };
+    return { sae, tokenizer, cacheDir, headJson: head.toJSON(), attributesJson: attributesToJSON(attributeHeads) };
   })();
   return shared;
 }
@@ -139,8 +138,12 @@ export async function loadTinyBundle(dir: string, config: Config, metrics?: Metr
     throw formatError(`${dir}: not a readable bundle (${(e as Error).message})`);
   }
   // the production path: the engine on a worker thread
-  const engine = await WorkerEngine.open({ modelDir: goldenCheckpointDir, layer: TINY_LAYER, sae: s.sae, cacheDir: s.cacheDir, threads: 1 });
-  const classifier = new Classifier({ engine, tokenizer: s.tokenizer, head, attributes, lid: s.lid, version }, { limits: config.limits, batching: config.batching, metrics });
+  // (and the texts on a tokenizer worker, with the packaged Qwen3 tokenizer, as the shared parts use)
+  const [engine, text] = await Promise.all([
+    WorkerEngine.open({ modelDir: goldenCheckpointDir, layer: TINY_LAYER, sae: s.sae, cacheDir: s.cacheDir, threads: 1 }),
+    TextWorker.open(),
+  ]);
+  const classifier = new Classifier({ engine, text, head, attributes, version }, { limits: config.limits, batching: config.batching, metrics });
   await classifier.warmUp();
   return {
     classifier,
