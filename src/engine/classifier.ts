@@ -263,11 +263,27 @@ export class Classifier {
 
     const perText: TokenCodes[][] = texts.map(() => []);
     batched.outputs.forEach((codes, i) => perText[owner[i]].push(codes));
-    const results = perText.map((parts, i): TextResult => {
-      const codes = stitch(parts); // [1, n, k]
+    // Features and scores on the event loop, in slices: a 16k-token text has ~250 sentence segments, each with
+    // its own features and a score per attribute head (~100 ms in one go on two loaded cores); between steps the
+    // loop serves other requests.
+    const pause = slicer(RESULT_SLICE_MS);
+    const results: TextResult[] = [];
+    for (let i = 0; i < perText.length; i++) {
+      const codes = stitch(perText[i]); // [1, n, k]
       const { offsets, segments } = encodings[i];
-      const features = new FeatureAccumulator().addRow(codes, 0).result();
-      if (segments.length > 1) features.segments = segments.map((r) => new FeatureAccumulator().addRow(codes, 0, r).result());
+      const whole = new FeatureAccumulator();
+      for (let from = 0; from < codes.seqLen; from += FEATURE_STEP_TOKENS) {
+        whole.addRow(codes, 0, { from, to: from + FEATURE_STEP_TOKENS });
+        await pause();
+      }
+      const features = whole.result();
+      if (segments.length > 1) {
+        features.segments = [];
+        for (const r of segments) {
+          features.segments.push(new FeatureAccumulator().addRow(codes, 0, r).result());
+          await pause();
+        }
+      }
       const lang = encodings[i].language;
       const code = lang.code === UNDETERMINED ? undefined : lang.code;
       const span = (segment: number): [number, number] => {
@@ -282,6 +298,7 @@ export class Classifier {
         [TOXICITY]: { score: s.probability, toxic: s.toxic, threshold: s.threshold, thresholds: s.languageUsed, span: span(s.segment) },
       };
       for (const [name, h] of extra) {
+        await pause();
         const a = h.score(features, code);
         attributes[name] = { score: a.probability, toxic: a.toxic, threshold: a.threshold, thresholds: a.languageUsed, span: span(a.segment) };
       }
@@ -303,8 +320,9 @@ export class Classifier {
         windows: windowCounts[i],
       };
       if (input.explain) result.explanation = explain(s.contributions(Number.MAX_SAFE_INTEGER), codes, offsetPairs(offsets), input.topFeatures ?? 5, this.parts.featureLabels ?? null);
-      return result;
-    });
+      results.push(result);
+      await pause();
+    }
     return {
       results,
       version: this.version,
@@ -431,6 +449,25 @@ function explain(
         ...(l && { label: l.label, topTokens: l.tokens, ...(l.snippets && { snippets: l.snippets }) }),
       };
     });
+}
+
+/** Longest run of result work (features, scores) on the event loop before it yields. */
+const RESULT_SLICE_MS = 5;
+/** Tokens whose features are added in one step (a text's features are added in steps of this many). */
+const FEATURE_STEP_TOKENS = 1024;
+
+/** A function to await between steps of long work: it yields to the event loop once `ms` have passed since the last yield. */
+function slicer(ms: number): () => Promise<void> | undefined {
+  let since = performance.now();
+  return () => {
+    if (performance.now() - since < ms) return undefined;
+    return new Promise<void>((resolve) =>
+      setImmediate(() => {
+        since = performance.now();
+        resolve();
+      }),
+    );
+  };
 }
 
 /** Words in several scripts, so the warm-up's tokens reach more than one corner of the embedding table. */

@@ -32,7 +32,8 @@ export class FeatureAccumulator {
     for (let t = 0; t < T; t++) {
       if (!mask[b * T + t]) continue;
       const r = real++;
-      if (r < from || r >= to) continue;
+      if (r >= to) break; // real tokens only grow from here
+      if (r < from) continue;
       this.nTokens++;
       const base = (b * T + t) * k;
       for (let j = 0; j < k; j++) {
