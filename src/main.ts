@@ -26,7 +26,7 @@ import { describeDbError } from './db/db-error.js';
 import { Journal } from './db/journal.js';
 import type { Repository } from './db/repository.js';
 import { WriteQueue } from './db/write-queue.js';
-import { createDriftMonitor, driftReport, type DriftMonitor } from './drift/monitor.js';
+import { createDriftMonitor, driftReport, TOXICITY, type DriftMonitor, type DriftSnapshot } from './drift/monitor.js';
 import { Classifier } from './engine/classifier.js';
 import { WorkerEngine } from './engine/engine-worker.js';
 import { ThresholdSync, type SyncOutcome } from './service/threshold-sync.js';
@@ -105,6 +105,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
   });
   if (queue.stats().recovered > 0) log.info('the write journal holds rows of an earlier run: they are written once the database answers', { rows: queue.stats().recovered });
   let baselines: Record<string, number> = {};
+  let attributeBaselines: Record<string, Record<string, number>> = {};
   let monitor: DriftMonitor | undefined;
 
   // overrides recorded by PUT /admin/thresholds, replayed onto every bundle of their version before it serves
@@ -130,11 +131,12 @@ export async function startService(config: Config, log: Logger = createLogger(co
     audit: repo,
     review: repo,
     matchText: repo,
-    drift: (q) => driftReport(repo, baselines, q),
+    drift: (q) => driftReport(repo, q.attribute && q.attribute !== TOXICITY ? (attributeBaselines[q.attribute] ?? {}) : baselines, q),
     loadBundle: async (path) => {
       const loaded = await loadBundle(path);
       baselines = loaded.baselines;
-      monitor = restartMonitor(monitor, repo, baselines, config, metrics, log);
+      attributeBaselines = loaded.attributeBaselines;
+      monitor = restartMonitor(monitor, repo, baselines, attributeBaselines, config, metrics, log);
       return loaded;
     },
     log,
@@ -159,9 +161,10 @@ export async function startService(config: Config, log: Logger = createLogger(co
       return;
     }
     baselines = loaded.baselines;
+    attributeBaselines = loaded.attributeBaselines;
     host.ready(loaded);
     metrics.ready.set(1);
-    monitor = restartMonitor(monitor, repo, baselines, config, metrics, log);
+    monitor = restartMonitor(monitor, repo, baselines, attributeBaselines, config, metrics, log);
     thresholds.start();
     if (options.consume) {
       // the same core as HTTP: same bundle, thresholds, write queue, drift and metrics
@@ -206,7 +209,21 @@ function logThresholdSync(log: Logger, o: SyncOutcome, when: 'load' | 'sync'): v
 }
 
 export interface ServingBundle extends LoadedBundle {
+  /** toxicity's calibration-time F1 per language */
   baselines: Record<string, number>;
+  /** the bundle's other attributes -> their calibration-time F1 per language (each attribute has drift windows) */
+  attributeBaselines: Record<string, Record<string, number>>;
+}
+
+/** Each attribute's calibration-split F1 per language, from the manifest's metrics.attributes (absent: none). */
+export function attributeBaselinesOf(metrics: Record<string, unknown>, names: readonly string[]): Record<string, Record<string, number>> {
+  const reports = (metrics.attributes ?? {}) as Record<string, { calibration_split?: { languages?: Record<string, { f1?: number | null }> } }>;
+  const out: Record<string, Record<string, number>> = {};
+  for (const name of names) {
+    const languages = reports[name]?.calibration_split?.languages ?? {};
+    out[name] = Object.fromEntries(Object.entries(languages).map(([l, m]) => [l, m?.f1 ?? 0]));
+  }
+  return out;
 }
 
 /** Progress of long work as log lines: one per 10%, so a first start shows it is moving. */
@@ -278,6 +295,7 @@ export async function loadServingBundle(
   return {
     classifier,
     baselines: m.baseline_f1,
+    attributeBaselines: attributeBaselinesOf(m.metrics, Object.keys(bundle.attributes ?? {})),
     info: {
       name: m.name,
       version: m.version,
@@ -309,30 +327,57 @@ function bundleLimits(config: Config, metrics: Record<string, unknown>, dir: str
   return limits;
 }
 
-function restartMonitor(previous: DriftMonitor | undefined, repo: Repository, baselines: Record<string, number>, config: Config, metrics: Metrics, log: Logger): DriftMonitor {
+/**
+ * The drift gauges of one snapshot: series only for the bundle's attributes and each attribute's own languages (those
+ * with a baseline F1): stored predictions carry any language code a caller hinted, and each would be a new series
+ * (bounded label values).
+ */
+export function publishDrift(
+  metrics: Metrics,
+  s: DriftSnapshot,
+  baselines: Record<string, number>,
+  attributeBaselines: Record<string, Record<string, number>>,
+  log?: Logger,
+): void {
+  for (const [attribute, a] of Object.entries(s.attributes)) {
+    const own = attribute === TOXICITY ? baselines : attributeBaselines[attribute];
+    if (!own) continue;
+    for (const [language, d] of Object.entries(a.languages)) {
+      if (!(language in own)) continue;
+      const labels = { attribute, language };
+      // an undefined F1 (no predicted or true positives in the window) drops the series instead of keeping a stale value
+      if (d.f1 !== null) metrics.f1.set(labels, d.f1);
+      else metrics.f1.remove(labels);
+      if (d.drift !== null) metrics.f1Drift.set(labels, d.drift);
+      else metrics.f1Drift.remove(labels);
+      metrics.labeledInWindow.set(labels, d.n);
+      metrics.driftAlarm.set(labels, d.alarm ? 1 : 0);
+    }
+    for (const [language, n] of Object.entries(a.feedbackTotals)) if (language in own) metrics.feedback.set({ attribute, language }, n);
+    if (a.alarms.length > 0) log?.warn('F1 drift alarm', { attribute, languages: a.alarms });
+  }
+}
+
+function restartMonitor(
+  previous: DriftMonitor | undefined,
+  repo: Repository,
+  baselines: Record<string, number>,
+  attributeBaselines: Record<string, Record<string, number>>,
+  config: Config,
+  metrics: Metrics,
+  log: Logger,
+): DriftMonitor {
   previous?.stop();
+  // a reload may drop an attribute: its series go with it (label values stay the loaded bundle's attributes)
+  for (const g of [metrics.f1, metrics.f1Drift, metrics.labeledInWindow, metrics.driftAlarm, metrics.feedback]) g.reset();
   const monitor = createDriftMonitor({
     repo,
     baselines,
+    attributes: attributeBaselines,
     tolerance: config.drift.tolerance,
     minLabeled: config.drift.minLabeled,
     intervalMs: config.drift.intervalMs,
-    onUpdate: (s) => {
-      // per-language series only for the bundle's own languages (those with a baseline F1): stored predictions
-      // carry any language code a caller hinted, and each would be a new series (bounded label values)
-      for (const [language, d] of Object.entries(s.languages)) {
-        if (!(language in baselines)) continue;
-        // an undefined F1 (no predicted or true positives in the window) drops the series instead of keeping a stale value
-        if (d.f1 !== null) metrics.f1.set({ language }, d.f1);
-        else metrics.f1.remove({ language });
-        if (d.drift !== null) metrics.f1Drift.set({ language }, d.drift);
-        else metrics.f1Drift.remove({ language });
-        metrics.labeledInWindow.set({ language }, d.n);
-        metrics.driftAlarm.set({ language }, d.alarm ? 1 : 0);
-      }
-      for (const [language, n] of Object.entries(s.feedbackTotals)) if (language in baselines) metrics.feedback.set({ language }, n);
-      if (s.alarms.length > 0) log.warn('F1 drift alarm', { languages: s.alarms });
-    },
+    onUpdate: (s) => publishDrift(metrics, s, baselines, attributeBaselines, log),
     onError: (e) => log.warn('drift computation failed', { error: (e as Error)?.message ?? String(e) }),
   });
   monitor.start();

@@ -3,7 +3,8 @@
  * service on a loopback port: log in with the token, see the charts of a language with feedback, preview a
  * threshold, apply it, and find it in GET /admin/thresholds; see drift alarms, low-volume languages folded into
  * "other", the audit log, revert a language to the bundle's threshold, reload the bundle, and use the page at
- * phone width. Screenshots: .test-output/admin-ui-*.png (desktop and phone).
+ * phone width; pick an attribute (insult) and see and change its own statistics, drift and thresholds.
+ * Screenshots: .test-output/admin-ui-*.png (desktop and phone).
  * Skipped where /usr/bin/chromium is absent (`apt-get install chromium`).
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { join, resolve } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDriftMonitor } from '../src/drift/monitor.js';
 import { adminUiFixture, type AdminUiFixture } from './admin-ui-fixture.js';
 import { ADMIN_TOKEN } from './helpers/app.js';
 
@@ -166,6 +168,72 @@ describe.skipIf(!existsSync(CHROMIUM))('admin page in headless Chromium', () => 
       { actor: 'admin-ui', outcome: 'refused', reason: 'try a missing bundle' },
     ]);
     await page.screenshot({ path: join(OUT, 'admin-ui-audit.png'), fullPage: true });
+  });
+
+  it("picks an attribute: its statistics, drift windows and thresholds; an insult threshold applied there leaves toxicity's", async () => {
+    // moderators label insult for the German posts (here: their toxicity label), then the monitor stores insult's window
+    const de = f.predictions.filter((p) => p.lang === 'de');
+    const fb = await fetch(`${base}/v1/feedback`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ items: de.map((p) => ({ id: p.id, label: p.label, attribute: 'insult' })) }) });
+    expect(fb.status).toBe(202);
+    await f.t.deps.predictions!.flush!();
+    await createDriftMonitor({ repo: f.repo, baselines: { en: 0.8, de: 0.7 }, attributes: { insult: { de: 0.6 } }, windowMs: 3_600_000, now: () => new Date(Date.now() + 120_000) }).runOnce();
+
+    await page.goto(`${base}/admin/ui?lang=de`);
+    expect(await page.locator('select[name="attribute"] option').allTextContents()).toEqual(['toxicity', 'identity_attack', 'insult']);
+    expect(await page.locator('.current-attribute').textContent()).toBe('toxicity');
+    await page.selectOption('select[name="attribute"]', 'insult');
+    await page.click('button.show-attribute');
+    await page.waitForURL(/attribute=insult/);
+    expect(await page.locator('.current-attribute').textContent()).toBe('insult');
+    expect(await page.locator('select[name="attribute"]').inputValue()).toBe('insult');
+    const histogram = page.locator('section.language[data-attribute="insult"] svg[data-chart="histogram"][data-language="de"]');
+    await histogram.waitFor();
+    expect(await histogram.getAttribute('data-labeled')).toBe(String(de.length)); // insult labels, not toxicity's
+    expect(await page.locator('svg[data-chart="drift"][data-language="de"] g.series.f1').getAttribute('data-points')).toBe('1'); // insult's one window
+    expect(await page.locator('section.control h2').textContent()).toContain('insult threshold for de');
+    // links keep the attribute
+    expect(await page.locator('tr[data-language="de"] a').getAttribute('href')).toContain('attribute=insult');
+
+    const thresholds = async (attribute: string) => (await (await fetch(`${base}/admin/thresholds?attribute=${attribute}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { pooled: number; per_language: Record<string, number> };
+    const toxicityBefore = await thresholds('toxicity');
+    const insultBefore = await thresholds('insult');
+    const proposed = Number(((insultBefore.per_language.de ?? insultBefore.pooled) > 0.5 ? 0.123 : 0.877).toFixed(3));
+    await page.fill('section.control input[name="preview"]', String(proposed));
+    await page.click('button[value="preview"]');
+    await page.locator('table.preview').waitFor();
+    await page.fill('form:has(button.apply) input[name="reason"]', 'insult in de, from the page');
+    await page.click('button.apply');
+    await page.locator('.notice.ok').waitFor();
+    expect(await page.locator('.notice.ok').textContent()).toContain(`The insult threshold for de is now ${proposed}`);
+    expect(new URL(page.url()).searchParams.get('attribute')).toBe('insult'); // the page stays on insult
+    expect((await thresholds('insult')).per_language.de).toBe(proposed);
+    expect(await thresholds('toxicity')).toEqual(toxicityBefore);
+    const audit = page.locator('table.audit tbody tr').first();
+    expect(await audit.textContent()).toContain('insult threshold de');
+    expect(await audit.textContent()).toContain('insult in de, from the page');
+    await page.screenshot({ path: join(OUT, 'admin-ui-attribute.png'), fullPage: true });
+  });
+
+  it('the attribute selector is usable at phone width', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    try {
+      await page.goto(`${base}/admin/ui?lang=de&attribute=insult`);
+      await page.locator('svg[data-chart="histogram"]').waitFor();
+      const widths = await page.evaluate('({ doc: document.documentElement.scrollWidth, view: window.innerWidth })') as { doc: number; view: number };
+      expect(widths.doc).toBeLessThanOrEqual(widths.view);
+      for (const selector of ['select[name="attribute"]', 'button.show-attribute']) {
+        const box = await page.locator(selector).boundingBox();
+        expect(box!.x).toBeGreaterThanOrEqual(0);
+        expect(box!.x + box!.width, selector).toBeLessThanOrEqual(390);
+      }
+      await page.selectOption('select[name="attribute"]', 'toxicity');
+      await page.click('button.show-attribute');
+      await page.waitForURL(/attribute=toxicity/);
+      expect(await page.locator('.current-attribute').textContent()).toBe('toxicity');
+      await page.screenshot({ path: join(OUT, 'admin-ui-attribute-phone.png'), fullPage: true });
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 1000 });
+    }
   });
 
   it('is usable at phone width: nothing wider than the screen, tables scroll inside their section', async () => {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
@@ -67,6 +67,68 @@ describe('migrations on a persisted PGlite', () => {
       ).rejects.toThrow();
     } finally {
       await h.close();
+    }
+  });
+});
+
+/** The migrations folder as it was before `tag` (the journal cut there): a database as an older version left it. */
+function migrationsBefore(tag: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'toxscope-migrations-'));
+  cpSync(DEFAULT_MIGRATIONS_FOLDER, dir, { recursive: true });
+  const journal = JSON.parse(readFileSync(join(dir, 'meta', '_journal.json'), 'utf8')) as { entries: { tag: string }[] };
+  const cut = journal.entries.findIndex((e) => e.tag === tag);
+  expect(cut).toBeGreaterThan(0);
+  journal.entries = journal.entries.slice(0, cut);
+  writeFileSync(join(dir, 'meta', '_journal.json'), JSON.stringify(journal));
+  return dir;
+}
+
+/** Rows written before attributes existed, then the attributes migration: everything reads as toxicity's. */
+async function upgradeKeepsRows(open: (migrationsFolder?: string) => Promise<Awaited<ReturnType<typeof createDb>>>): Promise<void> {
+  const old = migrationsBefore('0004_attributes');
+  try {
+    const before = await open(old);
+    await before.db.execute(sql`insert into predictions (id, request_id, created_at, language, language_source, score, threshold, label, bundle_version, text_sha256)
+      values ('old-1', 'r', '2025-01-01T00:00:00Z', 'en', 'hint', 0.9, 0.5, true, 'b1', ${'ab'.repeat(32)})`);
+    await before.db.execute(sql`insert into feedback (prediction_id, label, source, created_at, updated_at) values ('old-1', false, 'mod', now(), now())`);
+    await before.db.execute(sql`insert into threshold_changes (created_at, actor, language, old_threshold, new_threshold, bundle_version) values (now(), 'ops', 'en', 0.5, 0.7, 'b1')`);
+    await before.db.execute(sql`insert into f1_windows (language, window_start, window_end, n, tp, fp, fn, tn, computed_at) values ('en', '2025-01-01T00:00:00Z', '2025-01-02T00:00:00Z', 1, 0, 1, 0, 0, now())`);
+    await before.close();
+
+    const after = await open();
+    const repo = createRepository(after.db);
+    const window = [new Date('2025-01-01T00:00:00Z'), new Date('2025-01-02T00:00:00Z')] as const;
+    expect(await repo.confusionByLanguage(...window)).toEqual([{ language: 'en', tp: 0, fp: 1, fn: 0, tn: 0 }]);
+    expect(await repo.confusionByLanguage(...window, undefined, { attribute: 'insult' })).toEqual([]); // never scored
+    expect(await repo.thresholdOverrides('b1')).toEqual({ en: 0.7 });
+    expect(await repo.attributeOverrides('b1')).toEqual({ toxicity: { en: 0.7 } });
+    expect((await repo.latestF1Windows('en')).map((w) => [w.attribute, w.fp])).toEqual([['toxicity', 1]]);
+    const fb = await executeRows<{ attribute: string; label: boolean }>(after.db, sql`select attribute, label from feedback`);
+    expect(fb).toEqual([{ attribute: 'toxicity', label: false }]);
+    // and the old prediction can take a label for another attribute beside its toxicity label
+    expect(await repo.recordFeedback([{ predictionId: 'old-1', attribute: 'insult', label: true, source: 'mod' }])).toEqual([{ predictionId: 'old-1', attribute: 'insult', status: 'stored' }]);
+    await after.close();
+  } finally {
+    rmSync(old, { recursive: true, force: true });
+  }
+}
+
+describe('the attributes migration (0004) on a database written by the previous version', () => {
+  it('PGlite: old predictions, feedback, threshold changes and F1 windows stay readable as toxicity', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'toxscope-db-upgrade-'));
+    try {
+      await upgradeKeepsRows((migrationsFolder) => createDb({ dataDir: dir, migrationsFolder }));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(!DATABASE_URL)('Postgres: the same', async () => {
+    const fresh = await freshPostgresDatabase();
+    try {
+      await upgradeKeepsRows((migrationsFolder) => createDb({ url: fresh.url, migrationsFolder }));
+    } finally {
+      await fresh.drop();
     }
   });
 });

@@ -76,7 +76,7 @@ describe('write queue (PGlite)', () => {
     expect(q.isPending(rows[0].id)).toBe(true);
     expect(state.calls).toBe(0); // nothing written on the request path
     expect(await q.recordFeedback([{ predictionId: rows[0].id, label: true, source: 'mod' }])).toEqual([
-      { predictionId: rows[0].id, status: 'stored' },
+      { predictionId: rows[0].id, attribute: 'toxicity', status: 'stored' },
     ]);
     const at = new Date();
     expect(
@@ -85,8 +85,8 @@ describe('write queue (PGlite)', () => {
         { predictionId: rows[1].id, label: true, source: 'mod', at },
       ]),
     ).toEqual([
-      { predictionId: rows[1].id, status: 'stored' },
-      { predictionId: rows[1].id, status: 'updated' },
+      { predictionId: rows[1].id, attribute: 'toxicity', status: 'stored' },
+      { predictionId: rows[1].id, attribute: 'toxicity', status: 'updated' },
     ]);
     await q.flush();
     expect(state.written).toEqual(rows.map((x) => x.id));
@@ -99,8 +99,8 @@ describe('write queue (PGlite)', () => {
         { predictionId: 'never-classified', label: true, source: 'mod' },
       ]),
     ).toEqual([
-      { predictionId: rows[0].id, status: 'updated' },
-      { predictionId: 'never-classified', status: 'unknown_id' },
+      { predictionId: rows[0].id, attribute: 'toxicity', status: 'updated' },
+      { predictionId: 'never-classified', attribute: 'toxicity', status: 'unknown_id' },
     ]);
     expect(q.stats()).toMatchObject({ queued: 0, spilled: 0, written: 5, dropped: 0, databaseUp: true });
     await q.close();
@@ -128,11 +128,11 @@ describe('write queue (PGlite)', () => {
 
     // Feedback while away: accepted for queued predictions (memory or journal), refused for ones it cannot check.
     expect(await q.recordFeedback([{ predictionId: rows[3].id, label: true, source: 'mod' }, { predictionId: rows[25].id, label: false, source: 'mod' }])).toEqual([
-      { predictionId: rows[3].id, status: 'stored' },
-      { predictionId: rows[25].id, status: 'stored' },
+      { predictionId: rows[3].id, attribute: 'toxicity', status: 'stored' },
+      { predictionId: rows[25].id, attribute: 'toxicity', status: 'stored' },
     ]);
     expect(await q.recordFeedback([{ predictionId: rows[25].id, label: true, source: 'mod' }])).toEqual([
-      { predictionId: rows[25].id, status: 'updated' },
+      { predictionId: rows[25].id, attribute: 'toxicity', status: 'updated' },
     ]);
     await expect(q.recordFeedback([{ predictionId: 'written-long-ago', label: true, source: 'mod' }])).rejects.toSatisfy(
       (e) => isToxScopeError(e) && e.kind === 'unavailable',
@@ -157,7 +157,7 @@ describe('write queue (PGlite)', () => {
     const crashed = new WriteQueue({ repo: r, journalDir, maxQueued: 10_000, flushDelayMs: 60_000, retryMinMs: 60_000 });
     const rows = Array.from({ length: 12 }, () => predictionRow());
     for (const row of rows) crashed.enqueuePredictions([row]);
-    expect(await crashed.recordFeedback([{ predictionId: rows[1].id, label: true, source: 'mod' }])).toEqual([{ predictionId: rows[1].id, status: 'stored' }]);
+    expect(await crashed.recordFeedback([{ predictionId: rows[1].id, label: true, source: 'mod' }])).toEqual([{ predictionId: rows[1].id, attribute: 'toxicity', status: 'stored' }]);
     expect(crashed.stats()).toMatchObject({ queued: 13, spilled: 0 });
     expect(state.calls).toBe(0);
     // `crashed` is abandoned as a killed process would leave it; a torn last line (killed mid-append, never
@@ -173,6 +173,42 @@ describe('write queue (PGlite)', () => {
     expect(await feedbackLabel(rows[1].id)).toBe(true);
     expect(journalLines(journalDir)).toEqual([]);
     expect(second.stats()).toMatchObject({ written: 13, replayed: 13, dropped: 0 });
+    await second.close();
+  });
+
+  it("journals every scored attribute and each label's attribute; lines written before attributes existed still replay as toxicity", async () => {
+    const { repo: r } = switchable(repo);
+    const journalDir = join(dir, 'journal');
+    const crashed = new WriteQueue({ repo: r, journalDir, flushDelayMs: 60_000, retryMinMs: 60_000 });
+    const withAttributes = predictionRow({ attributes: { insult: { score: 0.8, threshold: 0.4, label: true } } });
+    crashed.enqueuePredictions([withAttributes]);
+    expect(await crashed.recordFeedback([{ predictionId: withAttributes.id, attribute: 'insult', label: false, source: 'mod' }, { predictionId: withAttributes.id, label: true, source: 'mod' }])).toEqual([
+      { predictionId: withAttributes.id, attribute: 'insult', status: 'stored' },
+      { predictionId: withAttributes.id, attribute: 'toxicity', status: 'stored' }, // another attribute: not an update of the first
+    ]);
+    const lines = journalLines(journalDir);
+    expect(lines[0].row.attributes).toEqual({ insult: { score: 0.8, threshold: 0.4, label: true } });
+    expect(lines[1].item).toMatchObject({ attribute: 'insult', label: false });
+    // a line of the previous version: no attributes on the row, no attribute on the label
+    const old = predictionRow();
+    const { attributes: _none, ...oldRow } = old;
+    appendFileSync(lastSegment(journalDir), JSON.stringify({ seq: 100, kind: 'prediction', row: oldRow }) + '\n' + JSON.stringify({ seq: 101, kind: 'feedback', item: { predictionId: old.id, label: true, source: 'mod', at: new Date().toISOString() } }) + '\n');
+
+    const second = new WriteQueue({ repo: r, journalDir, flushDelayMs: 60_000 });
+    expect(second.stats()).toMatchObject({ recovered: 5 });
+    await second.flush();
+    const stored = await executeRows<{ id: string; attributes: unknown }>(t.handle.db, sql`select id, attributes from predictions where id in (${withAttributes.id}, ${old.id}) order by id`);
+    expect(stored).toEqual([
+      { id: withAttributes.id, attributes: { insult: { score: 0.8, threshold: 0.4, label: true } } },
+      { id: old.id, attributes: null },
+    ]);
+    const labels = await executeRows<{ prediction_id: string; attribute: string; label: boolean }>(t.handle.db, sql`select prediction_id, attribute, label from feedback where prediction_id in (${withAttributes.id}, ${old.id}) order by prediction_id, attribute`);
+    expect(labels).toEqual([
+      { prediction_id: withAttributes.id, attribute: 'insult', label: false },
+      { prediction_id: withAttributes.id, attribute: 'toxicity', label: true },
+      { prediction_id: old.id, attribute: 'toxicity', label: true },
+    ]);
+    expect(second.stats()).toMatchObject({ dropped: 0 });
     await second.close();
   });
 

@@ -49,8 +49,8 @@ describe('OpenAI moderation ids as feedback (real openai SDK)', () => {
     // the SDK's own request method: feedback is one more call on the same client
     const fb = await client.post<FeedbackAnswer>('/feedback', { body: { items: [{ id: r.id, index: 0, label: 1 }, { id: r.id, index: 1, label: 0 }], source: 'openai-moderators' } });
     expect(fb.items).toEqual([
-      { id: `${r.id}:0`, status: 'stored' },
-      { id: `${r.id}:1`, status: 'stored' },
+      { id: `${r.id}:0`, attribute: 'toxicity', status: 'stored' },
+      { id: `${r.id}:1`, attribute: 'toxicity', status: 'stored' },
     ]);
     // without an index: the first result; a second label replaces the first
     const again = await client.post<FeedbackAnswer>('/feedback', { body: { items: [{ id: r.id, label: 0 }] } });
@@ -111,11 +111,15 @@ describe("Perspective's comments:suggestscore as feedback", () => {
     expect((await suggest('private comment, do not keep it', 1)).headers.get('x-toxscope-feedback')).toBe('unmatched');
   });
 
-  it("refuses a suggestion without a TOXICITY score, in Perspective's error shape", async () => {
-    const res = await postJson('/v1alpha1/comments:suggestscore', { comment: { text: 'hi' }, attributeScores: { INSULT: { summaryScore: { value: 1 } } } });
-    expect(res.status).toBe(400);
-    const body = (await res.json()) as any;
+  it("refuses a suggestion with no score, or for an attribute this bundle does not score, in Perspective's error shape", async () => {
+    const none = await postJson('/v1alpha1/comments:suggestscore', { comment: { text: 'hi' }, attributeScores: {} });
+    expect(none.status).toBe(400);
+    const body = (await none.json()) as any;
     expect(body.error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT' });
-    expect(body.error.message).toMatch(/^attributeScores: must hold a TOXICITY summaryScore/);
+    expect(body.error.message).toMatch(/^attributeScores: must hold at least one attribute summaryScore/);
+    // this bundle scores toxicity only
+    const insult = await postJson('/v1alpha1/comments:suggestscore', { comment: { text: 'hi' }, attributeScores: { INSULT: { summaryScore: { value: 1 } } } });
+    expect(insult.status).toBe(400);
+    expect(((await insult.json()) as any).error).toMatchObject({ code: 400, status: 'INVALID_ARGUMENT', message: 'attributeScores: INSULT is not supported by this service (supported: TOXICITY)' });
   });
 });

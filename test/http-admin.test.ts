@@ -132,8 +132,8 @@ describe('POST /v1/feedback', () => {
     const res = await post(t.app, '/v1/feedback', { items: [{ id: ids[0], label: 1 }, { id: 'no-such-prediction', label: 0 }] });
     expect(res.status).toBe(202);
     expect((await res.json()).items).toEqual([
-      { id: ids[0], status: 'stored' },
-      { id: 'no-such-prediction', status: 'unknown_id', note: 'no prediction with this id' },
+      { id: ids[0], attribute: 'toxicity', status: 'stored' },
+      { id: 'no-such-prediction', attribute: 'toxicity', status: 'unknown_id', note: 'no prediction with this id' },
     ]);
     await queue.flush();
     const again = await (await post(t.app, '/v1/feedback', { items: [{ id: ids[0], label: 0 }] })).json();

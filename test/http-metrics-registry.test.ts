@@ -24,10 +24,12 @@ describe('createMetrics', () => {
     expect(histograms.every((h) => h.name.endsWith('_seconds'))).toBe(true);
   });
 
-  it('records drift gauges per language', async () => {
+  it('records drift gauges per attribute and language', async () => {
     const m = createMetrics({ processDefaults: false });
-    m.f1.set({ language: 'de' }, 0.8);
-    m.f1Drift.set({ language: 'de' }, -0.07);
-    expect(await m.render()).toMatch(/toxscope_f1_drift\{language="de"\} -0.07/);
+    m.f1.set({ attribute: 'toxicity', language: 'de' }, 0.8);
+    m.f1Drift.set({ attribute: 'toxicity', language: 'de' }, -0.07);
+    m.f1Drift.set({ attribute: 'insult', language: 'de' }, 0.02);
+    expect(await m.render()).toMatch(/toxscope_f1_drift\{attribute="toxicity",language="de"\} -0.07/);
+    expect(await m.render()).toMatch(/toxscope_f1_drift\{attribute="insult",language="de"\} 0.02/);
   });
 });

@@ -138,6 +138,68 @@ describe.each(DRIVERS)('ThresholdSync on %s', (driver) => {
     expect(h.head).toBe(put);
   });
 
+  describe('per attribute', () => {
+    const insultHead = bundleHead.withThresholds({ pooled: 0.3, en: null, de: 0.35 });
+    /** A holder with toxicity and insult heads, as a Classifier of a bundle with attributes exposes them. */
+    function attributeHolder(version: string) {
+      const base = holder(version);
+      let insult = insultHead;
+      return Object.assign(base, {
+        insultSwaps: 0,
+        attributeNames: ['toxicity', 'insult'],
+        attributeHead: (name: string) => (name === 'toxicity' ? base.head : name === 'insult' ? insult : undefined),
+        bundleAttributeHead: (name: string) => (name === 'toxicity' ? bundleHead : name === 'insult' ? insultHead : undefined),
+        setAttributeHead(name: string, h: typeof bundleHead) {
+          if (name === 'toxicity') base.setHead(h);
+          else {
+            insult = h;
+            this.insultSwaps++;
+          }
+        },
+      });
+    }
+    const insultChange = (bundleVersion: string, language: string, newThreshold: number, removed = false): NewThresholdChangeInput => ({ ...change(bundleVersion, language, newThreshold, removed), attribute: 'insult' });
+
+    it("replays each attribute's overrides onto that attribute's head only (another replica's change converges)", async () => {
+      await repo.recordThresholdChanges([insultChange('va1', 'de', 0.9), insultChange('va1', 'pooled', 0.25)]);
+      const a = attributeHolder('va1');
+      const b = attributeHolder('va1'); // a second replica of the same bundle version
+      const syncA = new ThresholdSync({ source: repo, current: () => a, intervalMs: 60_000 });
+      const syncB = new ThresholdSync({ source: repo, current: () => b, intervalMs: 60_000 });
+      expect(await syncA.apply(a)).toEqual({ status: 'changed', version: 'va1', overrides: {}, changed: ['insult:pooled', 'insult:de'], attributes: { insult: { de: 0.9, pooled: 0.25 } } });
+      expect(a.attributeHead('insult')!.thresholds).toEqual({ pooled: 0.25, perLanguage: { de: 0.9 } });
+      expect(a.head).toBe(bundleHead); // toxicity untouched: no swap
+      expect(a.swaps).toBe(0);
+      await syncB.apply(b);
+      // replica A removes insult's German threshold (PUT /admin/thresholds records it); B's next sync converges
+      await repo.recordThresholdChange(insultChange('va1', 'de', 0.25, true));
+      expect(await syncB.sync()).toMatchObject({ status: 'changed', changed: ['insult:de'] });
+      expect(b.attributeHead('insult')!.thresholds).toEqual({ pooled: 0.25, perLanguage: {} });
+      expect(await syncB.sync()).toEqual({ status: 'unchanged', version: 'va1' });
+      expect(b.insultSwaps).toBe(2);
+      // a toxicity override of the same version moves toxicity's head, not insult's
+      await repo.recordThresholdChange(change('va1', 'en', 0.8));
+      expect(await syncB.sync()).toMatchObject({ status: 'changed', changed: ['en'] });
+      expect(b.head.thresholds.perLanguage.en).toBe(0.8);
+      expect(b.insultSwaps).toBe(2);
+    });
+
+    it("does not undo an attribute's threshold change made while it was reading", async () => {
+      const h = attributeHolder('va1');
+      const put = insultHead.withThresholds({ pooled: 0.05 });
+      const racing = {
+        thresholdOverrides: (v: string) => repo.thresholdOverrides(v),
+        attributeOverrides: async (v: string) => {
+          const o = await repo.attributeOverrides(v);
+          h.setAttributeHead('insult', put);
+          return o;
+        },
+      };
+      expect(await applyOverrides(h, racing)).toEqual({ status: 'raced', version: 'va1' });
+      expect(h.attributeHead('insult')).toBe(put);
+    });
+  });
+
   it('is idle before a bundle is loaded, and runs one sync at a time', async () => {
     let current: HeadHolder | null = null;
     const sync = new ThresholdSync({ source: repo, current: () => current, intervalMs: 60_000 });

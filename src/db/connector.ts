@@ -35,6 +35,7 @@ const METHODS = {
   recordThresholdChange: true,
   recordThresholdChanges: true,
   thresholdOverrides: true,
+  attributeOverrides: true,
   listThresholdChanges: true,
   confusionByLanguage: true,
   feedbackTotals: true,

@@ -8,6 +8,7 @@ import type { Database } from './client.js';
 import { DatabaseError, isTransientDbError } from './db-error.js';
 import {
   adminEvents,
+  DEFAULT_ATTRIBUTE,
   f1Windows,
   feedback,
   predictions,
@@ -23,7 +24,9 @@ import {
 /** A moderator's true label for one prediction. `at` orders repeated feedback: the latest wins (default now). */
 export interface FeedbackItem {
   predictionId: string;
-  label: boolean; // true = toxic
+  /** the attribute the label is for (default toxicity) */
+  attribute?: string;
+  label: boolean; // true = toxic (the attribute applies)
   source: string;
   at?: Date;
 }
@@ -35,12 +38,16 @@ export interface FeedbackItem {
 export type FeedbackStatus = 'stored' | 'updated' | 'unknown_id';
 export interface FeedbackResult {
   predictionId: string;
+  /** the attribute labeled (toxicity when the item named none) */
+  attribute: string;
   status: FeedbackStatus;
   superseded?: true;
 }
 
 export interface NewThresholdChangeInput {
   actor: string;
+  /** the attribute whose head the change applies to (default toxicity) */
+  attribute?: string;
   language: string;
   oldThreshold: number | null;
   newThreshold: number;
@@ -57,6 +64,14 @@ export interface NewThresholdChangeInput {
  * language codes -> the threshold; null = the language's own threshold removed (it falls back to pooled).
  */
 export type ThresholdOverrides = Record<string, number | null>;
+
+/** Attribute -> its stored overrides (attributes without any are absent). */
+export type AttributeOverrides = Record<string, ThresholdOverrides>;
+
+/** Which attribute a per-attribute query reads (default toxicity). */
+export interface AttributeOption {
+  attribute?: string;
+}
 
 /** Confusion counts of the classifier's label against the moderators' label; positive = toxic. */
 export interface LanguageConfusion {
@@ -94,40 +109,61 @@ export interface Repository {
   recordThresholdChange(change: NewThresholdChangeInput): Promise<ThresholdChange>;
   /** Several changes in one statement: all are recorded or none. */
   recordThresholdChanges(changes: readonly NewThresholdChangeInput[]): Promise<ThresholdChange[]>;
-  /** The overrides recorded for one bundle version: the latest change (highest id) per language wins. */
-  thresholdOverrides(bundleVersion: string): Promise<ThresholdOverrides>;
+  /** The overrides recorded for one bundle version's toxicity head (or `attribute`'s): the latest change (highest id) per language wins. */
+  thresholdOverrides(bundleVersion: string, attribute?: string): Promise<ThresholdOverrides>;
+  /** The overrides of every attribute of one bundle version: attribute -> language -> the latest change. */
+  attributeOverrides(bundleVersion: string): Promise<AttributeOverrides>;
   /** An admin action for the audit log (a bundle reload). */
   recordAdminEvent(event: Omit<NewAdminEvent, 'id'>): Promise<AdminEvent>;
   /** Newest first. */
   listAdminEvents(options?: { limit?: number }): Promise<AdminEvent[]>;
   /** Newest first. */
-  listThresholdChanges(options?: { language?: string; limit?: number }): Promise<ThresholdChange[]>;
-  /** Labeled predictions made in [from, to), per language (sorted by language). */
-  confusionByLanguage(from: Date, to: Date, language?: string): Promise<LanguageConfusion[]>;
-  /** All feedback rows ever stored, per language of the prediction. */
-  feedbackTotals(): Promise<Record<string, number>>;
-  /** Upsert on (language, windowStart, windowEnd): a recomputed window replaces the stored one. */
+  listThresholdChanges(options?: { language?: string; attribute?: string; limit?: number }): Promise<ThresholdChange[]>;
+  /**
+   * Labeled predictions made in [from, to), per language (sorted by language), for toxicity or `attribute`:
+   * predictions that scored the attribute, against feedback for that attribute.
+   */
+  confusionByLanguage(from: Date, to: Date, language?: string, options?: AttributeOption): Promise<LanguageConfusion[]>;
+  /** All feedback rows ever stored for toxicity (or `attribute`), per language of the prediction. */
+  feedbackTotals(options?: AttributeOption): Promise<Record<string, number>>;
+  /** Upsert on (attribute, language, windowStart, windowEnd): a recomputed window replaces the stored one. */
   saveF1Windows(rows: readonly NewF1Window[]): Promise<void>;
-  /** The most recent window (by windowEnd) per language. */
-  latestF1Windows(language?: string): Promise<F1Window[]>;
-  /** Labeled predictions made in [from, to), newest first, at most `limit` (default 50,000). */
-  labeledScores(from: Date, to: Date, options?: { language?: string; limit?: number }): Promise<LabeledScore[]>;
-  /** Score histogram of the predictions made in [from, to): `bins` equal bins over [0, 1], 1.0 in the last. */
-  scoreBins(from: Date, to: Date, bins: number): Promise<ScoreBinCount[]>;
-  /** Stored F1 windows ending at or after `since`, oldest first (per language when given): the newest `limit` (default 2,000). */
-  f1WindowHistory(since: Date, options?: { language?: string; limit?: number }): Promise<F1Window[]>;
+  /** The most recent window (by windowEnd) per language, of toxicity (or `attribute`). */
+  latestF1Windows(language?: string, options?: AttributeOption): Promise<F1Window[]>;
+  /** Labeled predictions made in [from, to), newest first, at most `limit` (default 50,000); toxicity's unless `attribute`. */
+  labeledScores(from: Date, to: Date, options?: { language?: string; limit?: number; attribute?: string }): Promise<LabeledScore[]>;
+  /** Score histogram of the predictions made in [from, to): `bins` equal bins over [0, 1], 1.0 in the last; toxicity's unless `attribute`. */
+  scoreBins(from: Date, to: Date, bins: number, options?: AttributeOption): Promise<ScoreBinCount[]>;
+  /** Stored F1 windows ending at or after `since`, oldest first (per language when given): the newest `limit` (default 2,000); toxicity's unless `attribute`. */
+  f1WindowHistory(since: Date, options?: { language?: string; limit?: number; attribute?: string }): Promise<F1Window[]>;
   /**
    * The prediction a label for this text most likely belongs to (Perspective's suggestscore): among predictions
-   * of the text (its sha256) made at or after `since`, the newest without feedback, else the newest; with how
+   * of the text (its sha256) made at or after `since`, the newest without feedback (for toxicity, or for `attribute`),
+   * else the newest; with how
    * many predictions of the text the window holds.
    */
-  predictionForText(textSha256: string, since: Date): Promise<{ id: string; candidates: number } | null>;
+  predictionForText(textSha256: string, since: Date, options?: AttributeOption): Promise<{ id: string; candidates: number } | null>;
   /** A cheap round trip, for readiness. */
   ping(): Promise<void>;
 }
 
-// 11 columns per prediction row: 1000 rows stay far below Postgres' 65535 bind parameters.
+// 12 columns per prediction row: 1000 rows stay far below Postgres' 65535 bind parameters.
 const INSERT_CHUNK = 1000;
+
+/**
+ * One attribute's score, decision and presence on a prediction row: toxicity's columns, or the other attribute's
+ * entry in the `attributes` jsonb (absent on rows that did not score it, and on rows older than attributes).
+ */
+function attributeOf(attribute: string | undefined) {
+  if (attribute === undefined || attribute === DEFAULT_ATTRIBUTE) return { name: DEFAULT_ATTRIBUTE, score: sql<number>`${predictions.score}`.mapWith(Number), label: sql<boolean>`${predictions.label}`, present: sql`true` };
+  const entry = sql`(${predictions.attributes} -> ${attribute}::text)`;
+  return {
+    name: attribute,
+    score: sql<number>`(${entry} ->> 'score')::real`.mapWith(Number),
+    label: sql<boolean>`(${entry} ->> 'label')::boolean`.mapWith((v: unknown) => v === true || v === 't' || v === 'true'),
+    present: sql`${entry} is not null`,
+  };
+}
 
 /**
  * Every method's failure becomes a DatabaseError: its SQLSTATE and the driver's message, never the statement's
@@ -161,6 +197,7 @@ function createQueries(db: Database): Repository {
         changes.map((change) => ({
           createdAt: change.at ?? now,
           actor: change.actor,
+          attribute: change.attribute ?? DEFAULT_ATTRIBUTE,
           language: change.language,
           oldThreshold: change.oldThreshold,
           newThreshold: change.newThreshold,
@@ -171,6 +208,25 @@ function createQueries(db: Database): Repository {
       )
       .returning()
       .then((rows) => rows.sort((a, b) => a.id - b.id));
+  }
+
+  async function attributeOverrides(bundleVersion: string, only?: string): Promise<AttributeOverrides> {
+    // identity order, not createdAt: replicas' clocks may disagree, the database's sequence does not
+    const conditions: SQL[] = [eq(thresholdChanges.bundleVersion, bundleVersion)];
+    if (only !== undefined) conditions.push(eq(thresholdChanges.attribute, only));
+    const rows = await db
+      .selectDistinctOn([thresholdChanges.attribute, thresholdChanges.language], {
+        attribute: thresholdChanges.attribute,
+        language: thresholdChanges.language,
+        value: thresholdChanges.newThreshold,
+        removed: thresholdChanges.removed,
+      })
+      .from(thresholdChanges)
+      .where(and(...conditions))
+      .orderBy(asc(thresholdChanges.attribute), asc(thresholdChanges.language), desc(thresholdChanges.id));
+    const out: AttributeOverrides = {};
+    for (const r of rows) (out[r.attribute] ??= {})[r.language] = r.removed ? null : r.value;
+    return out;
   }
 
   return {
@@ -205,13 +261,15 @@ function createQueries(db: Database): Repository {
       const results: FeedbackResult[] = new Array(items.length);
       const rounds: number[][] = [];
       const seen = new Map<string, number>();
+      const attributeOfItem = (i: Pick<FeedbackItem, 'attribute'>) => i.attribute ?? DEFAULT_ATTRIBUTE;
+      const keyOf = (i: Pick<FeedbackItem, 'predictionId' | 'attribute'>) => `${attributeOfItem(i)}\u0000${i.predictionId}`;
       items.forEach((item, index) => {
         if (!known.has(item.predictionId)) {
-          results[index] = { predictionId: item.predictionId, status: 'unknown_id' };
+          results[index] = { predictionId: item.predictionId, attribute: attributeOfItem(item), status: 'unknown_id' };
           return;
         }
-        const k = seen.get(item.predictionId) ?? 0;
-        seen.set(item.predictionId, k + 1);
+        const k = seen.get(keyOf(item)) ?? 0;
+        seen.set(keyOf(item), k + 1);
         (rounds[k] ??= []).push(index);
       });
 
@@ -221,26 +279,27 @@ function createQueries(db: Database): Repository {
           const values = chunk.map((index) => {
             const item = items[index];
             const at = item.at ?? now;
-            return { predictionId: item.predictionId, label: item.label, source: item.source, createdAt: at, updatedAt: at };
+            return { predictionId: item.predictionId, attribute: attributeOfItem(item), label: item.label, source: item.source, createdAt: at, updatedAt: at };
           });
           const written = await db
             .insert(feedback)
             .values(values)
             .onConflictDoUpdate({
-              target: feedback.predictionId,
+              target: [feedback.predictionId, feedback.attribute],
               set: { label: sql`excluded.label`, source: sql`excluded.source`, updatedAt: sql`excluded.updated_at` },
               setWhere: sql`${feedback.updatedAt} <= excluded.updated_at`,
             })
             // xmax = 0 on the returned row version means it was inserted, not updated.
-            .returning({ predictionId: feedback.predictionId, inserted: sql<boolean>`(xmax = 0)` });
-          const byId = new Map(written.map((w) => [w.predictionId, w.inserted]));
+            .returning({ predictionId: feedback.predictionId, attribute: feedback.attribute, inserted: sql<boolean>`(xmax = 0)` });
+          const byKey = new Map(written.map((w) => [keyOf(w), w.inserted]));
           for (const index of chunk) {
-            const predictionId = items[index].predictionId;
-            const inserted = byId.get(predictionId);
+            const { predictionId } = items[index];
+            const attribute = attributeOfItem(items[index]);
+            const inserted = byKey.get(keyOf(items[index]));
             results[index] =
               inserted === undefined
-                ? { predictionId, status: 'updated', superseded: true }
-                : { predictionId, status: inserted ? 'stored' : 'updated' };
+                ? { predictionId, attribute, status: 'updated', superseded: true }
+                : { predictionId, attribute, status: inserted ? 'stored' : 'updated' };
           }
         }
       }
@@ -254,17 +313,11 @@ function createQueries(db: Database): Repository {
 
     recordThresholdChanges,
 
-    async thresholdOverrides(bundleVersion) {
-      // identity order, not createdAt: replicas' clocks may disagree, the database's sequence does not
-      const rows = await db
-        .selectDistinctOn([thresholdChanges.language], { language: thresholdChanges.language, value: thresholdChanges.newThreshold, removed: thresholdChanges.removed })
-        .from(thresholdChanges)
-        .where(eq(thresholdChanges.bundleVersion, bundleVersion))
-        .orderBy(asc(thresholdChanges.language), desc(thresholdChanges.id));
-      const out: ThresholdOverrides = {};
-      for (const r of rows) out[r.language] = r.removed ? null : r.value;
-      return out;
+    async thresholdOverrides(bundleVersion, attribute = DEFAULT_ATTRIBUTE) {
+      return (await attributeOverrides(bundleVersion, attribute))[attribute] ?? {};
     },
+
+    attributeOverrides: (bundleVersion) => attributeOverrides(bundleVersion),
 
     async recordAdminEvent(event) {
       const [row] = await db.insert(adminEvents).values(event).returning();
@@ -276,50 +329,54 @@ function createQueries(db: Database): Repository {
     },
 
     async listThresholdChanges(options = {}) {
-      const where = options.language ? eq(thresholdChanges.language, options.language) : undefined;
+      const conditions: SQL[] = [];
+      if (options.language) conditions.push(eq(thresholdChanges.language, options.language));
+      if (options.attribute) conditions.push(eq(thresholdChanges.attribute, options.attribute));
       return db
         .select()
         .from(thresholdChanges)
-        .where(where)
+        .where(conditions.length > 0 ? and(...conditions) : undefined)
         .orderBy(desc(thresholdChanges.createdAt), desc(thresholdChanges.id))
         .limit(options.limit ?? 100);
     },
 
-    async confusionByLanguage(from, to, language) {
-      const conditions: SQL[] = [gte(predictions.createdAt, from), lt(predictions.createdAt, to)];
+    async confusionByLanguage(from, to, language, options = {}) {
+      const a = attributeOf(options.attribute);
+      const conditions: SQL[] = [gte(predictions.createdAt, from), lt(predictions.createdAt, to), a.present];
       if (language !== undefined) conditions.push(eq(predictions.language, language));
       const count = (filter: SQL) => sql<number>`count(*) filter (where ${filter})`.mapWith(Number);
       return db
         .select({
           language: predictions.language,
-          tp: count(sql`${predictions.label} and ${feedback.label}`),
-          fp: count(sql`${predictions.label} and not ${feedback.label}`),
-          fn: count(sql`not ${predictions.label} and ${feedback.label}`),
-          tn: count(sql`not ${predictions.label} and not ${feedback.label}`),
+          tp: count(sql`${a.label} and ${feedback.label}`),
+          fp: count(sql`${a.label} and not ${feedback.label}`),
+          fn: count(sql`not ${a.label} and ${feedback.label}`),
+          tn: count(sql`not ${a.label} and not ${feedback.label}`),
         })
         .from(predictions)
-        .innerJoin(feedback, eq(feedback.predictionId, predictions.id))
+        .innerJoin(feedback, and(eq(feedback.predictionId, predictions.id), eq(feedback.attribute, a.name)))
         .where(and(...conditions))
         .groupBy(predictions.language)
         .orderBy(asc(predictions.language));
     },
 
-    async predictionForText(textSha256, since) {
+    async predictionForText(textSha256, since, options = {}) {
       const rows = await db
         .select({ id: predictions.id, labeled: sql<boolean>`(${feedback.predictionId} is not null)` })
         .from(predictions)
-        .leftJoin(feedback, eq(feedback.predictionId, predictions.id))
+        .leftJoin(feedback, and(eq(feedback.predictionId, predictions.id), eq(feedback.attribute, attributeOf(options.attribute).name)))
         .where(and(eq(predictions.textSha256, textSha256), gte(predictions.createdAt, since)))
         .orderBy(sql`(${feedback.predictionId} is not null)`, desc(predictions.createdAt), desc(predictions.id))
         .limit(1000);
       return rows.length === 0 ? null : { id: rows[0].id, candidates: rows.length };
     },
 
-    async feedbackTotals() {
+    async feedbackTotals(options = {}) {
       const rows = await db
         .select({ language: predictions.language, n: sql<number>`count(*)`.mapWith(Number) })
         .from(feedback)
         .innerJoin(predictions, eq(predictions.id, feedback.predictionId))
+        .where(eq(feedback.attribute, attributeOf(options.attribute).name))
         .groupBy(predictions.language);
       return Object.fromEntries(rows.map((r) => [r.language, r.n]));
     },
@@ -330,7 +387,7 @@ function createQueries(db: Database): Repository {
         .insert(f1Windows)
         .values(rows as NewF1Window[])
         .onConflictDoUpdate({
-          target: [f1Windows.language, f1Windows.windowStart, f1Windows.windowEnd],
+          target: [f1Windows.attribute, f1Windows.language, f1Windows.windowStart, f1Windows.windowEnd],
           set: {
             n: sql`excluded.n`,
             tp: sql`excluded.tp`,
@@ -347,40 +404,44 @@ function createQueries(db: Database): Repository {
         });
     },
 
-    async latestF1Windows(language) {
+    async latestF1Windows(language, options = {}) {
+      const conditions: SQL[] = [eq(f1Windows.attribute, attributeOf(options.attribute).name)];
+      if (language !== undefined) conditions.push(eq(f1Windows.language, language));
       return db
         .selectDistinctOn([f1Windows.language])
         .from(f1Windows)
-        .where(language !== undefined ? eq(f1Windows.language, language) : undefined)
+        .where(and(...conditions))
         .orderBy(asc(f1Windows.language), desc(f1Windows.windowEnd), desc(f1Windows.computedAt));
     },
 
     async labeledScores(from, to, options = {}) {
-      const conditions: SQL[] = [gte(predictions.createdAt, from), lt(predictions.createdAt, to)];
+      const a = attributeOf(options.attribute);
+      const conditions: SQL[] = [gte(predictions.createdAt, from), lt(predictions.createdAt, to), a.present];
       if (options.language !== undefined) conditions.push(eq(predictions.language, options.language));
       return db
-        .select({ language: predictions.language, score: predictions.score, predicted: predictions.label, truth: feedback.label, createdAt: predictions.createdAt })
+        .select({ language: predictions.language, score: a.score, predicted: a.label, truth: feedback.label, createdAt: predictions.createdAt })
         .from(predictions)
-        .innerJoin(feedback, eq(feedback.predictionId, predictions.id))
+        .innerJoin(feedback, and(eq(feedback.predictionId, predictions.id), eq(feedback.attribute, a.name)))
         .where(and(...conditions))
         .orderBy(desc(predictions.createdAt), desc(predictions.id))
         .limit(options.limit ?? 50_000);
     },
 
-    async scoreBins(from, to, bins) {
+    async scoreBins(from, to, bins, options = {}) {
       if (!Number.isInteger(bins) || bins < 1 || bins > 1000) throw new ToxScopeError('validation', `scoreBins: bins must be an integer in [1, 1000], got ${bins}`);
-      const bin = sql<number>`least(greatest(floor(${predictions.score} * ${bins}), 0), ${bins - 1})::int`.mapWith(Number);
+      const a = attributeOf(options.attribute);
+      const bin = sql<number>`least(greatest(floor(${a.score} * ${bins}), 0), ${bins - 1})::int`.mapWith(Number);
       return db
         .select({ language: predictions.language, bin, truth: feedback.label, n: sql<number>`count(*)`.mapWith(Number) })
         .from(predictions)
-        .leftJoin(feedback, eq(feedback.predictionId, predictions.id))
-        .where(and(gte(predictions.createdAt, from), lt(predictions.createdAt, to)))
+        .leftJoin(feedback, and(eq(feedback.predictionId, predictions.id), eq(feedback.attribute, a.name)))
+        .where(and(gte(predictions.createdAt, from), lt(predictions.createdAt, to), a.present))
         .groupBy(predictions.language, sql`2`, feedback.label)
         .orderBy(asc(predictions.language), sql`2`);
     },
 
     async f1WindowHistory(since, options = {}) {
-      const conditions: SQL[] = [gte(f1Windows.windowEnd, since)];
+      const conditions: SQL[] = [gte(f1Windows.windowEnd, since), eq(f1Windows.attribute, attributeOf(options.attribute).name)];
       if (options.language !== undefined) conditions.push(eq(f1Windows.language, options.language));
       const newest = await db
         .select()

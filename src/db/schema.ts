@@ -9,7 +9,9 @@ import {
   doublePrecision,
   index,
   integer,
+  jsonb,
   pgTable,
+  primaryKey,
   real,
   text,
   timestamp,
@@ -17,6 +19,17 @@ import {
 } from 'drizzle-orm/pg-core';
 
 const at = () => timestamp({ withTimezone: true, mode: 'date' });
+
+/** The attribute every bundle scores; rows written before attributes existed (and requests without one) mean it. */
+export const DEFAULT_ATTRIBUTE = 'toxicity';
+
+/** One attribute's answer for a prediction, besides toxicity's (which has its own columns). */
+export interface StoredAttributeScore {
+  score: number;
+  threshold: number;
+  /** true = the attribute applies (score >= threshold) */
+  label: boolean;
+}
 
 export const LANGUAGE_SOURCES = ['hint', 'detected', 'fallback'] as const;
 export type LanguageSource = (typeof LANGUAGE_SOURCES)[number];
@@ -36,6 +49,12 @@ export const predictions = pgTable(
     bundleVersion: text().notNull(),
     textSha256: text().notNull(),
     text: text(), // stored only when configured; null by default
+    /**
+     * The other attributes scored for this text (insult, identity_attack, ...) -> score, threshold, label; toxicity
+     * stays in score / threshold / label. Null on rows written before attributes were stored, or when only
+     * toxicity was scored.
+     */
+    attributes: jsonb().$type<Record<string, StoredAttributeScore>>(),
   },
   (t) => [
     index('predictions_created_at_idx').on(t.createdAt),
@@ -46,20 +65,29 @@ export const predictions = pgTable(
   ],
 );
 
-/** The moderator's true label for one prediction: one row per prediction, the latest feedback wins. */
-export const feedback = pgTable('feedback', {
-  predictionId: text()
-    .primaryKey()
-    .references(() => predictions.id, { onDelete: 'cascade' }),
-  label: boolean().notNull(), // true = toxic
-  source: text().notNull(),
-  createdAt: at().notNull(), // first feedback for this prediction
-  updatedAt: at().notNull(), // latest feedback: the one whose label is stored
-});
+/**
+ * The moderator's true label for one attribute of one prediction: one row per (prediction, attribute), the latest
+ * feedback wins. Rows written before attributes existed are toxicity's.
+ */
+export const feedback = pgTable(
+  'feedback',
+  {
+    predictionId: text()
+      .notNull()
+      .references(() => predictions.id, { onDelete: 'cascade' }),
+    attribute: text().notNull().default(DEFAULT_ATTRIBUTE),
+    label: boolean().notNull(), // true = the attribute applies (toxic, an insult, ...)
+    source: text().notNull(),
+    createdAt: at().notNull(), // first feedback for this prediction and attribute
+    updatedAt: at().notNull(), // latest feedback: the one whose label is stored
+  },
+  (t) => [primaryKey({ name: 'feedback_prediction_attribute_pk', columns: [t.predictionId, t.attribute] })],
+);
 
 /**
- * Admin audit of per-language threshold changes, and the overrides a service replays onto its bundle's head
- * at load: per (bundleVersion, language) the latest row (highest id) wins. `language` is a language code or
+ * Admin audit of per-language threshold changes, and the overrides a service replays onto its bundle's heads
+ * at load: per (bundleVersion, attribute, language) the latest row (highest id) wins. `attribute` names the head
+ * (rows recorded before attributes existed are toxicity's). `language` is a language code or
  * 'pooled'. `oldThreshold` is null when the language had none. `removed`: the language's own threshold was
  * removed, so it falls back to pooled (`newThreshold` then holds the pooled value of that moment).
  * Thresholds are double precision, so a replayed override is exactly the value the operator set.
@@ -70,6 +98,7 @@ export const thresholdChanges = pgTable(
     id: integer().primaryKey().generatedAlwaysAsIdentity(),
     createdAt: at().notNull(),
     actor: text().notNull(),
+    attribute: text().notNull().default(DEFAULT_ATTRIBUTE),
     language: text().notNull(),
     oldThreshold: doublePrecision(),
     newThreshold: doublePrecision().notNull(),
@@ -80,7 +109,7 @@ export const thresholdChanges = pgTable(
   (t) => [
     index('threshold_changes_created_at_idx').on(t.createdAt),
     index('threshold_changes_language_created_at_idx').on(t.language, t.createdAt),
-    index('threshold_changes_bundle_language_idx').on(t.bundleVersion, t.language, t.id),
+    index('threshold_changes_bundle_attribute_language_idx').on(t.bundleVersion, t.attribute, t.language, t.id),
     check('threshold_changes_pooled_not_removed_check', sql`not (${t.removed} and ${t.language} = 'pooled')`),
   ],
 );
@@ -108,14 +137,15 @@ export const adminEvents = pgTable(
 );
 
 /**
- * Per-language F1 over one window of prediction time [windowStart, windowEnd). Replicas compute aligned
- * windows, so (language, windowStart, windowEnd) is unique and a recomputation replaces the row.
+ * Per-(attribute, language) F1 over one window of prediction time [windowStart, windowEnd). Replicas compute
+ * aligned windows, so (attribute, language, windowStart, windowEnd) is unique and a recomputation replaces the row.
  * precision / recall / f1 / drift are null where undefined (no predicted or no true positives).
  */
 export const f1Windows = pgTable(
   'f1_windows',
   {
     id: integer().primaryKey().generatedAlwaysAsIdentity(),
+    attribute: text().notNull().default(DEFAULT_ATTRIBUTE),
     language: text().notNull(),
     windowStart: at().notNull(),
     windowEnd: at().notNull(),
@@ -132,7 +162,7 @@ export const f1Windows = pgTable(
     computedAt: at().notNull(),
   },
   (t) => [
-    uniqueIndex('f1_windows_language_window_idx').on(t.language, t.windowStart, t.windowEnd),
+    uniqueIndex('f1_windows_attribute_language_window_idx').on(t.attribute, t.language, t.windowStart, t.windowEnd),
     index('f1_windows_window_end_idx').on(t.windowEnd),
   ],
 );

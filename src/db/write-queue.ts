@@ -18,7 +18,7 @@ import { ToxScopeError } from '../errors.js';
 import { describeDbError, isTransientDbError } from './db-error.js';
 import { Journal, type JournalPosition, type QueueEntry } from './journal.js';
 import type { FeedbackItem, FeedbackResult, Repository } from './repository.js';
-import type { NewPrediction } from './schema.js';
+import { DEFAULT_ATTRIBUTE, type NewPrediction } from './schema.js';
 
 export { isTransientDbError } from './db-error.js';
 
@@ -78,7 +78,16 @@ function validatePrediction(row: NewPrediction, index: number): void {
   if (!Number.isFinite(row.score)) bad('score', 'must be a finite number');
   if (!Number.isFinite(row.threshold)) bad('threshold', 'must be a finite number');
   if (typeof row.label !== 'boolean') bad('label', 'must be a boolean');
+  if (row.attributes !== undefined && row.attributes !== null) {
+    if (typeof row.attributes !== 'object') bad('attributes', 'must be an object');
+    for (const [name, a] of Object.entries(row.attributes)) {
+      if (!Number.isFinite(a?.score) || !Number.isFinite(a?.threshold) || typeof a?.label !== 'boolean') bad(`attributes.${name}`, 'must hold a finite score and threshold and a boolean label');
+    }
+  }
 }
+
+/** Feedback is one label per (prediction, attribute). */
+const feedbackKey = (item: FeedbackItem) => `${item.attribute ?? DEFAULT_ATTRIBUTE}\u0000${item.predictionId}`;
 
 const samePosition = (a: JournalPosition, b: JournalPosition | undefined) => b !== undefined && a.segment === b.segment && a.offset === b.offset;
 
@@ -189,10 +198,11 @@ export class WriteQueue {
     }
     const labeledInCall = new Set<string>();
     for (const i of queuedIdx) {
-      const id = normalized[i].predictionId;
-      const earlier = this.pendingFeedback.has(id) || labeledInCall.has(id);
-      results[i] = { predictionId: id, status: earlier ? 'updated' : 'stored' };
-      labeledInCall.add(id);
+      const item = normalized[i];
+      const key = feedbackKey(item);
+      const earlier = this.pendingFeedback.has(key) || labeledInCall.has(key);
+      results[i] = { predictionId: item.predictionId, attribute: item.attribute ?? DEFAULT_ATTRIBUTE, status: earlier ? 'updated' : 'stored' };
+      labeledInCall.add(key);
     }
     this.enqueue(queuedIdx.map((i) => ({ seq: 0, kind: 'feedback', item: normalized[i] })));
     return results;
@@ -299,7 +309,7 @@ export class WriteQueue {
   }
 
   private track(e: QueueEntry, delta: 1 | -1): void {
-    const [map, id] = e.kind === 'prediction' ? [this.pendingPredictions, e.row.id] : [this.pendingFeedback, e.item.predictionId];
+    const [map, id] = e.kind === 'prediction' ? [this.pendingPredictions, e.row.id] : [this.pendingFeedback, feedbackKey(e.item)];
     const n = (map.get(id) ?? 0) + delta;
     if (n > 0) map.set(id, n);
     else map.delete(id);

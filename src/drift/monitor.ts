@@ -1,5 +1,5 @@
 /**
- * Per-language F1 windows and drift, computed from the database (never from one process's memory, so replicas
+ * Per-(attribute, language) F1 windows and drift, computed from the database (never from one process's memory, so replicas
  * sharing one Postgres agree), on a schedule and on demand. The metrics module subscribes through onUpdate or
  * reads latest(); the admin route calls driftReport().
  */
@@ -12,6 +12,9 @@ import { alignedWindow, f1Drift, f1Stats, isDriftAlarm, parseWindow, trailingWin
 /** Calibration-time F1 per language code, from the head's manifest. */
 export type Baselines = Readonly<Record<string, number>>;
 
+/** The attribute every bundle scores (rows without an attribute are its). */
+export const TOXICITY = 'toxicity';
+
 export interface LanguageDrift extends Confusion {
   n: number;
   precision: number | null;
@@ -22,22 +25,32 @@ export interface LanguageDrift extends Confusion {
   alarm: boolean;
 }
 
-export interface DriftSnapshot {
-  window: Window;
-  computedAt: Date;
+/** One attribute's drift in the window. */
+export interface AttributeDrift {
   /** Languages with labeled predictions in the window or a baseline. */
   languages: Record<string, LanguageDrift>;
-  /** All feedback ever stored, per language (the toxscope_feedback_total gauge). */
+  /** All feedback ever stored for the attribute, per language (the toxscope_feedback_total gauge). */
   feedbackTotals: Record<string, number>;
   /** Languages in alarm, sorted. */
   alarms: string[];
+}
+
+export interface DriftSnapshot extends AttributeDrift {
+  /** (languages, feedbackTotals, alarms above: toxicity's, as before attributes) */
+  window: Window;
+  computedAt: Date;
+  /** every attribute monitored, toxicity included */
+  attributes: Record<string, AttributeDrift>;
 }
 
 export type DriftRepository = Pick<Repository, 'confusionByLanguage' | 'feedbackTotals' | 'saveF1Windows'>;
 
 export interface DriftMonitorOptions {
   repo: DriftRepository;
+  /** toxicity's baselines */
   baselines: Baselines;
+  /** the bundle's other attributes -> their baselines (each gets its own windows; absent: toxicity only) */
+  attributes?: Readonly<Record<string, Baselines>>;
   /** Window length in ms (default 24 h). */
   windowMs?: number;
   /** Schedule period in ms (default 60 s); windows end on multiples of it so replicas store the same rows. */
@@ -100,15 +113,17 @@ export function createDriftMonitor(options: DriftMonitorOptions): DriftMonitor {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<DriftSnapshot> | undefined;
 
-  async function compute(): Promise<DriftSnapshot> {
-    const computedAt = now();
-    const window = alignedWindow(computedAt, windowMs, intervalMs);
-    const confusion = await options.repo.confusionByLanguage(window.start, window.end);
-    const languages = computeLanguageDrift(confusion, options.baselines, tolerance, minLabeled);
-    const feedbackTotals = await options.repo.feedbackTotals();
+  const monitored: [string, Baselines][] = [[TOXICITY, options.baselines], ...Object.entries(options.attributes ?? {}).filter(([a]) => a !== TOXICITY).sort(([a], [b]) => a.localeCompare(b))];
+
+  async function computeAttribute(attribute: string, baselines: Baselines, window: Window, computedAt: Date): Promise<{ drift: AttributeDrift; rows: NewF1Window[] }> {
+    const only = attribute === TOXICITY ? {} : { attribute };
+    const confusion = await options.repo.confusionByLanguage(window.start, window.end, undefined, only);
+    const languages = computeLanguageDrift(confusion, baselines, tolerance, minLabeled);
+    const feedbackTotals = await options.repo.feedbackTotals(only);
     const rows: NewF1Window[] = Object.entries(languages)
       .filter(([, d]) => d.n > 0)
       .map(([language, d]) => ({
+        attribute,
         language,
         windowStart: window.start,
         windowEnd: window.end,
@@ -124,9 +139,21 @@ export function createDriftMonitor(options: DriftMonitorOptions): DriftMonitor {
         drift: d.drift,
         computedAt,
       }));
+    return { drift: { languages, feedbackTotals, alarms: Object.keys(languages).filter((l) => languages[l].alarm) }, rows };
+  }
+
+  async function compute(): Promise<DriftSnapshot> {
+    const computedAt = now();
+    const window = alignedWindow(computedAt, windowMs, intervalMs);
+    const attributes: Record<string, AttributeDrift> = {};
+    const rows: NewF1Window[] = [];
+    for (const [attribute, baselines] of monitored) {
+      const r = await computeAttribute(attribute, baselines, window, computedAt);
+      attributes[attribute] = r.drift;
+      rows.push(...r.rows);
+    }
     await options.repo.saveF1Windows(rows);
-    const alarms = Object.keys(languages).filter((l) => languages[l].alarm);
-    const snapshot: DriftSnapshot = { window, computedAt, languages, feedbackTotals, alarms };
+    const snapshot: DriftSnapshot = { window, computedAt, ...attributes[TOXICITY], attributes };
     last = snapshot;
     options.onUpdate?.(snapshot);
     return snapshot;
@@ -167,6 +194,8 @@ export interface DriftReport {
 }
 
 export interface DriftQuery {
+  /** The attribute (default toxicity). */
+  attribute?: string;
   /** A language code; absent: every language with labels in the window or a baseline. */
   language?: string;
   /** '30m', '24h', '7d', ...; absent: 24h. */
@@ -175,7 +204,8 @@ export interface DriftQuery {
 
 
 /**
- * Computes the drift report for the trailing window ending now, straight from the database. Query values come
+ * Computes the drift report of one attribute (toxicity unless query.attribute; `baselines` are that attribute's)
+ * for the trailing window ending now, straight from the database. Query values come
  * from the URL as strings and are validated here (ToxScopeError 'validation' naming the field).
  */
 export async function driftReport(
@@ -195,7 +225,8 @@ export async function driftReport(
   const window = trailingWindow(now, windowMs);
   let confusion;
   try {
-    confusion = await repo.confusionByLanguage(window.start, window.end, language);
+    const attribute = query.attribute === undefined || query.attribute === TOXICITY ? {} : { attribute: query.attribute };
+    confusion = await repo.confusionByLanguage(window.start, window.end, language, attribute);
   } catch (e) {
     throw new ToxScopeError('unavailable', 'the drift report needs the database, which did not answer', {}, { cause: e });
   }

@@ -207,6 +207,11 @@ export class Classifier {
     return name === TOXICITY ? this.currentHead : this.currentAttributes[name];
   }
 
+  /** The head of an attribute as the bundle shipped it (toxicity's is `bundleHead`). */
+  bundleAttributeHead(name: string): Head | undefined {
+    return name === TOXICITY ? this.parts.head : this.parts.attributes?.[name];
+  }
+
   /** Swap one attribute's head (toxicity: setHead). */
   setAttributeHead(name: string, head: Head): void {
     if (name === TOXICITY) this.currentHead = head;

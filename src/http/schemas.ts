@@ -22,6 +22,12 @@ export const LanguageCode = z
   .regex(LANGUAGE_TAG, 'expected an ISO 639 language code such as "en" or "pt-BR"')
   .describe('ISO 639-1/639-3 code or BCP-47 tag; only the primary subtag is used');
 
+/** An attribute's name as bundles and /v1/classify spell it (toxicity, insult, identity_attack, ...). */
+export const AttributeName = z
+  .string()
+  .regex(/^[a-z][a-z0-9_]{0,63}$/, 'expected an attribute name such as "toxicity" or "identity_attack" (lower case)')
+  .describe("one of the bundle's attributes (GET /info lists them); absent: toxicity");
+
 // ---------------------------------------------------------------- POST /v1/classify
 export const ClassifyRequest = z
   .object({
@@ -150,7 +156,7 @@ export const SuggestCommentScoreRequest = z.preprocess((v) => camelizeKeys(v), z
     comment: z.object({ text: z.string() }).loose(),
     attributeScores: z
       .record(z.string(), z.object({ summaryScore: z.object({ value: z.number().min(0).max(1) }).loose() }).loose())
-      .refine((r) => 'TOXICITY' in r, 'must hold a TOXICITY summaryScore (the attribute this service scores)'),
+      .refine((r) => Object.keys(r).length > 0, 'must hold at least one attribute summaryScore (TOXICITY, or another attribute this service scores)'),
     languages: z.array(LanguageCode).optional(),
     clientToken: z.string().optional(),
     sessionId: z.string().optional(),
@@ -214,7 +220,8 @@ export const FeedbackRequest = z
           .object({
             id: StoredString.min(1).max(200).describe('prediction id from /v1/classify or a queue result, or the id of an OpenAI moderation response (modr-...)'),
             index: z.number().int().min(0).max(100_000).optional().describe('with a moderation id: which of its results (default 0)'),
-            label: z.union([z.literal(0), z.literal(1)]).describe('1 = toxic'),
+            label: z.union([z.literal(0), z.literal(1)]).describe('1 = toxic (the attribute applies)'),
+            attribute: AttributeName.optional().describe("which of the bundle's attributes the label is for (default toxicity)"),
           })
           .strict(),
       )
@@ -224,7 +231,7 @@ export const FeedbackRequest = z
   .strict();
 
 export const FeedbackResponse = z.object({
-  items: z.array(z.object({ id: z.string(), status: z.enum(['stored', 'updated', 'unknown_id']), note: z.string().optional() })),
+  items: z.array(z.object({ id: z.string(), attribute: z.string(), status: z.enum(['stored', 'updated', 'unknown_id']), note: z.string().optional() })),
 });
 
 // ---------------------------------------------------------------- /admin
@@ -245,6 +252,7 @@ export const ThresholdsUpdate = z
       .record(z.union([z.literal('pooled'), LanguageCode]), z.union([Probability, z.null(), z.literal('bundle')]))
       .refine((t) => Object.keys(t).length > 0, 'give at least one threshold')
       .describe("'pooled' or a language code -> a probability; null removes a language's own threshold (falls back to pooled); \"bundle\" reverts to the bundle's trained value"),
+    attribute: AttributeName.optional().describe("the attribute whose thresholds change (default toxicity); GET /admin/thresholds?attribute= shows them"),
     actor: StoredString.min(1).max(200).optional().describe('who makes the change (audit)'),
     reason: StoredString.max(1000).optional(),
   })
@@ -256,6 +264,7 @@ export const PrevalenceUpdate = z
       .record(z.union([z.literal('pooled'), LanguageCode]), z.number().gt(0, 'a prevalence is a share strictly between 0 and 1').lt(1, 'a prevalence is a share strictly between 0 and 1').nullable())
       .refine((t) => Object.keys(t).length > 0, 'give at least one prevalence')
       .describe("'pooled' or a language code -> the toxic share of your traffic; null removes a language's own (it follows pooled)"),
+    attribute: AttributeName.optional().describe('the attribute whose prevalence this is (default toxicity)'),
     actor: z.string().min(1).max(200).optional(),
     reason: z.string().max(1000).optional(),
   })

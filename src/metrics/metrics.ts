@@ -57,12 +57,12 @@ export interface Metrics {
   /** every scored attribute (toxicity included): decisions and scores by attribute and language */
   attributePredictions: Counter<'attribute' | 'language' | 'label'>;
   attributeScores: Histogram<'attribute' | 'language'>;
-  f1: Gauge<'language'>;
-  f1Drift: Gauge<'language'>;
-  labeledInWindow: Gauge<'language'>;
-  driftAlarm: Gauge<'language'>;
+  f1: Gauge<'attribute' | 'language'>;
+  f1Drift: Gauge<'attribute' | 'language'>;
+  labeledInWindow: Gauge<'attribute' | 'language'>;
+  driftAlarm: Gauge<'attribute' | 'language'>;
   ready: Gauge;
-  feedback: Gauge<'language'>;
+  feedback: Gauge<'attribute' | 'language'>;
   /** read the write queue's numbers at every scrape (toxscope_write_queue_*, toxscope_write_journal_bytes, toxscope_database_up) */
   observeWrites(source: () => WritesSnapshot): void;
   /** text form for GET /metrics */
@@ -140,11 +140,11 @@ export function createMetrics({ processDefaults = true }: MetricsOptions = {}): 
     scores: new Histogram({ name: `${p}score`, help: 'calibrated toxicity probability by language', labelNames: ['language'], buckets: SCORE_BUCKETS, registers }),
     attributePredictions: new Counter({ name: `${p}attribute_predictions_total`, help: 'scored texts by attribute, language and decision', labelNames: ['attribute', 'language', 'label'], registers }),
     attributeScores: new Histogram({ name: `${p}attribute_score`, help: 'calibrated probability by attribute and language', labelNames: ['attribute', 'language'], buckets: SCORE_BUCKETS, registers }),
-    f1: new Gauge({ name: `${p}f1`, help: 'F1 of the current drift window by language', labelNames: ['language'], registers }),
-    f1Drift: new Gauge({ name: `${p}f1_drift`, help: 'F1 minus the calibration-time baseline by language', labelNames: ['language'], registers }),
-    feedback: new Gauge({ name: `${p}feedback_total`, help: 'labeled predictions (moderator feedback received), all time, by language', labelNames: ['language'], registers }),
-    labeledInWindow: new Gauge({ name: `${p}labeled_in_window`, help: 'labeled predictions in the current drift window by language (the drift alarm needs at least the configured minimum)', labelNames: ['language'], registers }),
-    driftAlarm: new Gauge({ name: `${p}drift_alarm`, help: '1 when |F1 - baseline| exceeds the tolerance with enough labeled predictions in the window, else 0', labelNames: ['language'], registers }),
+    f1: new Gauge({ name: `${p}f1`, help: 'F1 of the current drift window by attribute (the bundle\'s: toxicity, insult, ...) and language', labelNames: ['attribute', 'language'], registers }),
+    f1Drift: new Gauge({ name: `${p}f1_drift`, help: 'F1 minus the calibration-time baseline by attribute and language', labelNames: ['attribute', 'language'], registers }),
+    feedback: new Gauge({ name: `${p}feedback_total`, help: 'labeled predictions (moderator feedback received), all time, by attribute and language', labelNames: ['attribute', 'language'], registers }),
+    labeledInWindow: new Gauge({ name: `${p}labeled_in_window`, help: 'labeled predictions in the current drift window by attribute and language (the drift alarm needs at least the configured minimum)', labelNames: ['attribute', 'language'], registers }),
+    driftAlarm: new Gauge({ name: `${p}drift_alarm`, help: '1 when |F1 - baseline| exceeds the tolerance with enough labeled predictions in the window, else 0; by attribute and language', labelNames: ['attribute', 'language'], registers }),
     ready: new Gauge({ name: `${p}ready`, help: '1 when a bundle is loaded and warm and the service is not draining (what /readyz answers), else 0', registers }),
     render: () => registry.metrics(),
     contentType: registry.contentType,

@@ -9,6 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { ToxScopeError, validationError } from '../errors.js';
+import { TOXICITY } from '../head/attributes.js';
 import type { FeedbackResult } from '../db/repository.js';
 import type { ServiceDeps } from './deps.js';
 
@@ -16,13 +17,15 @@ import type { ServiceDeps } from './deps.js';
 export const MAX_FEEDBACK_ITEMS = 1000;
 
 export interface FeedbackCall {
-  items: readonly { id: string; index?: number; label: 0 | 1 }[];
+  /** `attribute`: which of the bundle's attributes the label is for (default toxicity) */
+  items: readonly { id: string; index?: number; label: 0 | 1; attribute?: string }[];
   /** who labeled (default 'api') */
   source?: string;
 }
 
 export interface FeedbackOutcome {
   id: string;
+  attribute: string;
   status: FeedbackResult['status'];
   note?: string;
 }
@@ -38,11 +41,25 @@ export async function recordFeedback(deps: ServiceDeps, call: FeedbackCall): Pro
     throw new ToxScopeError('payload_too_large', `${call.items.length} feedback items in one request, more than the limit of ${MAX_FEEDBACK_ITEMS}`);
   if (!deps.predictions) throw new ToxScopeError('unavailable', 'feedback needs the database, and none is configured for this instance');
   const source = call.source ?? 'api';
-  const results = await deps.predictions.recordFeedback(call.items.map((i, n) => ({ predictionId: predictionIdOf(i, n), label: i.label === 1, source })));
+  const known = attributesOf(deps);
+  const items = call.items.map((i, n) => ({ predictionId: predictionIdOf(i, n), attribute: feedbackAttribute(known, i.attribute, `items[${n}].attribute`), label: i.label === 1, source }));
+  const results = await deps.predictions.recordFeedback(items);
   return results.map((r) => {
     const note = r.superseded ? 'a later label for this prediction was already stored and was kept' : NOTES[r.status];
-    return { id: r.predictionId, status: r.status, ...(note && { note }) };
+    return { id: r.predictionId, attribute: r.attribute, status: r.status, ...(note && { note }) };
   });
+}
+
+/** The attributes the serving bundle scores (feedback for others would label nothing the service predicts). */
+function attributesOf(deps: Pick<ServiceDeps, 'host'>): string[] {
+  return deps.host.current().classifier.attributeNames;
+}
+
+/** The attribute a label is for: absent = toxicity; one the bundle does not score is refused (naming those it does). */
+export function feedbackAttribute(known: readonly string[], attribute: string | undefined, field: string): string {
+  if (attribute === undefined) return TOXICITY;
+  if (!known.includes(attribute)) throw validationError(`${field}: unknown attribute '${attribute}': this bundle scores ${known.join(', ')}`, { field, value: attribute });
+  return attribute;
 }
 
 const MODERATION_ID = /^modr-[0-9a-f]{32}$/;
@@ -60,13 +77,16 @@ function predictionIdOf(item: { id: string; index?: number }, n: number): string
 
 export interface SuggestScoreCall {
   text: string;
-  /** the suggested probability of the attribute; >= 0.5 is a toxic label */
-  value: number;
+  /** attribute -> the suggested probability; >= 0.5 labels the attribute as present (toxic, an insult, ...) */
+  values: Readonly<Record<string, number>>;
   source?: string;
 }
 
 export interface SuggestScoreOutcome {
+  /** 'stored' when every label was new, 'updated' when one replaced an earlier label, or 'unmatched' */
   status: FeedbackResult['status'] | 'unmatched';
+  /** per attribute labeled: stored or updated */
+  attributes?: Record<string, FeedbackResult['status']>;
   predictionId?: string;
   /** predictions of this text in the window (more than one: the label went to the newest unlabeled one) */
   candidates: number;
@@ -80,12 +100,20 @@ export interface SuggestScoreOutcome {
  * 'unmatched', nothing stored.
  */
 export async function suggestScore(deps: ServiceDeps, call: SuggestScoreCall): Promise<SuggestScoreOutcome> {
+  const attributes = Object.keys(call.values);
+  if (attributes.length === 0) throw validationError('give a score for at least one attribute');
+  const known = attributesOf(deps);
+  for (const a of attributes) feedbackAttribute(known, a, 'attribute'); // refused before anything is looked up
   if (!deps.predictions || !deps.matchText) throw new ToxScopeError('unavailable', 'feedback needs the database, and none is configured for this instance');
   await deps.predictions.flush?.(); // a prediction made a moment ago may still be queued
   const sha = createHash('sha256').update(call.text, 'utf8').digest('hex');
   const since = new Date(Date.now() - deps.config.feedbackMatchHours * 3_600_000);
-  const match = await deps.matchText.predictionForText(sha, since);
+  // the match follows the first attribute given (toxicity when present): its newest unlabeled prediction
+  const lead = attributes.includes(TOXICITY) ? TOXICITY : attributes[0];
+  const match = await deps.matchText.predictionForText(sha, since, { attribute: lead });
   if (!match) return { status: 'unmatched', candidates: 0 };
-  const [result] = await deps.predictions.recordFeedback([{ predictionId: match.id, label: call.value >= 0.5, source: call.source ?? 'perspective' }]);
-  return { status: result.status, predictionId: match.id, candidates: match.candidates };
+  const source = call.source ?? 'perspective';
+  const results = await deps.predictions.recordFeedback(attributes.map((attribute) => ({ predictionId: match.id, attribute, label: call.values[attribute] >= 0.5, source })));
+  const status = results.some((r) => r.status === 'updated') ? 'updated' : results[0].status;
+  return { status, attributes: Object.fromEntries(results.map((r) => [r.attribute, r.status])), predictionId: match.id, candidates: match.candidates };
 }

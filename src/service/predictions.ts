@@ -1,7 +1,7 @@
 /** Prediction ids and rows for the database, shared by every entry point that classifies. */
 import { createHash, randomUUID } from 'node:crypto';
 import type { ClassifyOutput } from '../engine/classifier.js';
-import type { NewPrediction } from '../db/schema.js';
+import { DEFAULT_ATTRIBUTE, type NewPrediction, type StoredAttributeScore } from '../db/schema.js';
 import { ToxScopeError } from '../errors.js';
 import type { ServiceDeps } from './deps.js';
 
@@ -40,6 +40,7 @@ export function recordPredictions(deps: ServiceDeps, requestId: string, texts: r
     score: r.score,
     threshold: r.threshold,
     label: r.toxic,
+    attributes: otherAttributes(r.attributes),
     bundleVersion: out.version,
     textSha256: createHash('sha256').update(texts[i], 'utf8').digest('hex'),
     // PostgreSQL text cannot hold NUL: the stored copy has U+FFFD in its place (the hash is of the text as sent)
@@ -52,4 +53,11 @@ export function recordPredictions(deps: ServiceDeps, requestId: string, texts: r
     throw e;
   }
   return ids;
+}
+
+/** Every scored attribute but toxicity (its own columns), as stored in predictions.attributes; null when there is none. */
+function otherAttributes(scored: ClassifyOutput['results'][number]['attributes'] | undefined): Record<string, StoredAttributeScore> | null {
+  const out: Record<string, StoredAttributeScore> = {};
+  for (const [name, a] of Object.entries(scored ?? {})) if (name !== DEFAULT_ATTRIBUTE) out[name] = { score: a.score, threshold: a.threshold, label: a.toxic };
+  return Object.keys(out).length > 0 ? out : null;
 }

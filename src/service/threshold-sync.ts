@@ -44,23 +44,34 @@ export function withOverrides(bundleHead: Head, overrides: ThresholdOverrides): 
 }
 
 export interface ThresholdOverrideSource {
+  /** toxicity's overrides */
   thresholdOverrides(bundleVersion: string): Promise<ThresholdOverrides>;
+  /** every attribute's overrides (attribute -> its overrides); without it only toxicity's are synced */
+  attributeOverrides?(bundleVersion: string): Promise<Record<string, ThresholdOverrides>>;
 }
 
-/** What the sync needs of a classifier (Classifier satisfies it). */
+/** What the sync needs of a classifier (Classifier satisfies it). The attribute members: bundles with attributes. */
 export interface HeadHolder {
   /** the bundle's version: the key of its overrides */
   readonly version: string;
-  /** the head as the bundle shipped it */
+  /** the toxicity head as the bundle shipped it */
   readonly bundleHead: Head;
-  /** the head serving now */
+  /** the toxicity head serving now */
   readonly head: Head;
   setHead(head: Head): void;
+  /** toxicity and the bundle's other attributes */
+  readonly attributeNames?: readonly string[];
+  attributeHead?(name: string): Head | undefined;
+  bundleAttributeHead?(name: string): Head | undefined;
+  setAttributeHead?(name: string, head: Head): void;
 }
 
 export type SyncOutcome =
-  /** the head was swapped; `changed` names 'pooled' and the languages whose threshold moved */
-  | { status: 'changed'; version: string; overrides: ThresholdOverrides; changed: string[] }
+  /**
+   * the heads were swapped; `changed` names 'pooled' and the languages whose toxicity threshold moved, and
+   * '<attribute>:pooled', '<attribute>:<language>' for other attributes; `attributes`: other attributes' overrides
+   */
+  | { status: 'changed'; version: string; overrides: ThresholdOverrides; changed: string[]; attributes?: Record<string, ThresholdOverrides> }
   | { status: 'unchanged'; version: string }
   /** the database did not answer, or a stored override was invalid: the head was left as it was */
   | { status: 'failed'; version: string; error: unknown }
@@ -120,25 +131,59 @@ export class ThresholdSync {
   }
 }
 
-/** bundleHead + stored overrides -> the holder's head, unless it already holds those thresholds. */
+const TOXICITY = 'toxicity';
+
+/** The holder's attributes other than toxicity, with their serving and bundle heads. */
+function otherAttributes(holder: HeadHolder): { name: string; seen: Head; bundle: Head }[] {
+  const out: { name: string; seen: Head; bundle: Head }[] = [];
+  for (const name of holder.attributeNames ?? []) {
+    if (name === TOXICITY) continue;
+    const seen = holder.attributeHead?.(name), bundle = holder.bundleAttributeHead?.(name);
+    if (seen && bundle && holder.setAttributeHead) out.push({ name, seen, bundle });
+  }
+  return out;
+}
+
+/** bundle heads + stored overrides -> the holder's heads (toxicity's and every attribute's), unless it already holds those thresholds. */
 export async function applyOverrides(holder: HeadHolder, source: ThresholdOverrideSource): Promise<SyncOutcome> {
   const version = holder.version;
   const seen = holder.head;
+  const others = otherAttributes(holder);
   let overrides: ThresholdOverrides;
+  let byAttribute: Record<string, ThresholdOverrides>;
   let next: Head;
+  const nextOthers = new Map<string, Head>();
   try {
-    overrides = await source.thresholdOverrides(version);
+    if (source.attributeOverrides) {
+      byAttribute = await source.attributeOverrides(version);
+      overrides = byAttribute[TOXICITY] ?? {};
+    } else {
+      overrides = await source.thresholdOverrides(version);
+      byAttribute = { [TOXICITY]: overrides };
+    }
     next = withOverrides(holder.bundleHead, overrides); // validates every stored value
+    for (const a of others) nextOthers.set(a.name, withOverrides(a.bundle, byAttribute[a.name] ?? {}));
   } catch (error) {
     return { status: 'failed', version, error };
   }
   // compare-and-set: a PUT that landed while we read is newer than what we read
-  if (holder.head !== seen) return { status: 'raced', version };
+  if (holder.head !== seen || others.some((a) => holder.attributeHead!(a.name) !== a.seen)) return { status: 'raced', version };
   const changed = changedThresholds(seen.thresholds, next.thresholds);
   if (deploymentKey(seen) !== deploymentKey(next)) changed.push('prevalence');
+  const toxicityMoved = changed.length > 0;
+  const swaps: [string, Head][] = [];
+  for (const a of others) {
+    const n = nextOthers.get(a.name)!;
+    const moved = changedThresholds(a.seen.thresholds, n.thresholds);
+    if (deploymentKey(a.seen) !== deploymentKey(n)) moved.push('prevalence');
+    if (moved.length > 0) swaps.push([a.name, n]);
+    changed.push(...moved.map((m) => `${a.name}:${m}`));
+  }
   if (changed.length === 0) return { status: 'unchanged', version };
-  holder.setHead(next);
-  return { status: 'changed', version, overrides, changed };
+  if (toxicityMoved) holder.setHead(next);
+  for (const [name, head] of swaps) holder.setAttributeHead!(name, head);
+  const attributes = Object.fromEntries(Object.entries(byAttribute).filter(([a]) => a !== TOXICITY));
+  return { status: 'changed', version, overrides, changed, ...(Object.keys(attributes).length > 0 && { attributes }) };
 }
 
 /** A head's deployment prevalences, canonically ordered (for change detection). */

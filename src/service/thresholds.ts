@@ -7,7 +7,9 @@
  * are replayed onto the same bundle version after a restart or reload, and by the other replicas
  * (src/service/threshold-sync.ts).
  */
-import { ToxScopeError } from '../errors.js';
+import { ToxScopeError, validationError } from '../errors.js';
+import type { Head } from '../head/head.js';
+import { TOXICITY } from '../head/attributes.js';
 import type { NewThresholdChangeInput } from '../db/repository.js';
 import type { ClassifierHost } from './classifier-host.js';
 import type { ServiceDeps } from './deps.js';
@@ -15,6 +17,10 @@ import { thresholdSources } from './threshold-sync.js';
 
 export interface ThresholdsView {
   bundle_version: string;
+  /** the attribute whose thresholds these are (toxicity unless asked) */
+  attribute: string;
+  /** every attribute the bundle scores (each has its own thresholds) */
+  attributes: string[];
   pooled: number;
   per_language: Record<string, number>;
   /** per threshold: the bundle's, an operator's override, or removed (falls back to pooled) */
@@ -31,14 +37,29 @@ export interface ThresholdChangeCall {
   changes: Record<string, number | null | 'bundle'>;
   actor: string;
   reason?: string;
+  /** the attribute whose head changes (default toxicity) */
+  attribute?: string;
 }
 
-export function thresholdsView(host: ClassifierHost): ThresholdsView {
+/** The serving and the bundle's head of one attribute; an attribute the bundle does not score is a validation error. */
+export function attributeHeads(host: ClassifierHost, attribute: string = TOXICITY): { serving: Head; bundle: Head } {
+  const { classifier } = host.current();
+  const serving = classifier.attributeHead(attribute);
+  const bundle = classifier.bundleAttributeHead(attribute);
+  if (!serving || !bundle)
+    throw validationError(`attribute: unknown attribute '${attribute}': this bundle scores ${classifier.attributeNames.join(', ')}`, { field: 'attribute', value: attribute });
+  return { serving, bundle };
+}
+
+export function thresholdsView(host: ClassifierHost, attribute: string = TOXICITY): ThresholdsView {
   const { classifier, info } = host.current();
-  const t = classifier.head.thresholds;
-  const b = classifier.bundleHead.thresholds;
+  const heads = attributeHeads(host, attribute);
+  const t = heads.serving.thresholds;
+  const b = heads.bundle.thresholds;
   return {
     bundle_version: info.version,
+    attribute,
+    attributes: classifier.attributeNames,
     pooled: t.pooled,
     per_language: { ...t.perLanguage },
     sources: thresholdSources(b, t),
@@ -60,10 +81,12 @@ export async function changeThresholds(deps: Pick<ServiceDeps, 'host' | 'audit' 
   const { host, audit } = deps;
   if (!audit) throw new ToxScopeError('unavailable', 'threshold changes must be recorded in the audit log, and no database is configured');
   const { actor } = call;
+  const attribute = call.attribute ?? TOXICITY;
+  attributeHeads(host, attribute); // an unknown attribute is refused before anything is queued
   const run = (locks.get(host) ?? Promise.resolve()).then(async () => {
     const { classifier, info } = host.current();
-    const before = classifier.head;
-    const trained = classifier.bundleHead.thresholds;
+    const { serving: before, bundle } = attributeHeads(host, attribute);
+    const trained = bundle.thresholds;
     const reverted = new Set(Object.keys(call.changes).filter((k) => call.changes[k] === 'bundle'));
     const changes: Record<string, number | null> = {};
     for (const [language, value] of Object.entries(call.changes)) {
@@ -78,7 +101,7 @@ export async function changeThresholds(deps: Pick<ServiceDeps, 'host' | 'audit' 
       const now = language === 'pooled' ? after.thresholds.pooled : (after.thresholds.perLanguage[language] ?? after.thresholds.pooled);
       if (value === null && old === null) continue;
       const reason = call.reason ?? (reverted.has(language) ? "reverted to the bundle's threshold" : value === null ? 'removed: falls back to pooled' : null);
-      records.push({ actor, language, oldThreshold: old, newThreshold: now, reason, at, bundleVersion: info.version, removed: value === null });
+      records.push({ actor, attribute, language, oldThreshold: old, newThreshold: now, reason, at, bundleVersion: info.version, removed: value === null });
     }
     try {
       await audit.recordThresholdChanges(records);
@@ -86,11 +109,11 @@ export async function changeThresholds(deps: Pick<ServiceDeps, 'host' | 'audit' 
       throw new ToxScopeError('unavailable', 'the audit log (database) did not answer: the thresholds were not changed', {}, { cause: e });
     }
     // a threshold sync may have swapped the head while we wrote: apply the changes on top of what serves now
-    const latest = classifier.head;
-    classifier.setHead(latest === before ? after : latest.withThresholds(changes));
-    deps.log?.info('thresholds changed', { actor, changes });
+    const latest = classifier.attributeHead(attribute)!;
+    classifier.setAttributeHead(attribute, latest === before ? after : latest.withThresholds(changes));
+    deps.log?.info('thresholds changed', { actor, attribute, changes });
   });
   locks.set(host, run.catch(() => undefined));
   await run;
-  return thresholdsView(host);
+  return thresholdsView(host, attribute);
 }

@@ -1,5 +1,6 @@
 /**
- * The admin page's HTML: an overview of every language, then for one language its score histogram,
+ * The admin page's HTML, for one attribute (a selector picks it; toxicity by default): an overview of every
+ * language, then for one language its score histogram,
  * precision/recall/F1 against the threshold (from labeled feedback), F1 over time (stored drift windows),
  * and the threshold control with its preview. Pure: takes the numbers, returns a string.
  */
@@ -41,6 +42,10 @@ export interface AuditRow {
 export const DEFAULT_MIN_VOLUME = 20;
 
 export interface PageData {
+  /** the attribute shown (toxicity, insult, ...): statistics, drift and thresholds are that attribute's */
+  attribute: string;
+  /** every attribute of the loaded bundle (the selector's options; toxicity first) */
+  attributes: string[];
   /** '7d', as typed */
   window: string;
   windowStart: Date;
@@ -80,8 +85,22 @@ export function languagesOf(d: Pick<PageData, 'labeled' | 'bins' | 'history' | '
   return [...all].sort((a, b) => (labeled.get(b) ?? 0) - (labeled.get(a) ?? 0) || a.localeCompare(b));
 }
 
+/** `&attribute=...` for every attribute but toxicity (links of the toxicity page read as before attributes). */
+const attributeParam = (d: Pick<PageData, 'attribute'>) => (d.attribute === 'toxicity' ? '' : `&attribute=${encodeURIComponent(d.attribute)}`);
+const attributeField = (d: Pick<PageData, 'attribute'>) => `<input type="hidden" name="attribute" value="${esc(d.attribute)}">`;
+
 function link(d: PageData, language: string): string {
-  return `${UI_BASE}?lang=${encodeURIComponent(language)}&window=${encodeURIComponent(d.window)}`;
+  return `${UI_BASE}?lang=${encodeURIComponent(language)}&window=${encodeURIComponent(d.window)}${attributeParam(d)}`;
+}
+
+/** The attribute selector: a plain GET form (no script), so it works on every browser and at phone width. */
+function attributeSelector(d: PageData): string {
+  const options = d.attributes.map((a) => `<option value="${esc(a)}"${a === d.attribute ? ' selected' : ''}>${esc(a)}</option>`).join('');
+  return `<section class="attribute-select"><form class="inline" method="get" action="${UI_BASE}">
+<label>attribute<select name="attribute">${options}</select></label>
+<input type="hidden" name="window" value="${esc(d.window)}">${d.selected ? `<input type="hidden" name="lang" value="${esc(d.selected)}">` : ''}
+<button type="submit" class="show-attribute">Show</button></form>
+<p class="muted">Drift, statistics and thresholds below are those of <strong class="current-attribute">${esc(d.attribute)}</strong>: every attribute has its own head, thresholds, feedback and drift windows.</p></section>`;
 }
 
 /** The latest stored drift window of a language when it alarms (|drift| > tolerance with enough labels), else null. */
@@ -119,10 +138,10 @@ function overview(d: PageData, all: string[]): string {
     rows.push(`<tr data-language="other" class="other"><td><details><summary>other (${folded.length})</summary>${folded.map((l) => `<a href="${esc(link(d, l))}">${esc(l)}</a>`).join(' ')}</details></td>
 <td>${predictions}</td><td>${labeled}</td><td colspan="6" class="muted">languages with fewer than ${d.minVolume} predictions each</td></tr>`);
   }
-  return `<section><h2>Languages, last ${esc(d.window)}</h2>
+  return `<section><h2>${esc(d.attribute)}: languages, last ${esc(d.window)}</h2>
 <div class="scroll"><table class="overview"><thead><tr><th>language</th><th>predictions</th><th>labeled</th><th>threshold</th><th>precision</th><th>recall</th><th>F1</th><th>latest drift</th><th>alarm</th></tr></thead>
 <tbody>${rows.join('\n') || '<tr><td colspan="9" class="muted">no predictions in this window</td></tr>'}</tbody></table></div>
-<p class="muted">Precision, recall and F1: the stored scores of labeled predictions re-evaluated at the current threshold. Drift: F1 of the latest stored window minus the calibration baseline; alarm: |drift| above ${d.drift.tolerance} with at least ${d.drift.minLabeled} labeled predictions in the window (as <code>toxscope_drift_alarm</code>).</p>
+<p class="muted">Precision, recall and F1: the stored ${esc(d.attribute)} scores of predictions labeled for ${esc(d.attribute)} re-evaluated at the current threshold. Drift: F1 of the latest stored window minus the calibration baseline; alarm: |drift| above ${d.drift.tolerance} with at least ${d.drift.minLabeled} labeled predictions in the window (as <code>toxscope_drift_alarm{attribute="${esc(d.attribute)}"}</code>).</p>
 </section>`;
 }
 
@@ -228,29 +247,29 @@ function revertForm(d: PageData, language: string, current: { value: number }): 
   const differs = trained !== current.value || Object.hasOwn(d.thresholds.perLanguage, language) !== Object.hasOwn(d.thresholds.bundlePerLanguage, language);
   if (!differs) return `<p class="muted">This is the bundle's trained threshold.</p>`;
   return `<form class="inline revert" method="post" action="${UI_BASE}/thresholds">
-<input type="hidden" name="language" value="${esc(language)}"><input type="hidden" name="revert" value="1"><input type="hidden" name="window" value="${esc(d.window)}">
+<input type="hidden" name="language" value="${esc(language)}"><input type="hidden" name="revert" value="1"><input type="hidden" name="window" value="${esc(d.window)}">${attributeField(d)}
 <label>reason (audit log)<input type="text" name="reason" maxlength="500" size="30"></label>
-<button type="submit" class="revert">Revert ${esc(language)} to the bundle's threshold (${num(trained)})</button></form>
+<button type="submit" class="revert">Revert ${esc(d.attribute)} ${esc(language)} to the bundle's threshold (${num(trained)})</button></form>
 <p class="muted">Revert restores the bundle's trained value${Object.hasOwn(d.thresholds.bundlePerLanguage, language) ? '' : " (the bundle has none for this language: it falls back to pooled)"}; it is not the same as removing the language's own threshold.</p>`;
 }
 
 function control(d: PageData, language: string, labeled: readonly LabeledScore[], current: { value: number; own: boolean }): string {
   const previewForm = `<form class="inline" method="get" action="${UI_BASE}">
-<input type="hidden" name="lang" value="${esc(language)}"><input type="hidden" name="window" value="${esc(d.window)}">
-<label>threshold for ${esc(language)}<input type="number" name="preview" min="0" max="1" step="0.001" required value="${esc(d.preview ?? current.value)}"></label>
+<input type="hidden" name="lang" value="${esc(language)}"><input type="hidden" name="window" value="${esc(d.window)}">${attributeField(d)}
+<label>${esc(d.attribute)} threshold for ${esc(language)}<input type="number" name="preview" min="0" max="1" step="0.001" required value="${esc(d.preview ?? current.value)}"></label>
 <button type="submit" name="intent" value="preview">Preview</button></form>`;
   if (d.preview === null) {
-    return `<section class="control"><h2>Threshold for ${esc(language)}: ${num(current.value)}${current.own ? '' : ' (pooled)'}</h2>${previewForm}${revertForm(d, language, current)}</section>`;
+    return `<section class="control" data-attribute="${esc(d.attribute)}"><h2>${esc(d.attribute)} threshold for ${esc(language)}: ${num(current.value)}${current.own ? '' : ' (pooled)'}</h2>${previewForm}${revertForm(d, language, current)}</section>`;
   }
   const p = previewThreshold(labeled, current.value, d.preview);
-  return `<section class="control"><h2>Threshold for ${esc(language)}: ${num(current.value)}${current.own ? '' : ' (pooled)'}</h2>${previewForm}${revertForm(d, language, current)}
+  return `<section class="control" data-attribute="${esc(d.attribute)}"><h2>${esc(d.attribute)} threshold for ${esc(language)}: ${num(current.value)}${current.own ? '' : ' (pooled)'}</h2>${previewForm}${revertForm(d, language, current)}
 <h2>Preview: ${num(current.value)} → ${num(d.preview)} on ${labeled.length} labeled predictions of the last ${esc(d.window)}</h2>
 ${previewTable(p)}
 <form class="inline" method="post" action="${UI_BASE}/thresholds">
 <input type="hidden" name="language" value="${esc(language)}"><input type="hidden" name="threshold" value="${esc(d.preview)}">
-<input type="hidden" name="window" value="${esc(d.window)}">
+<input type="hidden" name="window" value="${esc(d.window)}">${attributeField(d)}
 <label>reason (audit log)<input type="text" name="reason" maxlength="500" size="40"></label>
-<button type="submit" class="apply">Apply ${num(d.preview)} to ${esc(language)}</button></form>
+<button type="submit" class="apply">Apply ${num(d.preview)} to ${esc(d.attribute)} ${esc(language)}</button></form>
 <p class="muted">Applying goes through PUT /admin/thresholds: recorded in the audit log first, then used by the next request.</p></section>`;
 }
 
@@ -280,12 +299,13 @@ export function renderDashboard(d: PageData): string {
   if (d.notice) parts.push(`<div class="notice ${d.notice.kind}" role="status">${esc(d.notice.text)}</div>`);
   const alarms = languages.map((l) => [l, alarmOf(d, l)] as const).filter((x): x is readonly [string, F1Window] => x[1] !== null);
   if (alarms.length > 0)
-    parts.push(`<div class="notice error alarms" role="alert" data-alarms="${esc(alarms.map(([l]) => l).join(','))}"><strong>Drift alarm</strong>: ${alarms
+    parts.push(`<div class="notice error alarms" role="alert" data-alarms="${esc(alarms.map(([l]) => l).join(','))}"><strong>Drift alarm (${esc(d.attribute)})</strong>: ${alarms
       .map(([l, w]) => `<a href="${esc(link(d, l))}">${esc(l)}</a> (F1 ${num(w.f1)}, drift ${signed(w.drift)} over ${w.n} labeled)`)
       .join('; ')}</div>`);
   if (!d.thresholds) parts.push('<div class="notice info">No bundle is loaded yet (see /readyz): thresholds cannot be shown or changed.</div>');
   if (d.thresholds?.syntheticNotice) parts.push(`<div class="notice info" role="note">${esc(d.thresholds.syntheticNotice)}</div>`);
   if (d.labeled === null) parts.push('<div class="notice info">No database is configured: feedback statistics and drift history are unavailable.</div>');
+  if (d.attributes.length > 0) parts.push(attributeSelector(d));
   parts.push(overview(d, languages));
   const language = d.selected;
   if (language !== null) {
@@ -295,7 +315,7 @@ export function renderDashboard(d: PageData): string {
     if (current) marks.push({ x: current.value, label: `threshold ${num(current.value)}`, className: 'current' });
     if (d.preview !== null) marks.push({ x: d.preview, label: `preview ${num(d.preview)}`, className: 'preview' });
     const domain = zoomDomain(d.bins.filter((b) => b.language === language), marks);
-    parts.push(`<section class="language" data-language="${esc(language)}"><h2>${esc(language)}: last ${esc(d.window)}</h2>
+    parts.push(`<section class="language" data-language="${esc(language)}" data-attribute="${esc(d.attribute)}"><h2>${esc(d.attribute)}, ${esc(language)}: last ${esc(d.window)}</h2>
 <p class="key muted"><span style="background:#d9534f"></span>labeled toxic<span style="background:#5b8def"></span>labeled clean<span style="background:#c3c8d1"></span>unlabeled
 &nbsp; scores from ${domain[0]} to ${domain[1]} (bars of ${barWidth(domain)})</p>
 <div class="charts">${histogram(d, language, marks, domain)}
@@ -305,7 +325,7 @@ ${driftChart(d, language)}</div></section>`);
   }
   parts.push(reloadSection(d));
   parts.push(auditSection(d));
-  const windowForm = `<form method="get" action="${UI_BASE}">${language ? `<input type="hidden" name="lang" value="${esc(language)}">` : ''}
+  const windowForm = `<form method="get" action="${UI_BASE}">${language ? `<input type="hidden" name="lang" value="${esc(language)}">` : ''}${d.attribute === 'toxicity' ? '' : attributeField(d)}
 <label style="flex-direction:row;gap:6px;align-items:center;color:#fff">window <input name="window" value="${esc(d.window)}" size="5"></label></form>`;
   const logout = `<form method="post" action="${UI_BASE}/logout"><button type="submit">Log out</button></form>`;
   const version = d.thresholds ? `<span>bundle ${esc(d.thresholds.bundleVersion)}</span>` : '';

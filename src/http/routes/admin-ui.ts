@@ -5,7 +5,8 @@
  * kept in an HttpOnly, SameSite=Strict cookie scoped to this path; it is compared in constant time like the
  * header (which is accepted too). POSTs also refuse a foreign Origin.
  *
- * Applying a threshold does not touch the head here: it is forwarded as PUT /admin/thresholds through the
+ * One attribute at a time (`?attribute=`, default toxicity; a selector on the page): its statistics, drift windows and
+ * thresholds. Applying a threshold does not touch the head here: it is forwarded as PUT /admin/thresholds through the
  * app itself (`forward`), so the audit log, validation and serialisation are those of the API.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -15,6 +16,7 @@ import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { parseWindow } from '../../drift/f1.js';
 import { ToxScopeError } from '../../errors.js';
 import { normalizeLanguageHint } from '../../engine/language.js';
+import { TOXICITY } from '../../head/attributes.js';
 import type { ServiceDeps } from '../../service/deps.js';
 import { validForm } from '../validate.js';
 import { DEFAULT_MIN_VOLUME, HISTOGRAM_BINS, languagesOf, renderDashboard, renderLogin, UI_BASE, type AuditRow, type PageData } from '../admin-ui/view.js';
@@ -23,7 +25,7 @@ export const ADMIN_COOKIE = 'toxscope_admin';
 
 /** The page's forms (urlencoded or multipart; a malformed body is a 400 before these run). Fields it does not know are ignored. */
 const LoginForm = z.object({ token: z.string().optional() }).loose();
-const ThresholdForm = z.object({ language: z.string().optional(), threshold: z.string().optional(), revert: z.string().optional(), reason: z.string().optional(), window: z.string().optional() }).loose();
+const ThresholdForm = z.object({ language: z.string().optional(), threshold: z.string().optional(), revert: z.string().optional(), reason: z.string().optional(), window: z.string().optional(), attribute: z.string().optional() }).loose();
 const ReloadForm = z.object({ path: z.string().optional(), reason: z.string().optional(), window: z.string().optional() }).loose();
 const COOKIE_MAX_AGE_S = 8 * 3600;
 const DEFAULT_WINDOW = '7d';
@@ -74,7 +76,7 @@ export function adminUiRoutes(deps: ServiceDeps, forward: Forward): Hono {
   });
 
   /** The page; `given` replaces the query (the answer to a failed POST). */
-  const dashboard = async (c: Context, given?: { lang: string; window: string; error: string; status: 422 | 503 }) => {
+  const dashboard = async (c: Context, given?: { lang: string; window: string; error: string; status: 422 | 503; attribute?: string }) => {
     if (!tokenOf(c)) return c.redirect(`${UI_BASE}/login`, 303);
     const q = (name: string): string | undefined => (given ? (given as Record<string, string | number>)[name]?.toString() : c.req.query(name));
     let notice: PageData['notice'] = given ? { kind: 'error', text: given.error } : undefined;
@@ -98,33 +100,43 @@ export function adminUiRoutes(deps: ServiceDeps, forward: Forward): Hono {
     const end = new Date();
     const start = new Date(end.getTime() - windowMs);
     const loaded = deps.host.peek();
-    const thresholds = loaded
-      ? {
-          bundleVersion: loaded.info.version,
-          ...(loaded.info.syntheticBackbone && { syntheticNotice: loaded.info.notice ?? 'Synthetic backbone: scores measure the pipeline, not Qwen3 features.' }),
-          pooled: loaded.classifier.head.thresholds.pooled,
-          perLanguage: { ...loaded.classifier.head.thresholds.perLanguage },
-          bundlePooled: loaded.classifier.bundleHead.thresholds.pooled,
-          bundlePerLanguage: { ...loaded.classifier.bundleHead.thresholds.perLanguage },
-        }
-      : null;
+    // the attribute shown: one the bundle scores (an unknown one says so and shows toxicity)
+    const attributes = loaded?.classifier.attributeNames ?? [TOXICITY];
+    let attribute = q('attribute') || TOXICITY;
+    if (!attributes.includes(attribute)) {
+      notice = { kind: 'error', text: `'${attribute.slice(0, 80)}' is not an attribute of this bundle (it scores ${attributes.join(', ')}): showing ${TOXICITY}` };
+      attribute = TOXICITY;
+    }
+    const serving = loaded?.classifier.attributeHead(attribute);
+    const shipped = loaded?.classifier.bundleAttributeHead(attribute);
+    const thresholds =
+      loaded && serving && shipped
+        ? {
+            bundleVersion: loaded.info.version,
+            ...(loaded.info.syntheticBackbone && { syntheticNotice: loaded.info.notice ?? 'Synthetic backbone: scores measure the pipeline, not Qwen3 features.' }),
+            pooled: serving.thresholds.pooled,
+            perLanguage: { ...serving.thresholds.perLanguage },
+            bundlePooled: shipped.thresholds.pooled,
+            bundlePerLanguage: { ...shipped.thresholds.perLanguage },
+          }
+        : null;
     const minText = q('min');
     const minVolume = minText !== undefined && /^\d{1,7}$/.test(minText) ? Number(minText) : DEFAULT_MIN_VOLUME;
     const review = deps.review;
     const [labeled, bins, history] = review
-      ? await Promise.all([review.labeledScores(start, end), review.scoreBins(start, end, HISTOGRAM_BINS), review.f1WindowHistory(start)]).catch((e) => {
+      ? await Promise.all([review.labeledScores(start, end, { attribute }), review.scoreBins(start, end, HISTOGRAM_BINS, { attribute }), review.f1WindowHistory(start, { attribute })]).catch((e) => {
           throw new ToxScopeError('unavailable', 'the admin page needs the database, which did not answer', {}, { cause: e });
         })
       : [null, [], []];
     const audit = await auditRows(deps).catch(() => null);
-    const data: PageData = { window, windowStart: start, windowEnd: end, thresholds, labeled, bins, history, selected: null, preview, notice, drift: { tolerance: deps.config.drift.tolerance, minLabeled: deps.config.drift.minLabeled }, minVolume, audit };
+    const data: PageData = { attribute, attributes: loaded ? attributes : [], window, windowStart: start, windowEnd: end, thresholds, labeled, bins, history, selected: null, preview, notice, drift: { tolerance: deps.config.drift.tolerance, minLabeled: deps.config.drift.minLabeled }, minVolume, audit };
     const requested = q('lang');
     data.selected = requested ? safeLanguage(requested) : (languagesOf(data)[0] ?? null);
     if (data.selected === null && requested) data.notice = { kind: 'error', text: `'${requested}' is not a language code` };
     if (data.selected !== null && thresholds && q('applied') !== undefined && !notice) {
       const now = thresholds.perLanguage[data.selected] ?? thresholds.pooled;
       const how = q('applied') === 'revert' ? "reverted to the bundle's threshold: " : '';
-      data.notice = { kind: 'ok', text: `The threshold for ${data.selected} is now ${how}${now} (recorded in the audit log).` };
+      data.notice = { kind: 'ok', text: `The ${attribute === TOXICITY ? '' : `${attribute} `}threshold for ${data.selected} is now ${how}${now} (recorded in the audit log).` };
     }
     if (q('reloaded') !== undefined && !notice) data.notice = { kind: 'ok', text: `Reloaded: bundle ${q('reloaded')} is serving (recorded in the audit log).` };
     return html(c, renderDashboard(data), given?.status ?? 200);
@@ -135,12 +147,13 @@ export function adminUiRoutes(deps: ServiceDeps, forward: Forward): Hono {
     const token = tokenOf(c);
     if (!token) return c.redirect(`${UI_BASE}/login`, 303);
     const form = c.req.valid('form');
-    const field = (name: 'language' | 'threshold' | 'revert' | 'reason' | 'window') => form[name]?.trim() ?? '';
+    const field = (name: 'language' | 'threshold' | 'revert' | 'reason' | 'window' | 'attribute') => form[name]?.trim() ?? '';
     const language = normalizeLanguageHint(field('language'), 'language');
+    const attribute = field('attribute') || TOXICITY;
     const revert = field('revert') === '1';
     const threshold = Number(field('threshold'));
     if (!revert && (field('threshold') === '' || !Number.isFinite(threshold))) throw new ToxScopeError('validation', `threshold must be a number, got '${field('threshold')}'`);
-    const body = { thresholds: { [language]: revert ? 'bundle' : threshold }, actor: 'admin-ui', ...(field('reason') && { reason: field('reason') }) };
+    const body = { thresholds: { [language]: revert ? 'bundle' : threshold }, attribute, actor: 'admin-ui', ...(field('reason') && { reason: field('reason') }) };
     const answer = await forward(
       new Request(new URL('/admin/thresholds', c.req.url), {
         method: 'PUT',
@@ -149,10 +162,11 @@ export function adminUiRoutes(deps: ServiceDeps, forward: Forward): Hono {
       }),
     );
     const window = field('window') || DEFAULT_WINDOW;
-    if (answer.ok) return c.redirect(`${UI_BASE}?${new URLSearchParams({ lang: language, window, applied: revert ? 'revert' : '1' })}`, 303);
+    const shown: Record<string, string> = attribute === TOXICITY ? {} : { attribute };
+    if (answer.ok) return c.redirect(`${UI_BASE}?${new URLSearchParams({ lang: language, window, ...shown, applied: revert ? 'revert' : '1' })}`, 303);
     const error = (await answer.json().catch(() => null)) as { error?: { message?: string } } | null;
     const text = `The threshold was not changed (${answer.status}): ${error?.error?.message ?? answer.statusText}`;
-    return dashboard(c, { lang: language, window, error: text, status: answer.status >= 500 ? 503 : 422 });
+    return dashboard(c, { lang: language, window, error: text, status: answer.status >= 500 ? 503 : 422, ...shown });
   });
   app.post('/reload', validForm(ReloadForm), async (c) => {
     const token = tokenOf(c);
@@ -185,7 +199,7 @@ async function auditRows(deps: ServiceDeps, limit = 20): Promise<AuditRow[] | nu
     ...changes.map((r) => ({
       at: r.createdAt,
       actor: r.actor,
-      what: `threshold ${r.language}: ${fmt(r.oldThreshold)} → ${r.removed ? `removed (pooled ${fmt(r.newThreshold)})` : fmt(r.newThreshold)}${r.bundleVersion ? ` (bundle ${r.bundleVersion})` : ''}`,
+      what: `${r.attribute === TOXICITY ? '' : `${r.attribute} `}threshold ${r.language}: ${fmt(r.oldThreshold)} → ${r.removed ? `removed (pooled ${fmt(r.newThreshold)})` : fmt(r.newThreshold)}${r.bundleVersion ? ` (bundle ${r.bundleVersion})` : ''}`,
       reason: r.reason,
     })),
     ...events.map((e) => ({

@@ -106,14 +106,24 @@ export function perspectiveRoutes(deps: ServiceDeps): Hono {
   /**
    * A moderator's score for a comment (Perspective's comments:suggestscore) as feedback for the prediction of
    * the same text (src/service/feedback.ts suggestScore: sha256 match within TOXSCOPE_FEEDBACK_MATCH_HOURS, the
-   * newest unlabeled prediction first). Answered in Perspective's shape; what happened is in X-Toxscope-Feedback
-   * (stored, updated, unmatched) and X-Toxscope-Prediction-Id, since Perspective's response has no place for it.
+   * newest unlabeled prediction first). Every attribute in attributeScores labels the bundle's attribute of that
+   * name; one the bundle does not score is a 400 (nothing stored). Answered in Perspective's shape; what happened is
+   * in X-Toxscope-Feedback (stored, updated, unmatched), X-Toxscope-Feedback-Attributes (per attribute) and
+   * X-Toxscope-Prediction-Id, since Perspective's response has no place for it.
    */
   app.post('/comments:suggestscore', speaks('perspective', perspectiveFields), jsonBody(), valid(SuggestCommentScoreRequest), async (c) => {
     const body = c.req.valid('json');
     if (body.comment.text.trim() === '') throw validationError('comment.text must be non-empty');
-    const outcome = await suggestScore(deps, { text: body.comment.text, value: body.attributeScores.TOXICITY.summaryScore.value });
+    // each attribute it scores labels the bundle's attribute of that name (TOXICITY -> toxicity, INSULT -> insult, ...)
+    const values: Record<string, number> = {};
+    for (const [name, s] of Object.entries(body.attributeScores)) values[attributeOfPerspective(name)] = s.summaryScore.value;
+    const supported = deps.host.current().classifier.attributeNames;
+    const unknown = Object.keys(values).filter((a) => !supported.includes(a));
+    if (unknown.length > 0)
+      throw validationError(`attributeScores: ${unknown.map(perspectiveName).join(', ')} ${unknown.length > 1 ? 'are' : 'is'} not supported by this service (supported: ${supported.map(perspectiveName).join(', ')})`);
+    const outcome = await suggestScore(deps, { text: body.comment.text, values });
     c.header('X-Toxscope-Feedback', outcome.status);
+    if (outcome.attributes) c.header('X-Toxscope-Feedback-Attributes', Object.entries(outcome.attributes).map(([a, s]) => `${perspectiveName(a)}=${s}`).join(', '));
     if (outcome.predictionId) c.header('X-Toxscope-Prediction-Id', outcome.predictionId);
     if (outcome.candidates > 1) c.header('X-Toxscope-Feedback-Candidates', String(outcome.candidates));
     const response: z.infer<typeof SuggestCommentScoreResponse> = {
