@@ -19,7 +19,8 @@ import { WriteQueue } from '../src/db/write-queue.js';
 import { createDriftMonitor, driftReport } from '../src/drift/monitor.js';
 import { publishDrift } from '../src/main.js';
 import { createMetrics } from '../src/metrics/metrics.js';
-import { ADMIN_TOKEN, buildTestApp, post, request, type TestApp } from './helpers/app.js';
+import { applyOverrides } from '../src/service/threshold-sync.js';
+import { ADMIN_TOKEN, buildTestApp, loadTinyBundle, post, request, type TestApp } from './helpers/app.js';
 import { openTestDb, type TestDb } from './helpers/db.js';
 
 const BASELINES = { toxicity: { en: 0.8, de: 0.7 }, insult: { de: 0.6 }, identity_attack: { en: 0.5, de: 0.5 } } as Record<string, Record<string, number>>;
@@ -137,6 +138,20 @@ describe('feedback per attribute: OpenAI moderation ids (real openai SDK)', () =
     // the moderation scored the attributes its categories map to: identity_attack is stored with the prediction
     await queue.flush();
     expect(Object.keys((await storedAttributes(`${r.id}:0`))!)).toContain('identity_attack');
+  });
+
+  it("takes an OpenAI category instead of an attribute: the bundle's mapping picks it; an unscored category is refused", async () => {
+    const r = await client.moderations.create({ input: 'Those people are all subhuman' });
+    const fb = await client.post<{ items: unknown[] }>('/feedback', { body: { items: [{ id: r.id, label: 1, category: 'hate' }, { id: r.id, label: 0, category: 'harassment' }] } });
+    expect(fb.items).toEqual([
+      { id: `${r.id}:0`, attribute: 'identity_attack', status: 'stored' }, // hate <- identity_attack
+      { id: `${r.id}:0`, attribute: 'toxicity', status: 'stored' }, // harassment <- toxicity
+    ]);
+    const unscored = await client.post('/feedback', { body: { items: [{ id: r.id, label: 1, category: 'violence' }] } }).catch((e: unknown) => e);
+    expect(unscored).toBeInstanceOf(OpenAI.UnprocessableEntityError);
+    expect((unscored as InstanceType<typeof OpenAI.APIError>).message).toMatch(/items\[0\]\.category: 'violence' is not scored by this bundle \(scored: harassment <- toxicity, hate <- identity_attack\)/);
+    const both = await client.post('/feedback', { body: { items: [{ id: r.id, label: 1, category: 'hate', attribute: 'insult' }] } }).catch((e: unknown) => e);
+    expect((both as InstanceType<typeof OpenAI.APIError>).message).toMatch(/items\[0\]: give attribute or category, not both/);
   });
 
   it('refuses an unknown attribute: the SDK raises the 422 with the message', async () => {
@@ -311,5 +326,28 @@ describe('prevalence per attribute', () => {
     expect((await (await admin('/admin/prevalence')).json()).deployment?.pooled ?? null).not.toBe(0.02);
     const audit = await (await admin('/admin/audit?attribute=identity_attack')).json();
     expect(audit.changes.some((c: any) => c.language === 'prevalence:pooled' && c.actor === 'carol' && c.new === 0.02)).toBe(true);
+  });
+});
+
+describe('replay per attribute after a restart (or on another replica)', () => {
+  it("a freshly loaded bundle of the same version gets every attribute's stored thresholds and prevalence", async () => {
+    const serving = t.host.current().classifier;
+    const fresh = await loadTinyBundle(join(t.dir, 'v1'), t.config);
+    try {
+      const c = fresh.classifier;
+      expect(c.version).toBe(serving.version);
+      // before the replay: the bundle's own (the earlier tests moved insult and identity_attack)
+      expect(c.attributeHead('identity_attack')!.thresholds).not.toEqual(serving.attributeHead('identity_attack')!.thresholds);
+      const outcome = await applyOverrides(c, repo);
+      expect(outcome.status).toBe('changed');
+      for (const name of serving.attributeNames) {
+        expect(c.attributeHead(name)!.thresholds, name).toEqual(serving.attributeHead(name)!.thresholds);
+        expect(c.attributeHead(name)!.prior?.deployment, name).toEqual(serving.attributeHead(name)!.prior?.deployment);
+      }
+      expect(c.attributeHead('identity_attack')!.prior?.deployment.pooled).toBe(0.02);
+      expect(await applyOverrides(c, repo)).toEqual({ status: 'unchanged', version: c.version });
+    } finally {
+      await fresh.classifier.close();
+    }
   });
 });

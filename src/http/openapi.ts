@@ -9,6 +9,9 @@ const err = (description: string) => ({ description, content: json(s.ErrorRespon
 const common = { 413: err('over a configured limit'), 422: err('invalid request'), 429: err('queue full: retry after Retry-After seconds'), 503: err('not ready or draining'), 504: err('request deadline passed') };
 const admin = { 401: err('missing or wrong bearer token'), 403: err('admin disabled: no token configured') };
 
+/** ?attribute= of the admin reads (default toxicity). */
+const attributeParam = { name: 'attribute', in: 'query', required: false, schema: { type: 'string' }, description: "one of the bundle's attributes (default toxicity)" };
+
 export function openApiDocument(version: string): Record<string, unknown> {
   return {
     openapi: '3.0.3',
@@ -28,14 +31,14 @@ export function openApiDocument(version: string): Record<string, unknown> {
       '/info': { get: { summary: 'Model, SAE, head, limits, execution provider', responses: { 200: { description: 'OK' } } } },
       '/metrics': { get: { summary: 'Prometheus metrics', responses: { 200: { description: 'text exposition format' } } } },
       '/admin/thresholds': {
-        get: { security: [{ admin: [] }], responses: { 200: ok(s.ThresholdsResponse), ...admin } },
+        get: { security: [{ admin: [] }], parameters: [attributeParam], responses: { 200: ok(s.ThresholdsResponse), ...admin, 422: err('unknown attribute') } },
         put: { security: [{ admin: [] }], requestBody: body(s.ThresholdsUpdate), responses: { 200: ok(s.ThresholdsResponse), ...admin, 422: err('invalid thresholds'), 503: err('audit log unavailable') } },
       },
       '/admin/reload': {
         post: { security: [{ admin: [] }], requestBody: { required: false, content: json(s.ReloadRequest, 'input') }, responses: { 200: { description: 'swapped' }, ...admin, 409: err('a reload is in progress'), 422: err('bundle refused; the old one keeps serving') } },
       },
-      '/admin/audit': { get: { security: [{ admin: [] }], responses: { 200: { description: 'threshold changes, newest first' }, ...admin } } },
-      '/admin/drift': { get: { security: [{ admin: [] }], responses: { 200: { description: 'per-language F1 and drift' }, ...admin } } },
+      '/admin/audit': { get: { security: [{ admin: [] }], parameters: [attributeParam], responses: { 200: { description: 'threshold changes (with their attribute) and reloads, newest first' }, ...admin } } },
+      '/admin/drift': { get: { security: [{ admin: [] }], parameters: [attributeParam], responses: { 200: { description: "one attribute's per-language F1 and drift" }, ...admin, 422: err('unknown attribute, language or window') } } },
     },
   };
 }

@@ -222,6 +222,7 @@ export const FeedbackRequest = z
             index: z.number().int().min(0).max(100_000).optional().describe('with a moderation id: which of its results (default 0)'),
             label: z.union([z.literal(0), z.literal(1)]).describe('1 = toxic (the attribute applies)'),
             attribute: AttributeName.optional().describe("which of the bundle's attributes the label is for (default toxicity)"),
+            category: z.string().min(1).max(64).optional().describe("instead of attribute: an OpenAI moderation category (hate, harassment, ...): the attribute the bundle maps it to"),
           })
           .strict(),
       )
@@ -237,6 +238,8 @@ export const FeedbackResponse = z.object({
 // ---------------------------------------------------------------- /admin
 export const ThresholdsResponse = z.object({
   bundle_version: z.string(),
+  attribute: z.string().describe('the attribute whose thresholds these are (?attribute=, default toxicity)'),
+  attributes: z.array(z.string()).describe('every attribute the bundle scores, each with its own thresholds'),
   pooled: z.number(),
   per_language: z.record(z.string(), z.number()),
   sources: z

@@ -3,7 +3,8 @@
  *
  *   ToxScope / queue   the prediction id of a result
  *   OpenAI             the moderation response's id (modr-...) and the result's index (default 0): its
- *                      predictions are stored as `<modr id>:<index>` (src/http/routes/moderations.ts)
+ *                      predictions are stored as `<modr id>:<index>` (src/http/routes/moderations.ts); a label may
+ *                      name an OpenAI category instead of an attribute (the bundle's mapping picks the attribute)
  *   Perspective        comments:suggestscore sends the text, not an id: suggestScore() finds the prediction
  *                      by the text's sha256 within TOXSCOPE_FEEDBACK_MATCH_HOURS (see predictionForText)
  */
@@ -18,7 +19,7 @@ export const MAX_FEEDBACK_ITEMS = 1000;
 
 export interface FeedbackCall {
   /** `attribute`: which of the bundle's attributes the label is for (default toxicity) */
-  items: readonly { id: string; index?: number; label: 0 | 1; attribute?: string }[];
+  items: readonly { id: string; index?: number; label: 0 | 1; attribute?: string; category?: string }[];
   /** who labeled (default 'api') */
   source?: string;
 }
@@ -42,7 +43,19 @@ export async function recordFeedback(deps: ServiceDeps, call: FeedbackCall): Pro
   if (!deps.predictions) throw new ToxScopeError('unavailable', 'feedback needs the database, and none is configured for this instance');
   const source = call.source ?? 'api';
   const known = attributesOf(deps);
-  const items = call.items.map((i, n) => ({ predictionId: predictionIdOf(i, n), attribute: feedbackAttribute(known, i.attribute, `items[${n}].attribute`), label: i.label === 1, source }));
+  const categories = deps.host.current().classifier.openaiCategories;
+  const attributeOfItem = (i: FeedbackCall['items'][number], n: number) => {
+    if (i.category === undefined) return feedbackAttribute(known, i.attribute, `items[${n}].attribute`);
+    if (i.attribute !== undefined) throw validationError(`items[${n}]: give attribute or category, not both`, { field: `items[${n}].category` });
+    const mapped = Object.hasOwn(categories, i.category) ? categories[i.category] : undefined;
+    if (mapped === undefined)
+      throw validationError(
+        `items[${n}].category: '${i.category}' is not scored by this bundle (scored: ${Object.entries(categories).map(([c, a]) => `${c} <- ${a}`).join(', ')})`,
+        { field: `items[${n}].category`, value: i.category },
+      );
+    return feedbackAttribute(known, mapped, `items[${n}].category`);
+  };
+  const items = call.items.map((i, n) => ({ predictionId: predictionIdOf(i, n), attribute: attributeOfItem(i, n), label: i.label === 1, source }));
   const results = await deps.predictions.recordFeedback(items);
   return results.map((r) => {
     const note = r.superseded ? 'a later label for this prediction was already stored and was kept' : NOTES[r.status];
