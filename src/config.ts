@@ -189,7 +189,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'TOXSCOPE_NATS_DURABLE', path: 'queue.durable', schema: natsName, default: 'toxscope', help: 'durable pull consumer shared by every replica' },
   { env: 'TOXSCOPE_NATS_RESULTS_SUBJECT', path: 'queue.resultsSubject', schema: natsSubject, default: 'toxscope.results', help: 'subject results are published to (one per request, with the prediction ids)' },
   { env: 'TOXSCOPE_NATS_DEAD_LETTER_SUBJECT', path: 'queue.deadLetterSubject', schema: natsSubject, default: 'toxscope.dead-letter', help: 'subject requests that cannot be classified go to, with the error' },
-  { env: 'TOXSCOPE_NATS_MAX_DELIVER', path: 'queue.maxDeliver', schema: int(1, 1000), default: '5', help: 'deliveries of one message before it is dead-lettered' },
+  { env: 'TOXSCOPE_NATS_MAX_DELIVER', path: 'queue.maxDeliver', schema: int(1, 1000), default: '5', help: "tries of one message before it is dead-lettered (the durable consumer's max_deliver is one more: that delivery dead-letters a message whose tries all died)" },
   { env: 'TOXSCOPE_NATS_ACK_WAIT_MS', path: 'queue.ackWaitMs', schema: int(1000), default: '30000', help: "how long a replica may hold a message unacknowledged before it is redelivered (a dead replica's messages come back after it)" },
   { env: 'TOXSCOPE_NATS_MAX_INFLIGHT', path: 'queue.maxInflight', schema: int(1, 100_000), default: '256', help: 'most messages one replica classifies at once (fewer are fetched when the batcher is full)' },
 ];

@@ -58,6 +58,8 @@ export interface RunningService {
 export interface StartOptions {
   /** also consume the NATS JetStream requests of config.queue (`toxscope consume`), once the bundle is ready */
   consume?: boolean;
+  /** how often the consumer re-reads its lag from the server besides each fetch (default 5000 ms) */
+  lagIntervalMs?: number;
 }
 
 export async function startService(config: Config, log: Logger = createLogger(config.logLevel), options: StartOptions = {}): Promise<RunningService> {
@@ -122,12 +124,19 @@ export async function startService(config: Config, log: Logger = createLogger(co
     logThresholdSync(log, await thresholds.apply(loaded.classifier), 'load');
     return loaded;
   };
+  let consumer: QueueConsumer | undefined;
+  const startedAt = new Date().toISOString();
   const deps: ServiceDeps = {
     config,
     metrics,
     host,
     predictions: queue,
     writes,
+    // `toxscope consume`: readiness includes the NATS connection and the durable consumer
+    ...(options.consume && {
+      queue: () =>
+        consumer?.status() ?? { ok: false, connection: 'connecting', consumer: 'unknown', since: startedAt, stream: config.queue.stream, durable: config.queue.durable },
+    }),
     audit: repo,
     review: repo,
     matchText: repo,
@@ -152,7 +161,6 @@ export async function startService(config: Config, log: Logger = createLogger(co
   log.info('listening; loading the bundle', { url });
 
   let stopping: Promise<void> | undefined;
-  let consumer: QueueConsumer | undefined;
   const ready = (async () => {
     const loaded = await loadBundle(undefined);
     if (stopping) {
@@ -163,12 +171,18 @@ export async function startService(config: Config, log: Logger = createLogger(co
     baselines = loaded.baselines;
     attributeBaselines = loaded.attributeBaselines;
     host.ready(loaded);
-    metrics.ready.set(1);
+    if (!options.consume) metrics.ready.set(1);
     monitor = restartMonitor(monitor, repo, baselines, attributeBaselines, config, metrics, log);
     thresholds.start();
     if (options.consume) {
       // the same core as HTTP: same bundle, thresholds, write queue, drift and metrics
-      consumer = new QueueConsumer(config.queue, queueCore(deps), { metrics, log });
+      consumer = new QueueConsumer(config.queue, queueCore(deps), {
+        metrics,
+        log,
+        lagIntervalMs: options.lagIntervalMs,
+        // toxscope_ready says what /readyz says: a replica that lost NATS or its consumer is not ready
+        onStatus: (s) => metrics.ready.set(!stopping && host.readiness === 'ready' && s.ok ? 1 : 0),
+      });
       await consumer.start();
     }
     log.info('ready', { bundle: loaded.info.name, version: loaded.info.version, provider: loaded.info.executionProvider, synthetic_backbone: loaded.info.syntheticBackbone });

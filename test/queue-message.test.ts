@@ -15,8 +15,8 @@ const refusal = (v: unknown) => {
 describe('queue requests', () => {
   it('accepts one text or a batch, with a caller id, language hints and attributes', () => {
     expect(parseQueueRequest(bytes({ text: 'hello' }))).toEqual({ callerId: null, texts: ['hello'], language: undefined, replyTo: null });
-    expect(parseQueueRequest(bytes({ texts: ['a', 'b'], id: 'post-1', language: ['en', null], attributes: ['TOXICITY'], reply_to: 'inbox.7' }))).toEqual({
-      callerId: 'post-1', texts: ['a', 'b'], language: ['en', null], replyTo: 'inbox.7',
+    expect(parseQueueRequest(bytes({ texts: ['a', 'b'], id: 'post-1', language: ['en', null], attributes: ['insult'], reply_to: 'inbox.7' }))).toEqual({
+      callerId: 'post-1', texts: ['a', 'b'], language: ['en', null], replyTo: 'inbox.7', attributes: ['insult'],
     });
   });
 
@@ -26,7 +26,8 @@ describe('queue requests', () => {
     expect(refusal({ text: 'a', texts: ['b'] })).toMatch(/exactly one of "text" and "texts"/);
     expect(refusal({})).toMatch(/exactly one of/);
     expect(refusal({ text: 'a', extra: 1 })).toMatch(/extra/);
-    expect(refusal({ text: 'a', attributes: ['INSULT'] })).toMatch(/INSULT not supported/);
+    expect(refusal({ text: 'a', attributes: [] })).toMatch(/attributes must name at least one attribute/);
+    expect(refusal({ text: 'a', attributes: [''] })).toMatch(/attributes\.0/);
     expect(refusal({ texts: ['a', 'b'], language: ['en'] })).toMatch(/1 codes for 2 texts/);
     expect(refusal({ text: 'a', id: 'has space' })).toMatch(/id/);
     expect(refusal({ text: 'a', reply_to: 'inbox.*' })).toMatch(/reply_to/);

@@ -26,8 +26,8 @@ export function openApiDocument(version: string): Record<string, unknown> {
         post: { summary: 'OpenAI moderation compatible (toxicity under harassment and hate)', requestBody: body(s.ModerationRequest), responses: { 200: ok(s.ModerationResponse), 400: err('invalid request'), ...common } },
       },
       '/v1/feedback': { post: { summary: 'Moderator labels for predictions', requestBody: body(s.FeedbackRequest), responses: { 202: ok(s.FeedbackResponse, 'accepted'), ...common } } },
-      '/healthz': { get: { summary: 'Process alive', responses: { 200: { description: 'alive' } } } },
-      '/readyz': { get: { summary: 'Bundle loaded and warmed up', responses: { 200: { description: 'ready' }, 503: err('starting or draining') } } },
+      '/healthz': { get: { summary: 'Process alive', responses: { 200: { description: 'alive (toxscope consume: with the queue connection state)' }, 503: err('the engine died, or (toxscope consume) the NATS connection closed for good') } } },
+      '/readyz': { get: { summary: 'Bundle loaded and warmed up (toxscope consume: and consuming)', responses: { 200: { description: 'ready' }, 503: err('starting or draining, or (toxscope consume) the NATS connection lost or the durable consumer missing') } } },
       '/info': { get: { summary: 'Model, SAE, head, limits, execution provider', responses: { 200: { description: 'OK' } } } },
       '/metrics': { get: { summary: 'Prometheus metrics', responses: { 200: { description: 'text exposition format' } } } },
       '/admin/thresholds': {

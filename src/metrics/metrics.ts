@@ -53,6 +53,10 @@ export interface Metrics {
   natsConsumerAckPending: Gauge;
   /** messages this replica holds (fetched, not yet acknowledged or dead-lettered) */
   natsInflight: Gauge;
+  /** 1 while the consumer's NATS connection is up (toxscope consume), else 0 */
+  natsConnected: Gauge;
+  /** 1 while the durable consumer exists on the server (toxscope consume), else 0 */
+  natsConsumerExists: Gauge;
   scores: Histogram<'language'>;
   /** every scored attribute (toxicity included): decisions and scores by attribute and language */
   attributePredictions: Counter<'attribute' | 'language' | 'label'>;
@@ -136,6 +140,8 @@ export function createMetrics({ processDefaults = true }: MetricsOptions = {}): 
     natsDeadLetters: new Counter({ name: `${p}nats_dead_letters_total`, help: 'queue messages published to the dead-letter subject by this replica', registers }),
     natsConsumerLag: new Gauge({ name: `${p}nats_consumer_lag`, help: 'messages of the stream not yet delivered to the durable consumer (shared by all replicas)', registers }),
     natsInflight: new Gauge({ name: `${p}nats_inflight`, help: 'queue messages this replica holds: fetched, not yet acknowledged or dead-lettered', registers }),
+    natsConnected: new Gauge({ name: `${p}nats_connected`, help: '1 while the NATS connection of `toxscope consume` is up, 0 while it is lost (reconnecting) or closed', registers }),
+    natsConsumerExists: new Gauge({ name: `${p}nats_consumer_exists`, help: '1 while the durable consumer of `toxscope consume` exists on the server, 0 when it was found missing (it is created again)', registers }),
     natsConsumerAckPending: new Gauge({ name: `${p}nats_consumer_ack_pending`, help: 'messages delivered to the durable consumer and not yet acknowledged (all replicas)', registers }),
     scores: new Histogram({ name: `${p}score`, help: 'calibrated toxicity probability by language', labelNames: ['language'], buckets: SCORE_BUCKETS, registers }),
     attributePredictions: new Counter({ name: `${p}attribute_predictions_total`, help: 'scored texts by attribute, language and decision', labelNames: ['attribute', 'language', 'label'], registers }),
@@ -145,7 +151,7 @@ export function createMetrics({ processDefaults = true }: MetricsOptions = {}): 
     feedback: new Gauge({ name: `${p}feedback_total`, help: 'labeled predictions (moderator feedback received), all time, by attribute and language', labelNames: ['attribute', 'language'], registers }),
     labeledInWindow: new Gauge({ name: `${p}labeled_in_window`, help: 'labeled predictions in the current drift window by attribute and language (the drift alarm needs at least the configured minimum)', labelNames: ['attribute', 'language'], registers }),
     driftAlarm: new Gauge({ name: `${p}drift_alarm`, help: '1 when |F1 - baseline| exceeds the tolerance with enough labeled predictions in the window, else 0; by attribute and language', labelNames: ['attribute', 'language'], registers }),
-    ready: new Gauge({ name: `${p}ready`, help: '1 when a bundle is loaded and warm and the service is not draining (what /readyz answers), else 0', registers }),
+    ready: new Gauge({ name: `${p}ready`, help: '1 when a bundle is loaded and warm and the service is not draining (what /readyz answers; for `toxscope consume` also: NATS connected and the durable consumer exists), else 0', registers }),
     render: () => registry.metrics(),
     contentType: registry.contentType,
   };

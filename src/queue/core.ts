@@ -15,8 +15,8 @@ import type { QueueCore } from './consumer.js';
 
 export function queueCore(deps: ServiceDeps): QueueCore {
   return {
-    async classify({ texts, language, requestId, predictionIds }) {
-      const { out, ids, info } = await classifyTexts(deps, { texts, language, requestId, predictionIds, requireStored: true });
+    async classify({ texts, language, attributes, requestId, predictionIds }) {
+      const { out, ids, info } = await classifyTexts(deps, { texts, language, attributes, requestId, predictionIds, requireStored: true });
       await written(deps, ids);
       return {
         version: out.version,
@@ -27,6 +27,9 @@ export function queueCore(deps: ServiceDeps): QueueCore {
           toxic: r.toxic,
           threshold: r.threshold,
           language: { code: r.language.code, source: r.language.source, thresholds: r.language.thresholds },
+          attributes: Object.fromEntries(
+            Object.entries(r.attributes).map(([name, a]) => [name, { score: a.score, toxic: a.toxic, threshold: a.threshold, thresholds: a.thresholds, span: { start: a.span[0], end: a.span[1] } }]),
+          ),
         })),
       };
     },

@@ -3,8 +3,10 @@
  * message that cannot be classified. Shapes only; the consumer (src/queue/consumer.ts) does the work.
  *
  *   request      {"text": "..."} or {"texts": ["...", ...]}, optional "id" (the caller's, an idempotency key),
- *                "language" (one code, or one per text with null = identify), "attributes", "reply_to"
- *   result       {"id", "stream", "stream_seq", "bundle_version", "results": [{"id" (prediction), "score", ...}]}
+ *                "language" (one code, or one per text with null = identify), "attributes" (as /v1/classify's:
+ *                toxicity always, absent = every attribute of the bundle), "reply_to"
+ *   result       {"id", "stream", "stream_seq", "bundle_version", "results": [{"id" (prediction), "score", ...,
+ *                "attributes": {name: {score, toxic, threshold, thresholds, span}}}]}
  *   dead letter  {"error": {"kind", "message"}, "stream", "stream_seq", "subject", "deliveries", "data"}
  *
  * Prediction ids are derived from the message, never random, so a redelivered message stores nothing twice:
@@ -26,8 +28,12 @@ export const QueueRequestSchema = z
     text: z.string().optional(),
     texts: z.array(z.string()).min(1, 'texts must hold at least one text').optional(),
     language: z.union([LanguageCode, z.array(LanguageCode.nullable())]).optional(),
-    /** attributes to score; this service scores TOXICITY (others are refused, as the HTTP APIs do) */
-    attributes: z.array(z.string()).min(1).optional(),
+    /**
+     * attributes to score, as /v1/classify's `attributes`: lower-case names (toxicity, insult, identity_attack,
+     * ...); toxicity is always scored; absent: every attribute of the bundle; one the bundle does not score is
+     * refused (dead-lettered) by the classifier, with the names it does score
+     */
+    attributes: z.array(z.string().min(1).max(64)).min(1, 'attributes must name at least one attribute').optional(),
     /** a core NATS subject the result is also published to (request/reply over the queue) */
     reply_to: z.string().min(1).max(256).regex(/^[^\s*>]+$/, 'a NATS subject without wildcards').optional(),
   })
@@ -36,13 +42,13 @@ export const QueueRequestSchema = z
 
 export type QueueRequest = z.infer<typeof QueueRequestSchema>;
 
-export const SUPPORTED_ATTRIBUTES = ['TOXICITY'] as const;
-
 export interface ParsedRequest {
   callerId: string | null;
   texts: string[];
   language?: string | (string | null)[];
   replyTo: string | null;
+  /** absent: every attribute of the bundle */
+  attributes?: string[];
 }
 
 /** Bytes of one message -> a request; a ToxScopeError('validation') saying what is wrong otherwise. */
@@ -59,12 +65,10 @@ export function parseQueueRequest(data: Uint8Array): ParsedRequest {
     throw validationError(`invalid request: ${why}`);
   }
   const m = r.data;
-  const unsupported = (m.attributes ?? []).filter((a) => !(SUPPORTED_ATTRIBUTES as readonly string[]).includes(a));
-  if (unsupported.length > 0) throw validationError(`attributes: ${unsupported.join(', ')} not supported (supported: ${SUPPORTED_ATTRIBUTES.join(', ')})`);
   const texts = m.texts ?? [m.text!];
   if (Array.isArray(m.language) && m.language.length !== texts.length)
     throw validationError(`language: ${m.language.length} codes for ${texts.length} texts (give one code, or one per text)`);
-  return { callerId: m.id ?? null, texts, language: m.language, replyTo: m.reply_to ?? null };
+  return { callerId: m.id ?? null, texts, language: m.language, replyTo: m.reply_to ?? null, ...(m.attributes && { attributes: m.attributes }) };
 }
 
 /** Where a message sits in its stream: what its prediction ids are derived from when the caller gave none. */
@@ -90,6 +94,8 @@ export interface QueueResult {
     toxic: boolean;
     threshold: number;
     language: { code: string; source: string; thresholds: string };
+    /** every scored attribute, toxicity included (the shape of /v1/classify's `attributes`) */
+    attributes: Record<string, { score: number; toxic: boolean; threshold: number; thresholds: string; span: { start: number; end: number } }>;
   }[];
 }
 

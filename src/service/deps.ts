@@ -34,6 +34,21 @@ export interface WritesStatus {
   refusing: boolean;
 }
 
+/** Whether a queue consumer (`toxscope consume`) can consume, for readiness. */
+export interface QueueStatus {
+  /** connected and the durable consumer exists (and not stopping) */
+  ok: boolean;
+  connection: 'connecting' | 'connected' | 'reconnecting' | 'closed';
+  /** present: the durable consumer exists on the server; missing: found deleted (being created again) */
+  consumer: 'unknown' | 'present' | 'missing';
+  /** when connection or consumer last changed (ISO 8601) */
+  since: string;
+  stream: string;
+  durable: string;
+  /** the last problem, while not ok */
+  error?: string;
+}
+
 /** The audit log of threshold changes (src/db/repository.ts). */
 export type AuditLog = Pick<Repository, 'recordThresholdChange' | 'recordThresholdChanges' | 'listThresholdChanges'> &
   Partial<Pick<Repository, 'recordAdminEvent' | 'listAdminEvents'>>;
@@ -66,6 +81,8 @@ export interface ServiceDeps {
   predictions?: PredictionSink;
   /** the write queue's state for /readyz; absent: no database is configured */
   writes?: () => WritesStatus;
+  /** the queue consumer's state for /readyz and /healthz; absent: no queue consumer (`toxscope serve`) */
+  queue?: () => QueueStatus;
   /** absent: threshold changes are refused (every change must be recorded) and /admin/audit answers 503 */
   audit?: AuditLog;
   /** read-only queries of the admin page /admin/ui (src/db/repository.ts); absent: it shows no statistics */

@@ -2,7 +2,7 @@
 import { basename } from 'node:path';
 import { Hono } from 'hono';
 import { ToxScopeError } from '../../errors.js';
-import type { ServiceDeps } from '../../service/deps.js';
+import type { QueueStatus, ServiceDeps } from '../../service/deps.js';
 import { adminTokenCheck } from '../middleware.js';
 import { openApiDocument } from '../openapi.js';
 
@@ -11,11 +11,18 @@ export function healthRoutes(deps: ServiceDeps, serviceVersion: string): Hono {
   const isAdmin = adminTokenCheck(deps.config.adminToken);
   const openapi = openApiDocument(serviceVersion);
 
-  /** Liveness: 503 once the serving engine died (its worker thread), so the orchestrator restarts the process. */
+  /**
+   * Liveness: 503 once the serving engine died (its worker thread), or (`toxscope consume`) once the NATS
+   * connection is closed for good, so the orchestrator restarts the process. A connection that is reconnecting
+   * is not a liveness failure (a restart would not bring NATS back): /readyz says it, and the body here shows it.
+   */
   app.get('/healthz', (c) => {
     const broken = deps.host.broken();
     if (broken) throw new ToxScopeError('unavailable', broken);
-    return c.json({ status: 'ok' });
+    const queue = deps.queue?.();
+    if (queue?.connection === 'closed' && deps.host.readiness !== 'draining')
+      throw new ToxScopeError('unavailable', `the NATS connection is closed and will not reconnect${queue.error ? ` (${queue.error})` : ''}: restart the consumer`);
+    return c.json({ status: 'ok', ...(queue && { queue: queueBody(queue) }) });
   });
 
   /**
@@ -25,6 +32,9 @@ export function healthRoutes(deps: ServiceDeps, serviceVersion: string): Hono {
    */
   app.get('/readyz', async (c) => {
     const { classifier, info } = deps.host.current();
+    // `toxscope consume`: a replica that cannot fetch (NATS lost, its durable consumer gone) is not ready
+    const queue = deps.queue?.();
+    if (queue && !queue.ok) throw new ToxScopeError('unavailable', `not consuming: ${queueProblem(queue)}`, { retryAfterSeconds: 5 });
     const writes = deps.writes?.();
     if (writes?.refusing) throw new ToxScopeError('unavailable', 'the write journal is full (the database has been away too long): new rows cannot be kept', { retryAfterSeconds: 30 });
     if (c.req.query('deep') === '1') await classifier.warmUp();
@@ -34,6 +44,7 @@ export function healthRoutes(deps: ServiceDeps, serviceVersion: string): Hono {
       bundle_version: info.version,
       queue_depth: classifier.queueDepth,
       ...(writes && { database: writes.database, writes: { queued: writes.queued, journal_only: writes.spilled, journal_bytes: writes.journalBytes } }),
+      ...(queue && { queue: queueBody(queue) }),
     });
   });
 
@@ -109,4 +120,16 @@ export function healthRoutes(deps: ServiceDeps, serviceVersion: string): Hono {
 
   app.get('/openapi.json', (c) => c.json(openapi));
   return app;
+}
+
+const queueBody = (q: QueueStatus) => ({ connection: q.connection, consumer: q.consumer, since: q.since, stream: q.stream, durable: q.durable });
+
+function queueProblem(q: QueueStatus): string {
+  const since = `since ${q.since}`;
+  if (q.connection === 'connecting') return 'connecting to NATS';
+  if (q.connection === 'reconnecting') return `the NATS connection is lost, reconnecting (${since}${q.error ? `: ${q.error}` : ''})`;
+  if (q.connection === 'closed') return `the NATS connection is closed (${since}${q.error ? `: ${q.error}` : ''})`;
+  if (q.consumer === 'missing') return `the durable consumer ${q.durable} of stream ${q.stream} does not exist (${since}; being created again)`;
+  if (q.consumer === 'unknown') return `the durable consumer ${q.durable} of stream ${q.stream} is not checked yet`;
+  return 'stopping';
 }
