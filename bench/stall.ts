@@ -17,6 +17,7 @@
  *   npm run -s bench -- stall [--bundle DIR] [--data-dir DIR] [--seconds 20] [--clients 4] [--nice N] [--json]
  */
 import { spawn } from 'node:child_process';
+import { Agent, request } from 'node:http';
 import { createServer } from 'node:net';
 import { setPriority } from 'node:os';
 import { resolve } from 'node:path';
@@ -76,15 +77,31 @@ function freePort(): Promise<number> {
   });
 }
 
-async function post(url: string, body: string): Promise<{ status: number; ms: number }> {
+/**
+ * POST through `agent`: normal clients share one keep-alive pool, each hostile kind has its own, so a socket the
+ * server closes after refusing a hostile body is never the one a normal request was sent on (status 0 = no answer).
+ */
+function post(url: string, body: string, agent: Agent): Promise<{ status: number; ms: number }> {
   const t0 = performance.now();
-  try {
-    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-    await res.arrayBuffer();
-    return { status: res.status, ms: performance.now() - t0 };
-  } catch {
-    return { status: 0, ms: performance.now() - t0 };
-  }
+  return new Promise((resolve) => {
+    let status = 0;
+    let settled = false;
+    const done = () => {
+      if (settled) return;
+      settled = true;
+      resolve({ status, ms: performance.now() - t0 });
+    };
+    const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      status = res.statusCode ?? 0;
+      res.resume();
+      res.on('end', done);
+      res.on('close', done);
+      res.on('error', done);
+    });
+    // the server may answer (413) and close before the whole body is written: EPIPE / reset after the answer
+    req.on('error', done);
+    req.end(body);
+  });
 }
 
 const pct = (xs: number[], p: number) => (xs.length === 0 ? NaN : [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]);
@@ -136,20 +153,24 @@ export async function run(argv: string[]): Promise<number> {
           maxStall = Math.max(maxStall, await lagMax());
         }
       })();
+      const normalAgent = new Agent({ keepAlive: true });
       const normal = async (c: number) => {
         for (let i = c; performance.now() < end; i++) {
-          const r = await post(`${url}/v1/classify`, JSON.stringify({ texts: [texts[i % texts.length]] }));
+          const r = await post(`${url}/v1/classify`, JSON.stringify({ texts: [texts[i % texts.length]] }), normalAgent);
           lat.push(r.ms);
           statuses[r.status] = (statuses[r.status] ?? 0) + 1;
         }
       };
       const attacker = async (h: (typeof HOSTILE)[number]) => {
+        const agent = new Agent({ keepAlive: true });
         while (performance.now() < end) {
-          const r = await post(`${url}${h.path}`, h.body);
+          const r = await post(`${url}${h.path}`, h.body, agent);
           (hostileStatuses[h.name] ??= {})[r.status] = (hostileStatuses[h.name][r.status] ?? 0) + 1;
         }
+        agent.destroy();
       };
       await Promise.all([scraper, ...Array.from({ length: o.clients }, (_, c) => normal(c)), ...(hostile ? HOSTILE.map(attacker) : [])]);
+      normalAgent.destroy();
       maxStall = Math.max(maxStall, await lagMax());
       const result: PhaseResult = {
         phase: name,
