@@ -81,6 +81,8 @@ function freePort(): Promise<number> {
  * POST through `agent`: normal clients share one keep-alive pool, each hostile kind has its own, so a socket the
  * server closes after refusing a hostile body is never the one a normal request was sent on (status 0 = no answer).
  */
+const guarded = new WeakSet<object>();
+
 function post(url: string, body: string, agent: Agent): Promise<{ status: number; ms: number }> {
   const t0 = performance.now();
   return new Promise((resolve) => {
@@ -98,8 +100,14 @@ function post(url: string, body: string, agent: Agent): Promise<{ status: number
       res.on('close', done);
       res.on('error', done);
     });
-    // the server may answer (413) and close before the whole body is written: EPIPE / reset after the answer
+    // the server may answer (413) and close before the whole body is written: the write then fails with EPIPE on a
+    // socket the request has already let go of
     req.on('error', done);
+    req.on('socket', (socket) => {
+      if (guarded.has(socket)) return; // a kept-alive socket carries many requests
+      guarded.add(socket);
+      socket.on('error', () => undefined); // the request's own 'error' answers it
+    });
     req.end(body);
   });
 }
@@ -124,6 +132,7 @@ export async function run(argv: string[]): Promise<number> {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
+  process.once('exit', () => child.exitCode === null && child.kill('SIGKILL')); // never orphan the server
   if (o.nice !== undefined && child.pid) setPriority(child.pid, o.nice);
   try {
     for (let i = 0; ; i++) {
