@@ -22,7 +22,7 @@ describe('hostile and malformed requests', () => {
   const logged: { level: string; msg: string }[] = [];
   beforeAll(async () => {
     const at = (level: string) => (msg: string) => void logged.push({ level, msg });
-    t = await buildTestApp({ env: { TOXSCOPE_ADMIN_TOKEN: ADMIN_TOKEN }, deps: { log: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } } });
+    t = await buildTestApp({ env: { TOXSCOPE_ADMIN_TOKEN: ADMIN_TOKEN, TOXSCOPE_MAX_BATCH_TOKENS: '64' }, deps: { log: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } } });
   });
   afterAll(async () => {
     await t?.close();
@@ -83,6 +83,26 @@ describe('hostile and malformed requests', () => {
     expect(after.requests - before.requests).toBe(1);
     expect(after.chars - before.chars).toBeGreaterThan(0);
     expect(after.chars - before.chars).toBeLessThan(0.3 * 10 * long.length);
+  });
+
+  it('answers a short request sent after a long accepted one first: requests take turns on the tokenizer and the engine', async () => {
+    const order: string[] = [];
+    // one word of 20,000 characters (the test limit): about 2,500 tokens, ~45 windows of 64 tokens
+    const long = post(t.app, '/v1/classify', { texts: ['a'.repeat(20_000)] }).then(async (r) => (order.push('long'), r));
+    // the short one arrives once the long one's windows wait for the engine (one window per forward pass here)
+    for (let i = 0; i < 10_000 && t.host.current().classifier.queueDepth === 0; i++) await new Promise((r) => setTimeout(r, 1));
+    expect(t.host.current().classifier.queueDepth).toBeGreaterThan(10);
+    let waitingWhenShortAnswered = -1;
+    const short = post(t.app, '/v1/classify', { texts: ['have a nice day'] }).then(async (r) => {
+      waitingWhenShortAnswered = t.host.current().classifier.queueDepth;
+      order.push('short');
+      return r;
+    });
+    const [l, sh] = await Promise.all([long, short]);
+    expect([l.status, sh.status]).toEqual([200, 200]);
+    expect((await l.json()).results[0].windows).toBeGreaterThan(40);
+    expect(order).toEqual(['short', 'long']);
+    expect(waitingWhenShortAnswered).toBeGreaterThan(10); // most of the long text's windows were still waiting
   });
 
   it('does not count or log a client that disconnects mid-upload as a server error', async () => {

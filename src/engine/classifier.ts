@@ -324,7 +324,7 @@ export class Classifier {
         tokens: features.nTokens,
         windows: windowCounts[i],
       };
-      if (input.explain) result.explanation = explain(s.contributions(Number.MAX_SAFE_INTEGER), codes, offsetPairs(offsets), input.topFeatures ?? 5, this.parts.featureLabels ?? null);
+      if (input.explain) result.explanation = await explain(s.contributions(Number.MAX_SAFE_INTEGER), codes, offsetPairs(offsets), input.topFeatures ?? 5, this.parts.featureLabels ?? null, pause);
       results.push(result);
       await pause();
     }
@@ -431,29 +431,31 @@ export class Classifier {
 }
 
 /** Per-feature contributions summed over the head's parts; the topN by |contribution|, with spans. */
-function explain(
+async function explain(
   contributions: readonly { feature: number; contribution: number; firingRate: number }[],
   codes: TopKBatch,
   offsets: readonly [number, number][],
   topN: number,
   labels: FeatureLabels | null,
-): FeatureExplanation[] {
+  pause: () => Promise<void> | undefined,
+): Promise<FeatureExplanation[]> {
   const byFeature = new Map<number, { contribution: number; firingRate: number }>();
   for (const c of contributions) {
     const e = byFeature.get(c.feature);
     if (e) e.contribution += c.contribution;
     else byFeature.set(c.feature, { contribution: c.contribution, firingRate: c.firingRate });
   }
-  return [...byFeature]
-    .sort((a, b) => Math.abs(b[1].contribution) - Math.abs(a[1].contribution) || a[0] - b[0])
-    .slice(0, topN)
-    .map(([id, e]) => {
-      const l = labels?.get(id);
-      return {
-        id, contribution: e.contribution, firingRate: e.firingRate, spans: featureSpans(codes, offsets, id),
-        ...(l && { label: l.label, topTokens: l.tokens, ...(l.snippets && { snippets: l.snippets }) }),
-      };
+  const top = [...byFeature].sort((a, b) => Math.abs(b[1].contribution) - Math.abs(a[1].contribution) || a[0] - b[0]).slice(0, topN);
+  const out: FeatureExplanation[] = [];
+  for (const [id, e] of top) {
+    await pause(); // each feature's spans scan the whole text's codes
+    const l = labels?.get(id);
+    out.push({
+      id, contribution: e.contribution, firingRate: e.firingRate, spans: featureSpans(codes, offsets, id),
+      ...(l && { label: l.label, topTokens: l.tokens, ...(l.snippets && { snippets: l.snippets }) }),
     });
+  }
+  return out;
 }
 
 /** Longest run of result work (features, scores) on the event loop before it yields. */
