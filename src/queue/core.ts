@@ -33,6 +33,9 @@ export function queueCore(deps: ServiceDeps): QueueCore {
         })),
       };
     },
+    limits() {
+      return { batchTexts: deps.config.batching.maxBatchTexts, deadlineMs: deps.config.batching.requestTimeoutMs };
+    },
     room() {
       const current = deps.host.peek();
       if (deps.host.readiness !== 'ready' || !current) return 0;
