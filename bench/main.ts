@@ -16,6 +16,7 @@ const BENCHES: Record<string, () => Promise<{ run(argv: string[]): Promise<numbe
   'operating-points': () => import('./operating-points.js'),
   dilution: () => import('./dilution.js'),
   attributes: () => import('./attributes.js'),
+  'migrate-attributes': () => import('./migrate-attributes.js'),
 };
 
 async function main(argv: string[]): Promise<number> {
