@@ -40,8 +40,15 @@ export const NBITS_BLOCK = 128;
 /** Everything about the int8 graph that is a choice rather than the checkpoint's: part of the graph cache key. */
 export const INT8_GRAPH_CHOICES = {
   kernel: DEFAULT_INT8_KERNEL as Int8Kernel,
+  /**
+   * the SAE encoder of the int8 graph: 'exact-candidates' (int8 pre-activation picks k + m candidates, float32
+   * recomputes them; sae-exact-candidates.ts) or 'f32' (the float32 Gemm over every feature, exact by construction)
+   */
+  saeEncoder: 'f32' as 'exact-candidates' | 'f32',
   /** the SAE's candidate pre-activation: per-row activations, so its error bound is per token (see sae-exact-candidates.ts) */
   saeKernel: 'nbits8' as Int8Kernel,
+  /** how the recomputation stores W_enc rows (sae-exact-candidates.ts rowsTable) */
+  saeRows: 'bf16-if-exact, else int8-shared+int16-low',
   /** candidates beyond k recomputed in float32 */
   saeExtraCandidates: 32,
   /** tokens per step of the float32 recomputation Loop (see sae-exact-candidates.ts) */

@@ -111,9 +111,15 @@ const f16: Precision = {
 
 const int8: Precision = {
   dtype: 'int8',
-  saeEncoder: { kind: 'exact-candidates', extraCandidates: INT8_GRAPH_CHOICES.saeExtraCandidates, kernel: INT8_GRAPH_CHOICES.saeKernel },
+  get saeEncoder() {
+    return INT8_GRAPH_CHOICES.saeEncoder === 'f32'
+      ? ({ kind: 'dense' } as const)
+      : ({ kind: 'exact-candidates', extraCandidates: INT8_GRAPH_CHOICES.saeExtraCandidates, kernel: INT8_GRAPH_CHOICES.saeKernel } as const);
+  },
   linear: (g, x, name, wT, inDim, outDim) => int8Linear(g, x, name, wT, inDim, outDim, INT8_GRAPH_CHOICES.kernel),
-  linearTransB: (g, x, name, w, bias, inDim, outDim) => int8LinearTransB(g, x, name, w, inDim, outDim, INT8_GRAPH_CHOICES.kernel, bias),
+  // only the SAE encoder uses linearTransB: with saeEncoder 'f32' it is the float32 Gemm
+  linearTransB: (g, x, name, w, bias, inDim, outDim) =>
+    INT8_GRAPH_CHOICES.saeEncoder === 'f32' ? f32.linearTransB(g, x, name, w, bias, inDim, outDim) : int8LinearTransB(g, x, name, w, inDim, outDim, INT8_GRAPH_CHOICES.kernel, bias),
   moe(g, h, logits, x) {
     // com.microsoft QMoE, 8-bit experts: symmetric int8 per output row of every expert, stored as uint8 with zero
     // point 128 (measured on the qwen3-moe goldens: offset-128 storage gives the expected ~2% int8 error, two's
