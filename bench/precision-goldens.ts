@@ -3,7 +3,7 @@
  * SAEs of ../shared/goldens, every family: dense Qwen3 tiny (layer 2, the Qwen-Scope and the SAELens SAE),
  * Qwen3-MoE (layer 2), Qwen3.5 (layer 3), Qwen3.5-MoE (layer 3). For each, right- and left-padded: residual error at
  * the SAE's layer, fired-set agreement with the float32 engine, and the share of tokens the exact-candidate
- * encoder certifies.
+ * encoder certifies; and tokens/s of both engines (runs alternating; hidden 64, so not a MatMul speed).
  *
  *   npm run -s bench -- precision-goldens [--json] [--precision int8] [--goldens ../shared/goldens]
  *                                         [--int8-kernel dqmm-row|dqmm|nbits8] (a measurement override)
@@ -94,6 +94,17 @@ export async function run(argv: string[]): Promise<number> {
       const ref = await open('f32');
       const cand = await open(precision);
       try {
+        // speed on these tiny checkpoints (hidden 64: overheads, not MatMuls, dominate), runs alternating
+        const secs: Record<string, number[]> = { f32: [], cand: [] };
+        const realTokens = seqs.reduce((a, q) => a + q.length, 0);
+        for (let i = 0; i < 5; i++)
+          for (const [name, e] of [['f32', ref], ['cand', cand]] as const) {
+            const t0 = performance.now();
+            await e.runTopK(seqs, 'right');
+            secs[name].push((performance.now() - t0) / 1000);
+          }
+        const tps = (xs: number[]) => realTokens / [...xs].sort((a, b) => a - b)[2];
+        const speed = { tokens_per_s: tps(secs.cand), tokens_per_s_f32: tps(secs.f32), speedup_vs_f32: tps(secs.cand) / tps(secs.f32) };
         for (const padding of ['right', 'left'] as const) {
           const resid = new ResidualErrorSum();
           resid.add(await cand.runResidual(seqs, padding), await ref.runResidual(seqs, padding));
@@ -110,6 +121,7 @@ export async function run(argv: string[]): Promise<number> {
             family: c.family, sae: c.sae, k: sae.k, d_sae: sae.dSae, layer: c.layer, padding, tokens: a.tokens,
             fired_set_agreement: a.fired_set_agreement, residual_rel_rms: r.rel_rms, residual_max_abs: r.max_abs,
             sae_certified_fraction: top.exact ? certified / real : null,
+            ...speed,
           });
           if (f['noise-floor'] && padding === 'right') {
             const r32 = await ref.runResidual(seqs, padding);
@@ -134,7 +146,7 @@ export async function run(argv: string[]): Promise<number> {
     if (int8) process.stdout.write(`int8 choices: ${JSON.stringify(int8)}\n`);
     for (const r of results as Record<string, number | string>[])
       process.stdout.write(
-        `${r.family} ${r.sae} (k ${r.k}) ${r.padding}: fired_set_agreement ${(100 * (r.fired_set_agreement as number)).toFixed(1)}% of ${r.tokens} tokens, residual rel. RMS ${(r.residual_rel_rms as number).toExponential(2)}, certified ${r.sae_certified_fraction}` +
+        `${r.family} ${r.sae} (k ${r.k}) ${r.padding}: fired_set_agreement ${(100 * (r.fired_set_agreement as number)).toFixed(1)}% of ${r.tokens} tokens, residual rel. RMS ${(r.residual_rel_rms as number).toExponential(2)}, certified ${r.sae_certified_fraction}, ${(r.tokens_per_s as number).toFixed(0)} vs f32 ${(r.tokens_per_s_f32 as number).toFixed(0)} tokens/s (x${(r.speedup_vs_f32 as number).toFixed(2)})` +
           (r.noise_floor_fired_set_agreement ? `\n  fired sets kept under relative residual noise eps: ${Object.entries(r.noise_floor_fired_set_agreement as unknown as Record<string, number>).map(([e, a]) => `${e}: ${(100 * a).toFixed(1)}%`).join(', ')}` : '') + '\n',
       );
   }

@@ -9,8 +9,9 @@
  * 'int8': symmetric int8 weights (per output channel; see ./int8.ts for the kernel and why), activations quantized
  *        dynamically with one scale per token (a text's result does not depend on its batch neighbours); the embedding table int8 per row; MoE experts through com.microsoft QMoE
  *        with 8-bit weights; norms, RoPE, attention, routing and the residual stream float32. The SAE encoder is
- *        the exact-candidate one (./sae-exact-candidates.ts): int8 pre-activations choose candidates, float32
- *        recomputes them.
+ *        the float32 Gemm (exact by construction; measured cheaper than the exact-candidate encoder of
+ *        ./sae-exact-candidates.ts, where int8 pre-activations choose candidates and float32 recomputes them,
+ *        which stays selectable with INT8_GRAPH_CHOICES.saeEncoder).
  */
 import type { WeightSource } from '../checkpoint.js';
 import { f32ToF16 } from '../dtypes.js';
