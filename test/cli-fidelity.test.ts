@@ -30,7 +30,7 @@ function captureIO() {
 }
 
 describe('toxscope fidelity', () => {
-  it('reports int8 against float32: residual error, fired-set agreement, certified share, firing rates and head changes', async () => {
+  it('reports int8 against float32: residual error, fired-set agreement, firing rates and head changes (no certified share: the int8 graph encodes with the float32 Gemm)', async () => {
     const { out, io } = captureIO();
     const code = await main(['fidelity', '--bundle', bundleDir, '--data', dataFile, '--json', '--data-dir', join(work, 'data'), '--threads', '1'], io);
     expect(code, out.stderr).toBe(0);
@@ -38,11 +38,11 @@ describe('toxscope fidelity', () => {
     expect(r).toMatchObject({ precision: 'int8', reference: 'f32', texts: 30 });
     expect(r.residual.tokens).toBeGreaterThan(100);
     expect(r.residual.rel_rms).toBeGreaterThan(0); // really a different precision
-    expect(r.residual.rel_rms).toBeLessThan(0.08); // within int8 error (test/int8-engine.test.ts)
+    expect(r.residual.rel_rms).toBeLessThan(0.05); // within int8 error (test/int8-engine.test.ts)
     expect(r.fired_set.fired_set_agreement).toBeGreaterThanOrEqual(0);
     expect(r.fired_set.fired_set_agreement).toBeLessThanOrEqual(1);
     expect(r.fired_set.tokens).toBe(r.residual.tokens);
-    expect(r.sae_certified_fraction).toBeGreaterThan(0.5);
+    expect(r.sae_certified_fraction).toBeNull(); // the SAE step is float32 (exact), so there is nothing to certify
     expect(r.firing_rate.texts).toBe(30);
     expect(r.head.texts).toBe(30);
     expect(r.head.roc_auc_reference).not.toBeNull();

@@ -116,7 +116,7 @@ function summary(r: { precision: string; synthetic_backbone: boolean } & Awaited
     ...(r.synthetic_backbone ? ['NOTE: synthetic demo backbone: these numbers measure the pipeline, not Qwen3 features.', ''] : []),
     `${r.precision} vs f32 on ${r.texts} texts (${r.fired_set.tokens} tokens of first windows)`,
     `  residual: max |diff| ${r.residual.max_abs.toExponential(2)}, relative RMS ${r.residual.rel_rms.toExponential(2)}`,
-    `  fired_set_agreement ${n(r.fired_set.fired_set_agreement)} (${r.fired_set.agreeing}/${r.fired_set.tokens}); certified by the SAE margin: ${n(r.sae_certified_fraction)}`,
+    `  fired_set_agreement ${n(r.fired_set.fired_set_agreement)} (${r.fired_set.agreeing}/${r.fired_set.tokens}); ${r.sae_certified_fraction === null ? 'SAE step in float32 (exact on this residual)' : `certified by the SAE margin: ${n(r.sae_certified_fraction)}`}`,
     `  firing rates: max |diff| ${n(r.firing_rate.max_abs)}, mean ${n(r.firing_rate.mean_abs, 6)}`,
     `  head: max |d probability| ${n(r.head.max_abs_probability_change)}, decisions changed ${r.head.decision_changes}/${r.head.texts}, ROC-AUC ${n(r.head.roc_auc_reference)} -> ${n(r.head.roc_auc_candidate)} (${n(r.head.roc_auc_change)})`,
     '',
