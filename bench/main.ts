@@ -12,6 +12,7 @@ const BENCHES: Record<string, () => Promise<{ run(argv: string[]): Promise<numbe
   'int8-matmul': () => import('./int8-matmul.js'),
   'precision-goldens': () => import('./precision-goldens.js'),
   stall: () => import('./stall.js'),
+  'db-stall': () => import('./db-stall.js'),
   'gdn-ops': () => import('./gdn-ops.js'),
   'operating-points': () => import('./operating-points.js'),
   dilution: () => import('./dilution.js'),

@@ -44,6 +44,8 @@ export interface Config {
   /** how often stored threshold overrides are re-read (replicas converge within one period) */
   thresholdSyncMs: number;
   writes: WritesConfig;
+  /** in-process restarts of a dead engine worker (src/service/classifier-host.ts) */
+  engineRestart: { attempts: number; backoffMs: number };
   server: ServerConfig;
   /** the NATS JetStream consumer of `toxscope consume` */
   queue: QueueConfig;
@@ -77,6 +79,8 @@ export interface WritesConfig {
   maxJournalBytes: number;
   /** how long a row may wait to share a database write; null: 20 ms on Postgres, 250 ms on the embedded PGlite */
   flushDelayMs: number | null;
+  /** how often the database is pinged while up, so readiness notices an outage of an idle service (0: never) */
+  databasePingMs: number;
 }
 
 /** The HTTP listener's own guards against slow or many clients (src/http/server.ts). */
@@ -178,6 +182,9 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'TOXSCOPE_JOURNAL_SYNC_MS', path: 'writes.journalSyncMs', schema: int(0, 10_000), default: '50', help: "group-commit window: an accepted row is in the journal (write) before its answer and fsync'd at most this long after it (0: fsync before answering)" },
   { env: 'TOXSCOPE_JOURNAL_MAX_BYTES', path: 'writes.maxJournalBytes', schema: int(1 << 20), default: '1073741824', help: 'largest write journal (rows waiting for the database); past it new rows are refused with 429' },
   { env: 'TOXSCOPE_WRITE_FLUSH_MS', path: 'writes.flushDelayMs', schema: int(0, 600_000), help: 'longest wait for a row to share a database write (default: 20 on Postgres, 250 on the embedded PGlite)' },
+  { env: 'TOXSCOPE_DB_PING_MS', path: 'writes.databasePingMs', schema: int(0, 600_000), default: '5000', help: 'how often the database is pinged (select 1) while it is up, so /readyz and toxscope_database_up notice an outage of an idle service (0: never; then only writes notice)' },
+  { env: 'TOXSCOPE_ENGINE_RESTARTS', path: 'engineRestart.attempts', schema: int(0, 100), default: '5', help: 'restarts of a dead engine worker thread tried in a row (readiness 503 meanwhile) before liveness fails and the orchestrator restarts the process (0: never restart in-process)' },
+  { env: 'TOXSCOPE_ENGINE_RESTART_BACKOFF_MS', path: 'engineRestart.backoffMs', schema: int(0, 600_000), default: '1000', help: 'wait before the first restart of a dead engine worker, doubled for each next attempt (at most 60 s)' },
   { env: 'TOXSCOPE_HEADERS_TIMEOUT_MS', path: 'server.headersTimeoutMs', schema: int(100), default: '10000', help: "longest wait for a request's headers (the connection is closed after it)" },
   { env: 'TOXSCOPE_UPLOAD_TIMEOUT_MS', path: 'server.uploadTimeoutMs', schema: int(100), default: '30000', help: 'longest wait for a whole request body to arrive (408 and closed after it)' },
   { env: 'TOXSCOPE_MAX_CONNECTIONS', path: 'server.maxConnections', schema: int(1), default: '1024', help: 'most open client connections (further ones are closed at once)' },

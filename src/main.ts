@@ -24,6 +24,7 @@ import { createDb } from './db/client.js';
 import { DatabaseConnector } from './db/connector.js';
 import { describeDbError } from './db/db-error.js';
 import { Journal } from './db/journal.js';
+import { OverridesCache } from './db/overrides-cache.js';
 import type { Repository } from './db/repository.js';
 import { WriteQueue } from './db/write-queue.js';
 import { createDriftMonitor, driftReport, TOXICITY, type DriftMonitor, type DriftSnapshot } from './drift/monitor.js';
@@ -35,7 +36,7 @@ import { formatError } from './errors.js';
 import { createApp } from './http/app.js';
 import { listen } from './http/server.js';
 import { ClassifierHost, type LoadedBundle } from './service/classifier-host.js';
-import type { ServiceDeps, WritesStatus } from './service/deps.js';
+import type { AuditLog, ServiceDeps, WritesStatus } from './service/deps.js';
 import { createLogger, type Logger } from './util/logger.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { QueueConsumer } from './queue/consumer.js';
@@ -65,7 +66,25 @@ export interface StartOptions {
 export async function startService(config: Config, log: Logger = createLogger(config.logLevel), options: StartOptions = {}): Promise<RunningService> {
   mkdirSync(config.dataDir, { recursive: true });
   const metrics = createMetrics();
-  const host = new ClassifierHost();
+  // a dead engine worker is repaired in-process: the same bundle is loaded again with a fresh engine
+  const host = new ClassifierHost({
+    attempts: config.engineRestart.attempts,
+    backoffMs: config.engineRestart.backoffMs,
+    reload: (dead) => deps.loadBundle!(dead.source),
+    onEvent: (e) => {
+      if (e.type === 'died') log.warn('the engine worker died: restarting it (readiness 503 meanwhile)', { bundle_version: e.version, reason: e.reason, attempt: e.attempt, attempts: e.attempts, in_ms: e.inMs });
+      else if (e.type === 'restarted') {
+        metrics.engineRestarts.inc({ outcome: 'restarted' });
+        log.info('engine restarted: serving again', { bundle_version: e.version, attempt: e.attempt });
+      } else if (e.type === 'failed') {
+        metrics.engineRestarts.inc({ outcome: 'failed' });
+        log.warn('restarting the engine failed', { bundle_version: e.version, attempt: e.attempt, error: (e.error as Error)?.message ?? String(e.error) });
+      } else {
+        metrics.engineRestarts.inc({ outcome: 'gave_up' });
+        log.error('the engine could not be restarted: liveness fails so that the process is restarted', { bundle_version: e.version, reason: e.reason, attempts: e.attempts });
+      }
+    },
+  });
 
   // The database is opened and migrated in the background: the service starts, classifies and journals its
   // writes while it is away, and replays them when it answers (src/db/connector.ts).
@@ -77,6 +96,17 @@ export async function startService(config: Config, log: Logger = createLogger(co
       log.warn('database unavailable: classifying without it, writes wait in the journal', { error: e.message, code: e.code, attempt: info.attempt, retry_in_ms: info.retryInMs }),
     onUp: (handle) => {
       log.info('database ready (migrations applied): replaying the journal', { driver: handle.driver, journaled: queue.stats().queued + queue.stats().spilled });
+      queue.wake();
+      if (host.peek()) void thresholds.sync().then((o) => o.status !== 'unchanged' && o.status !== 'idle' && logThresholdSync(log, o, 'sync'));
+    },
+    // an idle service notices an outage (readiness, toxscope_database_up) within a ping, not at its next write
+    pingMs: config.writes.databasePingMs,
+    onReachability: (reachable, e) => {
+      if (!reachable) {
+        log.warn('database unreachable (ping): classifying without it, writes wait in the journal', { error: e?.message, code: e?.code });
+        return;
+      }
+      log.info('database reachable again (ping): replaying the journal', { journaled: queue.stats().queued + queue.stats().spilled });
       queue.wake();
       if (host.peek()) void thresholds.sync().then((o) => o.status !== 'unchanged' && o.status !== 'idle' && logThresholdSync(log, o, 'sync'));
     },
@@ -94,7 +124,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
   const writes = (): WritesStatus => {
     const s = queue.stats();
     return {
-      database: connector.state !== 'up' ? 'connecting' : s.databaseUp ? 'up' : 'unreachable',
+      database: connector.state !== 'up' ? 'connecting' : s.databaseUp && connector.reachable ? 'up' : 'unreachable',
       queued: s.queued,
       spilled: s.spilled,
       journalBytes: s.journalBytes,
@@ -103,16 +133,38 @@ export async function startService(config: Config, log: Logger = createLogger(co
   };
   metrics.observeWrites(() => {
     const s = queue.stats();
-    return { ...s, databaseUp: connector.state === 'up' && s.databaseUp };
+    return { ...s, databaseUp: connector.reachable && s.databaseUp };
   });
   if (queue.stats().recovered > 0) log.info('the write journal holds rows of an earlier run: they are written once the database answers', { rows: queue.stats().recovered });
   let baselines: Record<string, number> = {};
   let attributeBaselines: Record<string, Record<string, number>> = {};
   let monitor: DriftMonitor | undefined;
 
-  // overrides recorded by PUT /admin/thresholds, replayed onto every bundle of their version before it serves
-  const thresholds = new ThresholdSync({
+  // overrides recorded by PUT /admin/thresholds, replayed onto every bundle of their version before it serves;
+  // the last ones the database answered are kept in the data directory and served while it is away
+  const overrides = new OverridesCache({
     source: repo,
+    path: join(config.dataDir, 'threshold-overrides.json'),
+    onFallback: ({ version, cachedAt, error }) =>
+      log.warn('threshold overrides could not be read: serving the last ones the database answered (cached)', { bundle_version: version, cached_at: cachedAt, ...describeDbError(error) }),
+    onWriteError: (e) => log.warn('the threshold override cache could not be written', { error: (e as Error)?.message ?? String(e) }),
+  });
+  // a recorded change updates the cache at once (the database committed it just now)
+  const audit: AuditLog = {
+    ...repo,
+    recordThresholdChange: async (change) => {
+      const row = await repo.recordThresholdChange(change);
+      overrides.recorded([change]);
+      return row;
+    },
+    recordThresholdChanges: async (changes) => {
+      const rows = await repo.recordThresholdChanges(changes);
+      overrides.recorded(changes);
+      return rows;
+    },
+  };
+  const thresholds = new ThresholdSync({
+    source: overrides,
     current: () => host.peek()?.classifier ?? null,
     intervalMs: config.thresholdSyncMs,
     onOutcome: (o) => logThresholdSync(log, o, 'sync'),
@@ -137,7 +189,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
       queue: () =>
         consumer?.status() ?? { ok: false, connection: 'connecting', consumer: 'unknown', since: startedAt, stream: config.queue.stream, durable: config.queue.durable },
     }),
-    audit: repo,
+    audit,
     review: repo,
     matchText: repo,
     drift: (q) => driftReport(repo, q.attribute && q.attribute !== TOXICITY ? (attributeBaselines[q.attribute] ?? {}) : baselines, q),
@@ -308,6 +360,7 @@ export async function loadServingBundle(
     log.warn(`the head was trained on ${bundlePrecision} features and is served at ${e.weightDtype}: allowed, but its scores can differ slightly from its training (README "Precision")`, { bundle: m.version });
   return {
     classifier,
+    source: dir,
     baselines: m.baseline_f1,
     attributeBaselines: attributeBaselinesOf(m.metrics, Object.keys(bundle.attributes ?? {})),
     info: {

@@ -13,10 +13,12 @@ import { DatabaseConnector } from '../src/db/connector.js';
 import { isTransientDbError } from '../src/db/db-error.js';
 import { WriteQueue } from '../src/db/write-queue.js';
 import { isToxScopeError } from '../src/errors.js';
-import { predictionRow } from './helpers/db.js';
+import type { Worker } from 'node:worker_threads';
+import { createRepository } from '../src/db/repository.js';
+import { DATABASE_URL, freshPostgresDatabase, predictionRow, tcpProxy } from './helpers/db.js';
 
 describe('database connector', () => {
-  it('retries until the database opens, answers unavailable before, and the queued rows land once after', async () => {
+  it('retries until the database opens, answers unavailable before, and the queued rows land once after', { timeout: 180_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'toxscope-connector-'));
     let failuresLeft = 3;
     const errors: { message: string; attempt: number }[] = [];
@@ -50,7 +52,7 @@ describe('database connector', () => {
       // the first write fails (the retry backoff is a minute): only the connector's onUp can make it land soon
       await vi.waitFor(() => expect(queue!.stats().databaseUp).toBe(false), { timeout: 5_000, interval: 5 });
 
-      expect(await connector.whenUp(10_000)).toBe(true);
+      expect(await connector.whenUp(90_000)).toBe(true);
       expect(connector.state).toBe('up');
       expect(upCalls).toBe(1);
       expect(errors.map((x) => x.attempt)).toEqual([1, 2, 3]);
@@ -87,6 +89,70 @@ describe('database connector', () => {
       expect(existsSync(join(dataDir, 'pglite.init'))).toBe(false);
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('notices by its ping that an idle embedded database died, and opens it again with its rows', { timeout: 240_000 }, async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'toxscope-connector-ping-'));
+    const seen: boolean[] = [];
+    let upCalls = 0;
+    const connector = new DatabaseConnector({
+      open: () => createDb({ dataDir }),
+      retryMinMs: 10,
+      retryMaxMs: 100,
+      pingMs: 50,
+      onReachability: (ok) => seen.push(ok),
+      onUp: () => (upCalls += 1),
+    });
+    try {
+      await connector.start();
+      expect(connector.state).toBe('up');
+      expect(connector.reachable).toBe(true);
+      const row = predictionRow();
+      await connector.repository.insertPredictions([row]);
+      // nothing is written from here on: only the ping can notice
+      const worker = (connector.handle!.db as unknown as { $client: { worker: Worker } }).$client.worker;
+      await worker.terminate();
+      await vi.waitFor(() => expect(seen).toContain(false), { timeout: 30_000, interval: 20 });
+      await vi.waitFor(() => expect(upCalls).toBe(2), { timeout: 180_000, interval: 50 });
+      expect(connector.state).toBe('up');
+      expect(connector.reachable).toBe(true);
+      const [n] = await executeRows<{ n: number }>(connector.handle!.db, sql`select count(*)::int as n from predictions where id = ${row.id}`);
+      expect(n.n).toBe(1);
+    } finally {
+      await connector.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(!DATABASE_URL)('notices by its ping that an idle Postgres went away, and that it came back (DATABASE_URL)', { timeout: 120_000 }, async () => {
+    const fresh = await freshPostgresDatabase();
+    const target = new URL(fresh.url);
+    const proxy = await tcpProxy(target.hostname, Number(target.port || 5432));
+    const proxied = new URL(fresh.url);
+    proxied.port = String(proxy.port);
+    const seen: { ok: boolean; code?: string }[] = [];
+    const connector = new DatabaseConnector({
+      open: () => createDb({ url: proxied.toString(), connectTimeoutSeconds: 2 }),
+      pingMs: 50,
+      pingTimeoutMs: 1_000,
+      onReachability: (ok, e) => seen.push({ ok, ...(e?.code && { code: e.code }) }),
+    });
+    try {
+      await connector.start();
+      expect(connector.reachable).toBe(true);
+      await proxy.cut();
+      await vi.waitFor(() => expect(connector.reachable).toBe(false), { timeout: 30_000, interval: 20 });
+      expect(seen[0].ok).toBe(false);
+      expect(connector.state).toBe('up'); // a network outage is not a broken handle: the pool reconnects
+      await proxy.restore();
+      await vi.waitFor(() => expect(connector.reachable).toBe(true), { timeout: 30_000, interval: 20 });
+      expect(seen.map((s) => s.ok)).toEqual([false, true]);
+      await createRepository(connector.handle!.db).ping();
+    } finally {
+      await connector.close();
+      await proxy.close();
+      await fresh.drop();
     }
   });
 });

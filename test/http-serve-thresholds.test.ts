@@ -9,8 +9,10 @@ import { createHash } from 'node:crypto';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../src/config.js';
+import { createDb } from '../src/db/client.js';
+import { createRepository } from '../src/db/repository.js';
 import { createLogger } from '../src/util/logger.js';
 import { startService, type RunningService } from '../src/main.js';
 import type { Logger } from '../src/util/logger.js';
@@ -158,7 +160,7 @@ describe.skipIf(!DATABASE_URL)('two services on one Postgres database (DATABASE_
     }
   });
 
-  it("serve the bundle's thresholds with a warning when the database is down at load, and catch up at the next sync", async () => {
+  it('serve the last overrides the database answered when it is down at load, notice the outage while idle, and follow the database when it returns', { timeout: 400_000 }, async () => {
     const fresh = await freshPostgresDatabase();
     const target = new URL(fresh.url);
     const proxy = await tcpProxy(target.hostname, Number(target.port || 5432));
@@ -166,19 +168,39 @@ describe.skipIf(!DATABASE_URL)('two services on one Postgres database (DATABASE_
     proxied.port = String(proxy.port);
     const warnings: string[] = [];
     const log: Logger = { debug: () => undefined, info: () => undefined, error: () => undefined, warn: (msg) => warnings.push(msg) };
-    const env = { PORT: '0', HOST: '127.0.0.1', TOXSCOPE_BUNDLE: bundleDir, TOXSCOPE_DATA_DIR: join(root, 'replica-outage'), TOXSCOPE_ADMIN_TOKEN: token, TOXSCOPE_THREADS: '1', DATABASE_URL: proxied.toString() };
-    const svc = await startService(loadConfig({ env }), log);
+    const dataDir = join(root, 'replica-outage');
+    const env = { PORT: '0', HOST: '127.0.0.1', TOXSCOPE_BUNDLE: bundleDir, TOXSCOPE_DATA_DIR: dataDir, TOXSCOPE_ADMIN_TOKEN: token, TOXSCOPE_THREADS: '1', DATABASE_URL: proxied.toString(), TOXSCOPE_DB_PING_MS: '100' };
+    const readyz = async (svc: RunningService) => (await fetch(`${svc.url}/readyz`)).json() as Promise<any>;
+    const databaseUp = async (svc: RunningService) => /^toxscope_database_up (\S+)$/m.exec(await (await fetch(`${svc.url}/metrics`)).text())?.[1];
+    let svc = await startService(loadConfig({ env }), log);
     try {
       await svc.ready;
       await put(svc, { thresholds: { en: 0.29 } });
+      expect(await readyz(svc)).toMatchObject({ status: 'ready', degraded: false, database: 'up' });
       await proxy.cut();
-      await reload(svc, bundleDir); // the bundle loads; its overrides cannot be read
-      expect(await thresholds(svc)).toMatchObject({ per_language: { de: GERMAN }, sources: { pooled: 'bundle', de: 'bundle' } });
-      expect(warnings).toContainEqual(expect.stringMatching(/threshold overrides could not be read: serving the bundle's thresholds/));
-      expect(await svc.syncThresholds()).toMatchObject({ status: 'failed' });
-      await proxy.restore();
-      expect(await svc.syncThresholds()).toMatchObject({ status: 'changed', changed: ['en'] });
+      // nothing is written from here on: readiness and the metric learn of the outage from the ping alone
+      await vi.waitFor(async () => expect(await readyz(svc)).toMatchObject({ status: 'ready', degraded: true, database: 'unreachable' }), { timeout: 30_000, interval: 50 });
+      expect(await databaseUp(svc)).toBe('0');
+
+      // a reload during the outage serves the overrides the database answered last (kept in the data directory)
+      await reload(svc, bundleDir);
+      expect(await thresholds(svc)).toMatchObject({ per_language: { en: 0.29, de: GERMAN }, sources: { pooled: 'bundle', de: 'bundle', en: 'override' } });
+      expect(warnings).toContainEqual(expect.stringMatching(/threshold overrides could not be read: serving the last ones the database answered/));
+      expect(await svc.syncThresholds()).toMatchObject({ status: 'unchanged' });
+      // so does a restart during the outage (a crash restart, a scale-up)
+      await svc.shutdown('test');
+      svc = await startService(loadConfig({ env }), log);
+      await svc.ready;
       expect(await thresholds(svc)).toMatchObject({ per_language: { en: 0.29, de: GERMAN }, sources: { en: 'override' } });
+
+      // the database stays the source of truth: a change another replica recorded meanwhile wins once it answers
+      const direct = await createDb({ url: fresh.url, migrate: false });
+      await createRepository(direct.db).recordThresholdChange({ actor: 'bob', language: 'en', oldThreshold: 0.29, newThreshold: 0.35, bundleVersion });
+      await direct.close();
+      await proxy.restore();
+      await vi.waitFor(async () => expect(await readyz(svc)).toMatchObject({ degraded: false, database: 'up' }), { timeout: 60_000, interval: 50 });
+      await vi.waitFor(async () => expect(await thresholds(svc)).toMatchObject({ per_language: { en: 0.35 }, sources: { en: 'override' } }), { timeout: 60_000, interval: 100 });
+      expect(await databaseUp(svc)).toBe('1');
     } finally {
       await proxy.restore().catch(() => undefined);
       await svc.shutdown('test');

@@ -2,19 +2,21 @@
  * Database handle factory: postgres.js when a URL is given, otherwise the embedded PGlite, persisted under
  * `<dataDir>/pglite` (or in memory for `dataDir: 'memory://'`). The same drizzle-kit migrations are applied to
  * both at open. Nothing here reads process.env: src/config.ts passes DATABASE_URL and the data directory in.
+ *
+ * The embedded PGlite runs on a worker thread (src/db/pglite-worker.ts): its creation, its migrations and its
+ * queries never hold the event loop; drizzle talks to it through PgliteWorkerClient.
  */
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import type { SQL } from 'drizzle-orm';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
-import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
 import { ToxScopeError } from '../errors.js';
+import { PgliteWorkerClient } from './pglite-worker.js';
 import * as schema from './schema.js';
 
 /** The drizzle instance both drivers share: every query in src/db is written against this type. */
@@ -23,6 +25,8 @@ export type Database = PgDatabase<PgQueryResultHKT, typeof schema>;
 export interface DbHandle {
   readonly db: Database;
   readonly driver: 'postgres' | 'pglite';
+  /** Why this handle can never answer again (the embedded database's worker thread died), or null. */
+  failure?(): string | null;
   /** Applies migrations/ (idempotent: already-applied migrations are skipped). createDb runs it unless told not to. */
   migrate(): Promise<void>;
   close(): Promise<void>;
@@ -94,43 +98,22 @@ async function openPglite(dataDir: string | undefined, migrationsFolder: string)
       field: 'dataDir',
     });
   }
-  let location = 'memory://';
-  let client: PGlite;
+  const location = dataDir === 'memory://' ? dataDir : join(dataDir, 'pglite');
+  let client: PgliteWorkerClient;
   try {
-    if (dataDir !== 'memory://') {
-      location = join(dataDir, 'pglite');
-      await initPgliteAtomically(location);
-    }
-    client = await PGlite.create(location);
+    client = await PgliteWorkerClient.open(location);
   } catch (e) {
     throw new ToxScopeError('unavailable', `opening PGlite at ${location} failed: ${errorText(e)}`, { dataDir }, { cause: e });
   }
-  const db = drizzlePglite({ client, schema, casing: 'snake_case' });
+  // drizzle-orm/pglite uses query(sql, params, { rowMode, parsers }) and transaction(): the worker client speaks both
+  const db = drizzlePglite({ client: client as unknown as PGlite, schema, casing: 'snake_case' });
   return {
     db: db as unknown as Database,
     driver: 'pglite',
-    migrate: () => migratePglite(db, { migrationsFolder }),
+    failure: () => client.failure(),
+    migrate: () => client.migrate(migrationsFolder),
     close: () => client.close(),
   };
-}
-
-/**
- * A new embedded database is created in `<location>.init` and renamed into place once complete, so a crash
- * (kill -9) during its creation leaves no half-initialised database that would never open: the next start
- * begins again.
- */
-async function initPgliteAtomically(location: string): Promise<void> {
-  if (existsSync(join(location, 'PG_VERSION'))) return;
-  if (existsSync(location) && readdirSync(location).length > 0) {
-    throw new ToxScopeError('unavailable', `${location} is not an embedded database (no PG_VERSION) and is not empty: move it away`, { location });
-  }
-  const init = `${location}.init`;
-  rmSync(init, { recursive: true, force: true }); // what a crash during an earlier creation left
-  mkdirSync(init, { recursive: true });
-  const fresh = await PGlite.create(init);
-  await fresh.close();
-  rmSync(location, { recursive: true, force: true }); // an empty directory
-  renameSync(init, location);
 }
 
 /**

@@ -6,8 +6,13 @@
  *        ^ retry with backoff on failure
  *
  * Until it is up, `repository` answers every call with an 'unavailable' error (transient: the write queue
- * keeps its rows and retries; HTTP answers 503); `onUp` runs once, when it is (wake the write queue, re-read
- * the threshold overrides).
+ * keeps its rows and retries; HTTP answers 503); `onUp` runs each time it comes up (wake the write queue,
+ * re-read the threshold overrides).
+ *
+ * Once up, a cheap ping (`select 1`, every `pingMs`, bounded by `pingTimeoutMs`) keeps `reachable` current even
+ * when nothing is written, so readiness and `toxscope_database_up` notice an outage of an idle service within
+ * seconds. A database whose handle cannot answer any more (the embedded PGlite's worker thread died) is closed
+ * and opened again, with the same backoff.
  */
 import { ToxScopeError } from '../errors.js';
 import type { DbHandle } from './client.js';
@@ -24,8 +29,14 @@ export interface DatabaseConnectorOptions {
   retryMaxMs?: number;
   /** An attempt failed (described without SQL parameters); the next one is in `retryInMs`. */
   onError?: (error: DbErrorDescription, info: { attempt: number; retryInMs: number }) => void;
-  /** The database is open and migrated (once). */
+  /** The database is open and migrated (each time it comes up). */
   onUp?: (handle: DbHandle) => void;
+  /** Ping period once up, in ms (0 or absent: no ping; `reachable` then stays true while up). */
+  pingMs?: number;
+  /** A ping not answered within this is a failure (default: pingMs, at most 5 s). */
+  pingTimeoutMs?: number;
+  /** The ping's outcome changed: unreachable (with why) or reachable again. */
+  onReachability?: (reachable: boolean, error?: DbErrorDescription) => void;
 }
 
 // Every Repository method, so the gate below cannot miss one the interface gains.
@@ -58,6 +69,10 @@ export class DatabaseConnector {
   private attempt: Promise<void> | undefined;
   private lastFailure: DbErrorDescription | undefined;
   private readonly waiters = new Set<() => void>();
+  private pingTimer: NodeJS.Timeout | undefined;
+  private pinging = false;
+  private lastPingOk = true;
+  private pingQuery: Promise<void> | undefined;
   private readonly retryMinMs: number;
   private readonly retryMaxMs: number;
   /** The repository over the database once it is up; 'unavailable' errors before. */
@@ -84,6 +99,11 @@ export class DatabaseConnector {
   /** The open handle (undefined until up). */
   get handle(): DbHandle | undefined {
     return this.current?.handle;
+  }
+
+  /** Whether the database answered its last ping (true while up and not pinged yet; false unless up). */
+  get reachable(): boolean {
+    return this.status === 'up' && this.lastPingOk;
   }
 
   /** Why the last attempt failed (undefined once up). */
@@ -117,6 +137,7 @@ export class DatabaseConnector {
   async close(): Promise<void> {
     if (this.status === 'closed') return;
     this.status = 'closed';
+    this.stopPing();
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     await this.attempt?.catch(() => undefined);
@@ -130,6 +151,65 @@ export class DatabaseConnector {
     if (this.status === 'closed') return new ToxScopeError('unavailable', 'the database is closed (shutting down)');
     const why = this.lastFailure ? `: ${this.lastFailure.message}${this.lastFailure.code ? ` (${this.lastFailure.code})` : ''}` : '';
     return new ToxScopeError('unavailable', `the database is not reachable yet${why}`, { retryAfterSeconds: 5 });
+  }
+
+  /** Pings now (what the timer does every pingMs); resolves with whether the database answered. */
+  async ping(): Promise<boolean> {
+    const current = this.current;
+    if (this.status !== 'up' || !current) return false;
+    const timeoutMs = this.options.pingTimeoutMs ?? Math.min(this.options.pingMs || 5_000, 5_000);
+    let timer: NodeJS.Timeout | undefined;
+    let error: unknown;
+    try {
+      // at most one ping query outstanding: a driver that queues queries while it cannot connect must not
+      // collect a ping per period in front of the real work
+      const query = (this.pingQuery ??= current.repo.ping().finally(() => (this.pingQuery = undefined)));
+      await Promise.race([
+        query,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(Object.assign(new Error(`no answer to a ping within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs);
+          timer.unref();
+        }),
+      ]);
+    } catch (e) {
+      error = e;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (this.current !== current || this.status !== 'up') return false; // closed or reopened meanwhile
+    const ok = error === undefined;
+    if (ok !== this.lastPingOk) {
+      this.lastPingOk = ok;
+      this.options.onReachability?.(ok, ok ? undefined : describeDbError(error));
+    }
+    // a handle that can never answer again (the embedded database's worker died): open a new one
+    const broken = current.handle.failure?.();
+    if (!ok && broken) {
+      this.lastFailure = { message: broken };
+      this.stopPing();
+      this.current = undefined;
+      this.status = 'connecting';
+      await current.handle.close().catch(() => undefined);
+      void this.tryOnce();
+    }
+    return ok;
+  }
+
+  private startPing(): void {
+    this.stopPing();
+    const every = this.options.pingMs ?? 0;
+    if (every <= 0) return;
+    this.pingTimer = setInterval(() => {
+      if (this.pinging) return;
+      this.pinging = true;
+      void this.ping().finally(() => (this.pinging = false));
+    }, every);
+    this.pingTimer.unref();
+  }
+
+  private stopPing(): void {
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.pingTimer = undefined;
   }
 
   private tryOnce(): Promise<void> {
@@ -157,6 +237,9 @@ export class DatabaseConnector {
       this.current = { handle, repo: createRepository(handle.db) };
       this.status = 'up';
       this.lastFailure = undefined;
+      this.attempts = 0;
+      this.lastPingOk = true;
+      this.startPing();
       for (const w of [...this.waiters]) w();
       this.options.onUp?.(handle);
     })();

@@ -66,6 +66,8 @@ export interface Metrics {
   labeledInWindow: Gauge<'attribute' | 'language'>;
   driftAlarm: Gauge<'attribute' | 'language'>;
   ready: Gauge;
+  /** in-process restarts of a dead engine worker: restarted, failed (an attempt), gave_up (liveness then fails) */
+  engineRestarts: Counter<'outcome'>;
   feedback: Gauge<'attribute' | 'language'>;
   /** read the write queue's numbers at every scrape (toxscope_write_queue_*, toxscope_write_journal_bytes, toxscope_database_up) */
   observeWrites(source: () => WritesSnapshot): void;
@@ -117,7 +119,7 @@ export function createMetrics({ processDefaults = true }: MetricsOptions = {}): 
   writeCounter('write_queue_dropped_total', 'entries the database rejected as invalid, or unreadable journal lines (each logged)', (s) => s.dropped);
   writeCounter('write_queue_refused_total', 'entries refused at enqueue because the journal was full or not writable (the caller got an error)', (s) => s.refused);
   new Gauge({ name: `${p}write_journal_bytes`, help: 'bytes in the write journal (every accepted entry until the database committed it)', registers, collect() { this.set(writes?.().journalBytes ?? 0); } });
-  new Gauge({ name: `${p}database_up`, help: '1 when the database is open and migrated and the last write succeeded, else 0 (writes wait in the journal)', registers, collect() { this.set(writes?.().databaseUp ? 1 : 0); } });
+  new Gauge({ name: `${p}database_up`, help: '1 when the database is open and migrated, answered its last ping (TOXSCOPE_DB_PING_MS) and took the last write, else 0 (writes wait in the journal)', registers, collect() { this.set(writes?.().databaseUp ? 1 : 0); } });
 
   return {
     registry,
@@ -152,6 +154,7 @@ export function createMetrics({ processDefaults = true }: MetricsOptions = {}): 
     labeledInWindow: new Gauge({ name: `${p}labeled_in_window`, help: 'labeled predictions in the current drift window by attribute and language (the drift alarm needs at least the configured minimum)', labelNames: ['attribute', 'language'], registers }),
     driftAlarm: new Gauge({ name: `${p}drift_alarm`, help: '1 when |F1 - baseline| exceeds the tolerance with enough labeled predictions in the window, else 0; by attribute and language', labelNames: ['attribute', 'language'], registers }),
     ready: new Gauge({ name: `${p}ready`, help: '1 when a bundle is loaded and warm and the service is not draining (what /readyz answers; for `toxscope consume` also: NATS connected and the durable consumer exists), else 0', registers }),
+    engineRestarts: new Counter({ name: `${p}engine_restarts_total`, help: 'in-process restarts of a dead engine worker thread by outcome: restarted, failed (one attempt), gave_up (attempts exhausted: liveness fails)', labelNames: ['outcome'], registers }),
     render: () => registry.metrics(),
     contentType: registry.contentType,
   };

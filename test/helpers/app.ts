@@ -25,7 +25,7 @@ import { trainHead } from '../../src/head/train.js';
 import { ATTRIBUTES_FILE, attributesFromJSON, attributesToJSON } from '../../src/bundle/attributes.js';
 import { fixtureAttributes } from '../../src/bundle/demo/fixture-attributes.js';
 import { createApp } from '../../src/http/app.js';
-import { ClassifierHost, type LoadedBundle } from '../../src/service/classifier-host.js';
+import { ClassifierHost, type EngineRestartOptions, type LoadedBundle } from '../../src/service/classifier-host.js';
 import type { ServiceDeps } from '../../src/service/deps.js';
 import { createMetrics, type Metrics } from '../../src/metrics/metrics.js';
 import { loadSae } from '../../src/model/sae/load.js';
@@ -147,6 +147,7 @@ export async function loadTinyBundle(dir: string, config: Config, metrics?: Metr
   await classifier.warmUp();
   return {
     classifier,
+    source: dir,
     info: {
       name: 'tiny-test-bundle',
       version,
@@ -178,12 +179,14 @@ export interface TestAppOptions {
   deps?: Partial<Omit<ServiceDeps, 'config' | 'metrics' | 'host'>>;
   /** leave the host in 'starting' (readiness tests) */
   notReady?: boolean;
+  /** restart a dead engine in-process (default reload: the dead bundle's directory, as loadTinyBundle) */
+  restart?: Partial<EngineRestartOptions> & Pick<EngineRestartOptions, 'attempts' | 'backoffMs'>;
 }
 
 export async function buildTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const config = testConfig(options.env);
   const metrics = createMetrics({ processDefaults: false });
-  const host = new ClassifierHost();
+  const host = new ClassifierHost(options.restart && { reload: (dead) => loadTinyBundle(dead.source!, config, metrics), ...options.restart });
   const s = await sharedParts();
   const dir = mkdtempSync(join(tmpdir(), 'toxscope-http-bundles-'));
   const first = writeTinyBundle(join(dir, 'v1'), 'tiny-v1', s.headJson, s.attributesJson);

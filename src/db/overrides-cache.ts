@@ -1,0 +1,180 @@
+/**
+ * The last threshold overrides the database answered, kept in the data directory so that a bundle loaded while
+ * the database is away (a start, a crash restart, POST /admin/reload during an outage) serves the thresholds an
+ * operator set instead of the bundle's own.
+ *
+ *   thresholdOverrides(version):  database answers   -> its answer (remembered here, per bundle version)
+ *                                 database away, or  -> the remembered answer for that version, if any
+ *                                 no answer in 5 s
+ *                                                       (else the database's error, as before)
+ *
+ * The database stays the source of truth: the cache is read only when it does not answer (a transient error),
+ * and every answer replaces what was remembered. The file (`<dataDir>/threshold-overrides.json`) is written
+ * atomically (a temporary file, fsync'd, renamed over the old one, the directory fsync'd): a crash leaves the
+ * old content or the new, never a torn file. An unreadable file is treated as empty (the database answers again).
+ */
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { isTransientDbError } from './db-error.js';
+import type { Repository } from './repository.js';
+
+type Overrides = Awaited<ReturnType<Repository['thresholdOverrides']>>;
+
+interface CacheFile {
+  format: 'toxscope-threshold-overrides-v1';
+  /** bundle version -> { overrides, when the database answered them } */
+  versions: Record<string, { overrides: Overrides; at: string }>;
+}
+
+/** Bundle versions remembered (the most recently answered ones). */
+const MAX_VERSIONS = 32;
+
+export interface OverridesCacheOptions {
+  source: Pick<Repository, 'thresholdOverrides'>;
+  /** the cache file, e.g. `<dataDir>/threshold-overrides.json` */
+  path: string;
+  /** the database did not answer and the remembered overrides were served (for a log line) */
+  onFallback?: (info: { version: string; cachedAt: string; error: unknown }) => void;
+  /** how long to wait for the database before serving the remembered overrides (default 5 s) */
+  timeoutMs?: number;
+  /** the cache file could not be written (the answer is served all the same) */
+  onWriteError?: (error: unknown) => void;
+}
+
+export class OverridesCache {
+  private file: CacheFile;
+
+  constructor(private readonly options: OverridesCacheOptions) {
+    this.file = readCache(options.path);
+  }
+
+  /** The overrides of a bundle version: the database's answer, or the remembered one while it is away. */
+  async thresholdOverrides(version: string): Promise<Overrides> {
+    let overrides: Overrides;
+    let timer: NodeJS.Timeout | undefined;
+    const timeoutMs = this.options.timeoutMs ?? 5_000;
+    try {
+      // a driver that cannot connect may hold a query for its reconnect backoff (postgres.js: up to 20 s)
+      overrides = await Promise.race([
+        this.options.source.thresholdOverrides(version),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(Object.assign(new Error(`the database did not answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs);
+          timer.unref();
+        }),
+      ]);
+    } catch (error) {
+      const cached = this.file.versions[version];
+      if (!cached || !isTransientDbError(error)) throw error;
+      this.options.onFallback?.({ version, cachedAt: cached.at, error });
+      return { ...cached.overrides };
+    } finally {
+      clearTimeout(timer);
+    }
+    this.remember(version, overrides);
+    return overrides;
+  }
+
+  /**
+   * Changes the database has just committed (PUT /admin/thresholds): merged into the remembered overrides of
+   * their version at once (the latest per language wins, a removal is null), so that an outage right after the
+   * change cannot leave the older ones in the file; then the version is re-read from the database in the
+   * background (other replicas' changes). Never throws.
+   */
+  recorded(changes: readonly { bundleVersion?: string | null; language: string; newThreshold: number; removed?: boolean | null }[]): void {
+    const byVersion = new Map<string, Overrides>();
+    for (const c of changes) {
+      if (!c.bundleVersion) continue;
+      const merged = byVersion.get(c.bundleVersion) ?? { ...(this.file.versions[c.bundleVersion]?.overrides ?? {}) };
+      merged[c.language] = c.removed ? null : c.newThreshold;
+      byVersion.set(c.bundleVersion, merged);
+    }
+    for (const [version, merged] of byVersion) {
+      this.remember(version, merged);
+      void this.refresh(version);
+    }
+  }
+
+  /** Re-read a version's overrides from the database into the cache; never throws. */
+  async refresh(version: string): Promise<void> {
+    try {
+      this.remember(version, await this.options.source.thresholdOverrides(version));
+    } catch {
+      // the database is away again: the next answer refreshes it
+    }
+  }
+
+  /** What is remembered for a version (undefined: nothing). */
+  cached(version: string): Overrides | undefined {
+    const c = this.file.versions[version];
+    return c && { ...c.overrides };
+  }
+
+  private remember(version: string, overrides: Overrides): void {
+    const previous = this.file.versions[version];
+    if (previous && sameOverrides(previous.overrides, overrides)) return;
+    const versions = { ...this.file.versions };
+    delete versions[version];
+    versions[version] = { overrides: { ...overrides }, at: new Date().toISOString() };
+    const names = Object.keys(versions);
+    for (const old of names.slice(0, Math.max(0, names.length - MAX_VERSIONS))) delete versions[old];
+    const next: CacheFile = { format: 'toxscope-threshold-overrides-v1', versions };
+    try {
+      writeAtomically(this.options.path, JSON.stringify(next));
+      this.file = next;
+    } catch (e) {
+      this.file = next; // served from memory in this process; the file catches up at the next answer
+      this.options.onWriteError?.(e);
+    }
+  }
+}
+
+function sameOverrides(a: Overrides, b: Overrides): boolean {
+  const ka = Object.keys(a).sort();
+  const kb = Object.keys(b).sort();
+  return ka.length === kb.length && ka.every((k, i) => k === kb[i] && a[k] === b[k]);
+}
+
+function readCache(path: string): CacheFile {
+  const empty: CacheFile = { format: 'toxscope-threshold-overrides-v1', versions: {} };
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return empty;
+  }
+  try {
+    const parsed = JSON.parse(text) as Partial<CacheFile>;
+    if (parsed?.format !== empty.format || typeof parsed.versions !== 'object' || parsed.versions === null) return empty;
+    const versions: CacheFile['versions'] = {};
+    for (const [version, entry] of Object.entries(parsed.versions)) {
+      const o = entry?.overrides;
+      if (typeof entry?.at !== 'string' || typeof o !== 'object' || o === null) continue;
+      if (!Object.values(o).every((v) => v === null || (typeof v === 'number' && Number.isFinite(v)))) continue;
+      versions[version] = { overrides: { ...o }, at: entry.at };
+    }
+    return { format: empty.format, versions };
+  } catch {
+    return empty;
+  }
+}
+
+/** temp file + fsync + rename + directory fsync: the old content or the new survives a crash, never half of it. */
+function writeAtomically(path: string, text: string): void {
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  const dfd = openSync(dir, 'r');
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
+}
