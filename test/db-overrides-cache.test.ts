@@ -55,6 +55,17 @@ describe('threshold override cache', () => {
     expect(Date.parse(fallbacks[0].cachedAt)).not.toBeNaN();
   });
 
+  it("keeps every attribute's overrides of a version, not only toxicity's", async () => {
+    const path = join(dir, 'f', 'threshold-overrides.json');
+    await repo.recordThresholdChanges([change('en', 0.7, { bundleVersion: 'v3', attribute: 'insult' }), change('pooled', 0.45, { bundleVersion: 'v3' })]);
+    expect(await new OverridesCache({ source: repo, path }).attributeOverrides('v3')).toEqual({ insult: { en: 0.7 }, toxicity: { pooled: 0.45 } });
+    const restarted = new OverridesCache({ source: away, path });
+    expect(await restarted.attributeOverrides('v3')).toEqual({ insult: { en: 0.7 }, toxicity: { pooled: 0.45 } });
+    expect(await restarted.thresholdOverrides('v3')).toEqual({ pooled: 0.45 });
+    restarted.recorded([change('de', 0.2, { bundleVersion: 'v3', attribute: 'insult' })]);
+    expect(restarted.cached('v3')).toEqual({ insult: { en: 0.7, de: 0.2 }, toxicity: { pooled: 0.45 } });
+  });
+
   it('keeps the database the source of truth: every answer replaces what was remembered, removals included', async () => {
     const path = join(dir, 'b', 'threshold-overrides.json');
     await repo.recordThresholdChange(change('fr', 0.2, { bundleVersion: 'v2' }));
@@ -67,7 +78,7 @@ describe('threshold override cache', () => {
     // refresh (what a recorded change triggers) rereads the database
     await repo.recordThresholdChange(change('fr', 0.2, { bundleVersion: 'v2', oldThreshold: 0.45, removed: true }));
     await cache.refresh('v2');
-    expect(new OverridesCache({ source: away, path }).cached('v2')).toEqual({ fr: null, pooled: 0.5 });
+    expect(new OverridesCache({ source: away, path }).cached('v2')).toEqual({ toxicity: { fr: null, pooled: 0.5 } });
   });
 
   it('keeps a change the database just committed at once, so an outage right after it cannot bring back the older ones', async () => {
@@ -89,7 +100,7 @@ describe('threshold override cache', () => {
 
     writeFileSync(path, readFileSync(path, 'utf8').slice(0, 20)); // what a crash could leave without the atomic rename
     await expect(new OverridesCache({ source: away, path }).thresholdOverrides('v1')).rejects.toThrow(/closed/);
-    writeFileSync(path, JSON.stringify({ format: 'toxscope-threshold-overrides-v1', versions: { v1: { at: 'x', overrides: { en: 'high' } } } }));
+    writeFileSync(path, JSON.stringify({ format: 'toxscope-threshold-overrides-v2', versions: { v1: { at: 'x', overrides: { toxicity: { en: 'high' } } } } }));
     await expect(new OverridesCache({ source: away, path }).thresholdOverrides('v1')).rejects.toThrow(/closed/);
   });
 

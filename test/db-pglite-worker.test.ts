@@ -36,7 +36,7 @@ describe('embedded PGlite on a worker thread', () => {
     const row = predictionRow({ createdAt: new Date('2026-12-02T08:00:00.123Z'), score: 0.75, label: true });
     await createRepository(h.db).insertPredictions([row]);
     const [back] = await h.db.select().from(predictions).where(eq(predictions.id, row.id));
-    expect(back).toEqual({ ...row, text: null });
+    expect(back).toEqual({ ...row, text: null, attributes: null });
     expect(back.createdAt).toBeInstanceOf(Date);
     const [n] = await executeRows<{ n: number; big: string; at: string }>(h.db, sql`select count(*)::int as n, 9007199254740993::bigint as big, ${row.createdAt}::timestamptz as at from predictions`);
     expect(n.n).toBeGreaterThanOrEqual(1);
