@@ -99,7 +99,9 @@ describe('overload, deadlines and readiness', () => {
     const busy = await buildTestApp({ env: { TOXSCOPE_QUEUE_CAPACITY: '3', TOXSCOPE_MAX_WAIT_MS: '1000' } });
     try {
       const first = post(busy.app, '/v1/classify', { texts: ['first text', 'second text'], language: 'en' });
-      await new Promise((r) => setTimeout(r, 50));
+      // its two windows wait in the queue once the tokenizer worker has handed them over
+      for (let i = 0; i < 10_000 && busy.host.current().classifier.queueDepth < 2; i++) await new Promise((r) => setTimeout(r, 1));
+      expect(busy.host.current().classifier.queueDepth).toBe(2);
       const second = await post(busy.app, '/v1/classify', { texts: ['third text', 'fourth text'], language: 'en' });
       const body = await expectError(second, 429, 'overloaded', /queue full/);
       expect(Number(second.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);

@@ -69,8 +69,7 @@ export interface TextWorkerOptions {
 type ToWorker =
   | { type: 'prepare'; id: number; input: PrepareInput }
   | { type: 'cancel'; id: number }
-  | { type: 'stats'; id: number }
-  | { type: 'close' };
+  | { type: 'stats'; id: number };
 type FromWorker =
   | { type: 'ready'; tokenizer: TokenizerInfo }
   | { type: 'prepared'; id: number; texts: PreparedText[] }
@@ -170,16 +169,16 @@ export class TextWorker implements TextPreparer {
     });
   }
 
-  /** End the worker (requests still being prepared are refused as 'unavailable'). */
+  /**
+   * End the worker (requests still being prepared are refused as 'unavailable'). It holds nothing to save, so it
+   * is terminated rather than asked to stop: a shutdown never waits on it.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     const live = await this.live?.catch(() => null);
     this.live = null;
-    if (!live) return;
-    const exited = new Promise<void>((resolve) => live.worker.once('exit', () => resolve()));
-    live.worker.postMessage({ type: 'close' } satisfies ToWorker);
-    await exited;
+    await live?.worker.terminate();
   }
 
   /** The running worker, or a new one when the last one died. */
@@ -326,10 +325,6 @@ async function serveTexts(): Promise<void> {
       const at = turns.findIndex((j) => j.id === m.id);
       if (at >= 0) turns.splice(at, 1);
     } else if (m.type === 'stats') send({ type: 'stats', id: m.id, stats: { ...stats } });
-    else if (m.type === 'close') {
-      turns.length = 0;
-      port.close();
-    }
   });
 }
 
