@@ -66,7 +66,7 @@ describe('segmentTokens', () => {
   it('gives no segments for a single sentence, and cuts long sentences to the token cap', () => {
     expect(segmentTokens('just one sentence', [[0, 4], [4, 8], [8, 17]])).toEqual([]);
     const offsets = Array.from({ length: 10 }, (_, i) => [i, i + 1] as [number, number]);
-    expect(segmentTokens('abcdefghij', offsets, 4)).toEqual([{ from: 0, to: 4 }, { from: 4, to: 8 }, { from: 8, to: 10 }]);
+    expect(segmentTokens('abcdefghij', offsets, { maxTokens: 4, windowTokens: 0 })).toEqual([{ from: 0, to: 4 }, { from: 4, to: 8 }, { from: 8, to: 10 }]);
     expect(sentenceBounds('A. B.\nC')).toEqual([0, 3, 6]);
   });
 });

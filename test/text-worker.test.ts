@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLanguageIdentifier, type LanguageIdentifier, resolveLanguages } from '../src/engine/language.js';
 import { normalizeText, originalOffsets } from '../src/engine/normalize.js';
-import { segmentTokens } from '../src/engine/segments.js';
+import { encodeSegments, segmentTokens } from '../src/engine/segments.js';
 import { offsetPairs } from '../src/engine/text-prep.js';
 import { TextWorker } from '../src/engine/text-worker.js';
 import { loadTokenizer, packagedTokenizerPath, type Tokenizer } from '../src/engine/tokenizer.js';
@@ -30,7 +30,7 @@ function onMainThread(texts: string[], language?: string | (string | null)[]) {
   const languages = resolveLanguages(normalized.map((n) => n.text), language, lid);
   return normalized.map((n, i) => {
     const e = tok.encodeWithOffsets(n.text);
-    return { ids: e.ids, offsets: originalOffsets(n, e.offsets), segments: segmentTokens(n.text, e.offsets), language: languages[i] };
+    return { ids: e.ids, offsets: originalOffsets(n, e.offsets), segments: segmentTokens(n.text, e.offsets), segmentIds: encodeSegments(tok, n.text, e.offsets), language: languages[i] };
   });
 }
 
@@ -47,7 +47,7 @@ describe('the tokenizer worker', () => {
     const hints = [null, 'en', null, null, 'en', null];
     const got = await worker.prepare({ texts, hints, maxTokens: 100_000 });
     const want = onMainThread(texts, hints);
-    expect(got.map((p) => ({ ids: p.ids, offsets: offsetPairs(p.offsets), segments: p.segments, language: p.language }))).toEqual(want);
+    expect(got.map((p) => ({ ids: p.ids, offsets: offsetPairs(p.offsets), segments: p.segments, segmentIds: p.segmentIds, language: p.language }))).toEqual(want);
   });
 
   it('tokenizes on its own thread, not the main one', async () => {
@@ -55,7 +55,9 @@ describe('the tokenizer worker', () => {
     await worker.prepare({ texts: [prose(2000)], hints: ['en'], maxTokens: 100_000 });
     const after = await worker.stats();
     expect(after.threadId).not.toBe(0); // the main thread's id is 0
-    expect(after.pieces - before.pieces).toBe(tok.splitPieces(normalizeText(prose(2000)).text).length);
+    const text = normalizeText(prose(2000)).text;
+    // one tokenizer call per piece of the text, then one per segment (each sentence and window tokenized alone)
+    expect(after.pieces - before.pieces).toBe(tok.splitPieces(text).length + segmentTokens(text, tok.encodeWithOffsets(text).offsets).length);
     expect((await worker.tokenizer()).path).toBe(packagedTokenizerPath());
   });
 

@@ -8,8 +8,8 @@
  *        --> TextFeatures[N]
  */
 import type { ForwardEngine } from '../engine/forward-engine.js';
-import { FeatureAccumulator, textFeatures } from '../engine/features.js';
-import { segmentTokens, type TokenSpan } from '../engine/segments.js';
+import { textFeatures } from '../engine/features.js';
+import { encodeSegments } from '../engine/segments.js';
 import { normalizeText } from '../engine/normalize.js';
 import type { Tokenizer } from '../engine/tokenizer.js';
 import type { TextFeatures } from '../head/text-features.js';
@@ -32,8 +32,13 @@ export interface FeaturizeOptions {
   batchTokens: number;
   /** called after each forward pass with texts done so far */
   onProgress?: (done: number, total: number) => void;
-  /** token ranges of each text's sentences: their features go to TextFeatures.segments */
-  segments?: readonly (readonly TokenSpan[])[];
+  /**
+   * each text's segments (src/engine/segments.ts), as the token ids of each segment tokenized alone: each is
+   * encoded as a text of its own and its features go to TextFeatures.segments (undefined or []: none)
+   */
+  segmentIds?: readonly (readonly number[][] | undefined)[];
+  /** which texts get segment features (default: all); training needs them on its calibration split only */
+  segmentsFor?: (text: number) => boolean;
   /** sees each text's stitched codes [1, n, k] once (feature labels record top contexts here) */
   onCodes?: (text: number, codes: TopKBatch) => void;
 }
@@ -47,36 +52,44 @@ interface Row {
 }
 
 export async function featurizeTexts(engine: ForwardEngine, tokenizer: Tokenizer, texts: readonly string[], opts: FeaturizeOptions): Promise<TextFeatures[]> {
-  const enc = encodeTexts(tokenizer, texts);
-  return featurizeIds(engine, enc.ids, { ...opts, segments: enc.segments });
+  const enc = encodeTexts(tokenizer, texts, opts.segmentsFor);
+  return featurizeIds(engine, enc.ids, { ...opts, segmentIds: enc.segmentIds });
 }
 
 /** Training: the features, and each feature's top activating contexts (feature labels) by language. */
 export async function featurizeWithContexts(
   engine: ForwardEngine, tokenizer: Tokenizer, texts: readonly { text: string; lang: string }[], dSae: number, opts: FeaturizeOptions,
 ): Promise<{ features: TextFeatures[]; contexts: ContextRecorder }> {
-  const enc = encodeTexts(tokenizer, texts.map((t) => t.text));
+  const enc = encodeTexts(tokenizer, texts.map((t) => t.text), opts.segmentsFor);
   const contexts = new ContextRecorder(dSae, texts.map((t, i) => ({ text: enc.normalized[i], lang: t.lang, offsets: enc.offsets[i] })));
-  const features = await featurizeIds(engine, enc.ids, { ...opts, segments: enc.segments, onCodes: (i, codes) => contexts.record(i, codes) });
+  const features = await featurizeIds(engine, enc.ids, { ...opts, segmentIds: enc.segmentIds, onCodes: (i, codes) => contexts.record(i, codes) });
   return { features, contexts };
 }
 
-/** Normalise (src/engine/normalize.ts) and tokenize as the service does; sentence segments of each text. */
-function encodeTexts(tokenizer: Tokenizer, texts: readonly string[]) {
-  const ids: number[][] = [], segments: TokenSpan[][] = [], normalized: string[] = [], offsets: [number, number][][] = [];
-  for (const t of texts) {
+/** Normalise (src/engine/normalize.ts) and tokenize as the service does; each text's segments tokenized alone. */
+function encodeTexts(tokenizer: Tokenizer, texts: readonly string[], segmentsFor?: (text: number) => boolean) {
+  const ids: number[][] = [], segmentIds: number[][][] = [], normalized: string[] = [], offsets: [number, number][][] = [];
+  texts.forEach((t, i) => {
     const n = normalizeText(t).text;
     const e = tokenizer.encodeWithOffsets(n);
     const empty = e.ids.length === 0; // an empty text still needs one token: it scores as "nothing fired"
     ids.push(empty ? [tokenizer.padId] : e.ids);
     offsets.push(empty ? [[0, 0]] : e.offsets);
     normalized.push(n);
-    segments.push(segmentTokens(n, e.offsets));
-  }
-  return { ids, segments, normalized, offsets };
+    segmentIds.push(segmentsFor && !segmentsFor(i) ? [] : encodeSegments(tokenizer, n, e.offsets));
+  });
+  return { ids, segmentIds, normalized, offsets };
 }
 
-export async function featurizeIds(engine: ForwardEngine, ids: readonly number[][], opts: FeaturizeOptions): Promise<TextFeatures[]> {
+export async function featurizeIds(engine: ForwardEngine, texts: readonly number[][], opts: FeaturizeOptions): Promise<TextFeatures[]> {
+  // each segment is one more text to encode, after the texts: segOf[j] = [text, its segment index]
+  const ids: number[][] = [...texts];
+  const segOf: [number, number][] = [];
+  opts.segmentIds?.forEach((segs, text) => segs?.forEach((s, j) => {
+    if (s.length === 0) return;
+    segOf.push([text, j]);
+    ids.push(s);
+  }));
   const rows: Row[] = [];
   const windowsOf: number[] = [];
   ids.forEach((toks, text) => {
@@ -102,12 +115,19 @@ export async function featurizeIds(engine: ForwardEngine, ids: readonly number[]
     opts.onProgress?.(done, ids.length);
     at = end;
   }
-  return parts.map((p, i) => {
+  const features = parts.map((p, i) => {
     const codes = stitch(p); // [1, n, k]
-    opts.onCodes?.(i, codes);
-    const f = textFeatures(codes)[0];
-    const segs = opts.segments?.[i];
-    if (segs && segs.length > 1) f.segments = segs.map((r) => new FeatureAccumulator().addRow(codes, 0, r).result());
-    return f;
+    if (i < texts.length) opts.onCodes?.(i, codes);
+    return textFeatures(codes)[0];
   });
+  const out = features.slice(0, texts.length);
+  segOf.forEach(([text, j], s) => {
+    const f = out[text];
+    f.segments ??= new Array(opts.segmentIds![text]!.length).fill(EMPTY);
+    f.segments[j] = features[texts.length + s];
+  });
+  return out;
 }
+
+/** A segment that tokenized to nothing: no tokens, nothing fired (the head skips it). */
+const EMPTY: TextFeatures = { nTokens: 0, ids: new Int32Array(0), counts: new Int32Array(0), rates: new Float32Array(0), maxActs: new Float32Array(0) };

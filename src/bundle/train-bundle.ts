@@ -12,7 +12,8 @@ import { digest as dataDigest, readLabeled, type LabeledText } from '../data/lab
 import { ForwardEngine } from '../engine/forward-engine.js';
 import { loadTokenizer } from '../engine/tokenizer.js';
 import type { ThresholdObjective } from '../head/thresholds.js';
-import { trainHead, type TrainReport } from '../head/train.js';
+import { DEFAULT_CALIBRATION_FRACTION, trainHead, type TrainReport } from '../head/train.js';
+import { stratifiedSplit } from '../head/split.js';
 import { readModelConfig } from '../model/families/registry.js';
 import { loadSae } from '../model/sae/load.js';
 import type { Provider } from '../runtime/session.js';
@@ -94,10 +95,19 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
   const tokenizer = await loadTokenizer(o.modelDir);
   const windowTokens = o.windowTokens ?? 512;
   const windowOverlap = o.windowOverlap ?? 64;
+  const seed = o.seed ?? 0;
+  const langs = texts.map((t) => t.lang);
+  // The heads read segments (each sentence and window encoded alone) only where their scores are calibrated: on
+  // each head's calibration split (the same seeded split trainHead draws). The train split's segments would only
+  // cost forward passes.
+  const fraction = o.calibrationFraction ?? DEFAULT_CALIBRATION_FRACTION;
+  const needsSegments = new Set(stratifiedSplit(texts.map((t) => t.label), langs, fraction, seed).holdout);
+  for (const { idx, labels } of attributeLabels(texts)) for (const j of stratifiedSplit(labels, idx.map((i) => langs[i]), fraction, seed).holdout) needsSegments.add(idx[j]);
   let features, contexts;
   try {
     ({ features, contexts } = await featurizeWithContexts(engine, tokenizer, texts, sae.dSae, {
       windowTokens, overlap: windowOverlap, batchTokens: o.batchTokens ?? FEATURIZE_BATCH_TOKENS,
+      segmentsFor: (i) => needsSegments.has(i),
       onProgress: (d, n) => o.onProgress?.('encoding', d, n),
     }));
   } finally {
@@ -107,9 +117,7 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
   const modelSha = modelDigest(o.modelDir, o.hashCache);
   const { resolved, sha256: saeSha } = saeDigest(o.saePath, o.layer, o.hashCache);
   const trainedFor: TrainedFor = { model_sha256: modelSha, sae_sha256: saeSha, layer: o.layer, k };
-  const seed = o.seed ?? 0;
   const thresholds: ThresholdObjective = o.targetPrecision !== undefined ? { mode: 'precision', target: o.targetPrecision } : (o.thresholdObjective ?? { mode: 'f1' });
-  const langs = texts.map((t) => t.lang);
   const result = trainHead(
     { features, labels: texts.map((t) => t.label), langs, dSae: sae.dSae },
     { seed, calibrationFraction: o.calibrationFraction, thresholds, prevalence: o.prevalence, meta: { trained_for: trainedFor, attribute: 'toxicity' } },
@@ -118,10 +126,7 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
   // further attributes: same features, same fitted transform, each on the texts labeled for it
   const attributeHeads: Record<string, Head> = {};
   const attributeReports: Record<string, TrainReport> = {};
-  for (const name of [...new Set(texts.flatMap((t) => Object.keys(t.attributes ?? {})))].sort()) {
-    const idx = texts.flatMap((t, i) => (t.attributes?.[name] === 0 || t.attributes?.[name] === 1 ? [i] : []));
-    const labels = idx.map((i) => texts[i].attributes![name] as number);
-    const pos = labels.filter((l) => l === 1).length;
+  for (const { name, idx, labels, pos } of attributeLabels(texts, true)) {
     if (pos < MIN_ATTRIBUTE_PER_CLASS || idx.length - pos < MIN_ATTRIBUTE_PER_CLASS) {
       log(`attribute ${name}: ${pos} positive and ${idx.length - pos} negative labels, fewer than ${MIN_ATTRIBUTE_PER_CLASS} of each: not trained`);
       continue;
@@ -190,6 +195,18 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
   };
   writeFileSync(join(out, MANIFEST_FILE), JSON.stringify(manifest, null, 2));
   return { dir: out, manifest, report: result.report };
+}
+
+/** Each attribute's labeled texts (indices into texts) and labels; only those with enough of each class unless `all`. */
+function attributeLabels(texts: readonly LabeledText[], all = false): { name: string; idx: number[]; labels: number[]; pos: number }[] {
+  const out = [];
+  for (const name of [...new Set(texts.flatMap((t) => Object.keys(t.attributes ?? {})))].sort()) {
+    const idx = texts.flatMap((t, i) => (t.attributes?.[name] === 0 || t.attributes?.[name] === 1 ? [i] : []));
+    const labels = idx.map((i) => texts[i].attributes![name] as number);
+    const pos = labels.filter((l) => l === 1).length;
+    if (all || (pos >= MIN_ATTRIBUTE_PER_CLASS && idx.length - pos >= MIN_ATTRIBUTE_PER_CLASS)) out.push({ name, idx, labels, pos });
+  }
+  return out;
 }
 
 /**

@@ -13,6 +13,7 @@
 import { formatError, ToxScopeError, validationError } from '../errors.js';
 import type { BatchingConfig, LimitsConfig } from '../config.js';
 import type { Head } from '../head/head.js';
+import type { TextFeatures } from '../head/text-features.js';
 import type { FeatureLabels } from '../head/feature-labels.js';
 import { defaultOpenAiCategories, TOXICITY } from '../head/attributes.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -263,11 +264,15 @@ export class Classifier {
       if (e instanceof ToxScopeError && e.kind === 'timeout') throw new ToxScopeError('timeout', `request not answered within ${timeoutMs} ms (its deadline)`, e.details, { cause: e });
       throw e;
     };
-    const { submitted, encodings, tokenizeMs, windowCounts, owner } = await admission.catch(late);
+    const { submitted, encodings, tokenizeMs, windowCounts, owner, segmentOwner } = await admission.catch(late);
     const batched = await submitted.catch(late);
 
     const perText: TokenCodes[][] = texts.map(() => []);
-    batched.outputs.forEach((codes, i) => perText[owner[i]].push(codes));
+    const perSegment: (TokenCodes | undefined)[][] = encodings.map((e) => new Array(e.segments.length));
+    batched.outputs.forEach((codes, i) => {
+      if (i < owner.length) perText[owner[i]].push(codes);
+      else perSegment[segmentOwner[i - owner.length][0]][segmentOwner[i - owner.length][1]] = codes;
+    });
     // Features and scores on the event loop, in slices: a 16k-token text has ~250 sentence segments, each with
     // its own features and a score per attribute head (~100 ms in one go on two loaded cores); between steps the
     // loop serves other requests.
@@ -283,9 +288,10 @@ export class Classifier {
       }
       const features = whole.result();
       if (segments.length > 1) {
+        // each segment as a text of its own (its own forward pass): it scores as it would alone
         features.segments = [];
-        for (const r of segments) {
-          features.segments.push(new FeatureAccumulator().addRow(codes, 0, r).result());
+        for (const part of perSegment[i]) {
+          features.segments.push(part ? new FeatureAccumulator().addRow(stitch([part]), 0).result() : EMPTY_FEATURES);
           await pause();
         }
       }
@@ -347,7 +353,8 @@ export class Classifier {
     const tokenizeMs = performance.now() - t0;
     this.metrics?.tokenizeDuration.observe(tokenizeMs / 1000);
 
-    // Windows of every text, in order; owner[i] = the text of window i.
+    // Windows of every text, in order; owner[i] = the text of window i. Then each text's segments, each encoded
+    // alone (src/engine/segments.ts): segmentOwner[j] = [text, segment] of item windows.length + j.
     const items: WindowItem[] = [];
     const owner: number[] = [];
     const windowCounts = encodings.map((e, i) => {
@@ -358,10 +365,16 @@ export class Classifier {
       }
       return ws.length;
     });
+    const segmentOwner: [number, number][] = [];
+    encodings.forEach((e, i) => e.segmentIds.forEach((ids, j) => {
+      if (ids.length === 0) return;
+      items.push({ ids: ids.slice(0, this.limitsConfig.windowTokens), ownFrom: 0 });
+      segmentOwner.push([i, j]);
+    }));
     const left = deadline === undefined ? 0 : Math.max(1, deadline - performance.now());
     const submitted = this.batcher.submit(items, { signal: input.signal, timeoutMs: left }); // queued now
     submitted.catch(() => undefined); // the caller awaits it: no unhandled rejection meanwhile
-    return { submitted, encodings, tokenizeMs, windowCounts, owner };
+    return { submitted, encodings, tokenizeMs, windowCounts, owner, segmentOwner };
   }
 
   /** One short text through the whole pipeline, with no deadline: the warm-up and deep readiness check. */
@@ -460,6 +473,8 @@ async function explain(
 
 /** Longest run of result work (features, scores) on the event loop before it yields. */
 const RESULT_SLICE_MS = 5;
+/** A segment that tokenized to nothing on its own: no tokens, nothing fired (the head skips it). */
+const EMPTY_FEATURES: TextFeatures = { nTokens: 0, ids: new Int32Array(0), counts: new Int32Array(0), rates: new Float32Array(0), maxActs: new Float32Array(0) };
 /** Tokens whose features are added in one step (a text's features are added in steps of this many). */
 const FEATURE_STEP_TOKENS = 1024;
 

@@ -25,6 +25,9 @@ import { metricsByLanguage, type MetricsReport } from './metrics.js';
 import { stratifiedSplit } from './split.js';
 import type { ThresholdChoice, ThresholdObjective } from './thresholds.js';
 
+/** Share of each (language, label) stratum held out for calibration. */
+export const DEFAULT_CALIBRATION_FRACTION = 0.25;
+
 export interface TrainInput extends LabeledSet {
   /** the SAE width: feature ids are in [0, dSae) */
   dSae: number;
@@ -94,7 +97,7 @@ export function trainHead(input: TrainInput, options: TrainOptions = {}): TrainR
     throw validationError(`train: ${n} texts, ${input.labels.length} labels, ${input.langs.length} languages`);
   }
   const seed = options.seed ?? 0;
-  const calibrationFraction = options.calibrationFraction ?? 0.25;
+  const calibrationFraction = options.calibrationFraction ?? DEFAULT_CALIBRATION_FRACTION;
   const { train: trIdx, holdout: caIdx } = stratifiedSplit(input.labels, input.langs, calibrationFraction, seed);
   const tr = subset(input, trIdx), ca = subset(input, caIdx);
   if (ca.features.length === 0) throw validationError('train: the calibration split is empty; add data or raise calibrationFraction');

@@ -31,7 +31,7 @@ export const DEMO_NOTICE =
   'Qwen-Scope-format SAE. Scores measure the pipeline, not Qwen3 features; use a real checkpoint + SAE for real moderation.';
 
 export const DEMO_RECIPE = {
-  version: 'demo-v3',
+  version: 'demo-v4',
   config: {
     hiddenSize: 128,
     intermediateSize: 384,
