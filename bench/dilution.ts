@@ -23,6 +23,22 @@ import { f3, flag, openDemo } from './demo-context.js';
 
 const PADS = [3, 30] as const;
 
+/** Weighted expected calibration error over 10 equal-width probability bins. */
+export function expectedCalibrationError(probs: readonly number[], labels: readonly number[], weights: readonly number[], bins = 10): number {
+  const w = new Float64Array(bins), p = new Float64Array(bins), y = new Float64Array(bins);
+  let total = 0;
+  probs.forEach((q, i) => {
+    const b = Math.min(bins - 1, Math.floor(q * bins));
+    w[b] += weights[i];
+    p[b] += weights[i] * q;
+    y[b] += weights[i] * labels[i];
+    total += weights[i];
+  });
+  let e = 0;
+  for (let b = 0; b < bins; b++) if (w[b] > 0) e += Math.abs(p[b] - y[b]);
+  return total > 0 ? e / total : 0;
+}
+
 function sentencesOf(text: string): string[] {
   const t = normalizeText(text).text;
   const b = sentenceBounds(t);
@@ -38,18 +54,18 @@ export async function run(argv: string[]): Promise<number> {
     const items = heldOut({ perLanguage: 2 * perClass, toxicShare: 0.5, seed: 21 });
     const exclude = new Set([...items.values()].flat().map((t) => t.text));
     const padPool = heldOut({ perLanguage: 400, toxicShare: 0, seed: 22, exclude });
-    type Probe = { lang: string; label: number; item: number; pad: number; text: string };
+    type Probe = { lang: string; label: number; item: number; pad: number; text: string; sentences: number };
     const probes: Probe[] = [];
     let item = 0;
     for (const [lang, set] of items) {
       const pool = padding === 'friendly' ? BENIGN_SENTENCES[lang] ?? [] : shuffleInPlace([...(padPool.get(lang) ?? [])].flatMap((t: LabeledText) => sentencesOf(t.text)), rand);
       if (pool.length === 0) continue;
       for (const t of set) {
-        probes.push({ lang, label: t.label, item, pad: 0, text: t.text });
+        probes.push({ lang, label: t.label, item, pad: 0, text: t.text, sentences: sentenceBounds(normalizeText(t.text).text).length });
         for (const pad of PADS) {
           const sentences = Array.from({ length: pad }, () => pool[Math.floor(rand() * pool.length)]);
           sentences.splice(Math.floor(rand() * (pad + 1)), 0, t.text);
-          probes.push({ lang, label: t.label, item, pad, text: sentences.join(' ') });
+          probes.push({ lang, label: t.label, item, pad, text: sentences.join(' '), sentences: pad + 1 });
         }
         item++;
       }
@@ -89,7 +105,20 @@ export async function run(argv: string[]): Promise<number> {
         return o;
       };
       for (const lang of items.keys()) perLang[lang] = stats(lang);
-      return { overall: stats(), perLanguage: perLang };
+      // calibration: expected calibration error (10 equal-width bins) of the probabilities, each text weighted so
+      // that toxic ones are the deployment's share (the held-out items are half toxic, the head is calibrated for
+      // its prior), on the texts alone (by number of sentences) and padded (label: the embedded text's)
+      const probs = probes.map((p, i) => h.score(features[i], p.lang).probability);
+      const share = h.prior?.deployment.pooled ?? 0.5;
+      const ece = (sel: (p: Probe) => boolean) => {
+        const idx = probes.flatMap((p, i) => (sel(p) ? [i] : []));
+        return expectedCalibrationError(idx.map((i) => probs[i]), idx.map((i) => probes[i].label), idx.map((i) => (probes[i].label === 1 ? share / 0.5 : (1 - share) / 0.5)));
+      };
+      const calibration = {
+        alone: ece((p) => p.pad === 0), alone_one_sentence: ece((p) => p.pad === 0 && p.sentences === 1), alone_several_sentences: ece((p) => p.pad === 0 && p.sentences > 1),
+        padded_3: ece((p) => p.pad === 3), padded_30: ece((p) => p.pad === 30),
+      };
+      return { overall: stats(), perLanguage: perLang, calibration };
     };
     const variants = { [`served (${served.pooling})`]: measure(served), ...Object.fromEntries((['max-segment', 'sentences', 'whole'] as const).filter((p) => p !== served.pooling).map((p) => [p, measure(variant(p))])) };
     const out = { bundle: r.bundle.manifest.version, synthetic_backbone: r.bundle.manifest.synthetic_backbone, per_class: perClass, pads: PADS, padding, padding_sentences_flagged_alone: padFlagged, variants };
@@ -101,6 +130,8 @@ export async function run(argv: string[]): Promise<number> {
         console.log(`\n${name}\nlang  flagged-alone | kept among 3 | kept among 30 | benign alone | benign +3 | benign +30`);
         for (const [lang, s] of [...Object.entries(m.perLanguage), ['ALL', m.overall] as const])
           console.log(`${lang.padEnd(5)} ${String(s.toxic_flagged_alone_n).padStart(8)}      |    ${f3(s.toxic_kept_3)}     |    ${f3(s.toxic_kept_30)}      |    ${f3(s.benign_flag_alone)}     |   ${f3(s.benign_flag_3)}   |   ${f3(s.benign_flag_30)}`);
+        const c = m.calibration;
+        console.log(`ECE (prior-weighted): alone ${f3(c.alone)} (one sentence ${f3(c.alone_one_sentence)}, several ${f3(c.alone_several_sentences)}); padded +3 ${f3(c.padded_3)}, +30 ${f3(c.padded_30)}`);
       }
     }
     return 0;

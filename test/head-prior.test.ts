@@ -79,7 +79,7 @@ describe('max-segment pooling', () => {
   it('scores a text by its most toxic sentence, and names it', () => {
     const data = planted(1500, 0.5, 5);
     const { head } = trainHead({ ...data, dSae }, { seed: 0 });
-    expect(head.pooling).toBe('max-segment');
+    expect(head.pooling).toBe('sentences');
     const toxic = data.features.find((f, i) => data.labels[i] === 1 && head.score(f, data.langs[i]).toxic)!;
     const benign = data.features.filter((f, i) => data.labels[i] === 0 && !head.score(f, 'en').toxic).slice(0, 3);
     const merge = (parts: typeof benign) => {
@@ -96,5 +96,40 @@ describe('max-segment pooling', () => {
     expect(s.toxic).toBe(true);
     const whole = new Head({ ...head, thresholds: head.thresholds, pooling: 'whole' } as never);
     expect(whole.score(padded, 'en').segment).toBe(-1);
+  });
+});
+
+describe('window offset', () => {
+  // Every text becomes a text of two sentences (itself and a neutral one) with windows; half of all texts, whatever
+  // their label, get a window that looks toxic (a fragment that fires the toxic features, as fragments of benign
+  // sentences do on a weak head). The windows carry no information: a plain max over them flags benign texts.
+  const base = planted(3000, 0.5, 7);
+  const fragment = base.features.find((_, i) => base.labels[i] === 1)!;
+  const neutral = base.features.find((f, i) => base.labels[i] === 0 && f.ids.every((id) => id !== 3 && id !== 7))!;
+  const withWindows = (d: ReturnType<typeof planted>, seed: number) => {
+    let s = seed;
+    const coin = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) < 0.5;
+    return { ...d, features: d.features.map((f) => ({ ...f, segments: [f, neutral, ...(coin() ? [fragment] : [neutral])], windowsFrom: 2 })) };
+  };
+  const train = withWindows(base, 1);
+  const heldOut = withWindows(planted(3000, 0.5, 8), 2);
+
+  it('is fitted on the calibration split: windows that look toxic on benign texts no longer decide, and multi-sentence texts stay calibrated', () => {
+    const fitted = trainHead({ ...train, dSae }, { seed: 0 }).head;
+    const none = trainHead({ ...train, dSae }, { seed: 0, windowOffset: 0 }).head;
+    expect(fitted.windowOffset).toBeGreaterThan(0);
+    expect(none.windowOffset).toBe(0);
+    const evalOn = (h: Head) => {
+      const scores = heldOut.features.map((f, i) => h.score(f, heldOut.langs[i]));
+      const probs = scores.map((x) => x.probability);
+      return { ece: expectedCalibrationError(heldOut.labels, probs), auc: binaryMetrics({ labels: heldOut.labels, scores: probs, predicted: scores.map((x) => (x.toxic ? 1 : 0)) }).roc_auc! };
+    };
+    const a = evalOn(fitted), b = evalOn(none);
+    expect(a.auc).toBeGreaterThan(b.auc + 0.02); // the uninformative windows no longer decide the ranking
+    expect(a.ece).toBeLessThan(0.06); // and the max over parts stays calibrated on held-out texts of several parts
+    // survives JSON; a text of one sentence (no segments) is scored exactly as before
+    expect(Head.fromJSON(JSON.parse(JSON.stringify(fitted.toJSON()))).windowOffset).toBe(fitted.windowOffset);
+    const plain = planted(10, 0.5, 9);
+    for (let i = 0; i < 10; i++) expect(fitted.score(plain.features[i], plain.langs[i]).logit).toBeCloseTo(none.score(plain.features[i], plain.langs[i]).logit, 9);
   });
 });

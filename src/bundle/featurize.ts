@@ -9,7 +9,7 @@
  */
 import type { ForwardEngine } from '../engine/forward-engine.js';
 import { textFeatures } from '../engine/features.js';
-import { encodeSegments } from '../engine/segments.js';
+import { encodeSegments, segmentTokens, windowsFrom } from '../engine/segments.js';
 import { normalizeText } from '../engine/normalize.js';
 import type { Tokenizer } from '../engine/tokenizer.js';
 import type { TextFeatures } from '../head/text-features.js';
@@ -37,6 +37,8 @@ export interface FeaturizeOptions {
    * encoded as a text of its own and its features go to TextFeatures.segments (undefined or []: none)
    */
   segmentIds?: readonly (readonly number[][] | undefined)[];
+  /** per text: the index of its first window among its segments (the ones before are sentences) */
+  segmentWindowsFrom?: readonly number[];
   /** which texts get segment features (default: all); training needs them on its calibration split only */
   segmentsFor?: (text: number) => boolean;
   /** sees each text's stitched codes [1, n, k] once (feature labels record top contexts here) */
@@ -53,7 +55,7 @@ interface Row {
 
 export async function featurizeTexts(engine: ForwardEngine, tokenizer: Tokenizer, texts: readonly string[], opts: FeaturizeOptions): Promise<TextFeatures[]> {
   const enc = encodeTexts(tokenizer, texts, opts.segmentsFor);
-  return featurizeIds(engine, enc.ids, { ...opts, segmentIds: enc.segmentIds });
+  return featurizeIds(engine, enc.ids, { ...opts, segmentIds: enc.segmentIds, segmentWindowsFrom: enc.windowsFrom });
 }
 
 /** Training: the features, and each feature's top activating contexts (feature labels) by language. */
@@ -62,13 +64,13 @@ export async function featurizeWithContexts(
 ): Promise<{ features: TextFeatures[]; contexts: ContextRecorder }> {
   const enc = encodeTexts(tokenizer, texts.map((t) => t.text), opts.segmentsFor);
   const contexts = new ContextRecorder(dSae, texts.map((t, i) => ({ text: enc.normalized[i], lang: t.lang, offsets: enc.offsets[i] })));
-  const features = await featurizeIds(engine, enc.ids, { ...opts, segmentIds: enc.segmentIds, onCodes: (i, codes) => contexts.record(i, codes) });
+  const features = await featurizeIds(engine, enc.ids, { ...opts, segmentIds: enc.segmentIds, segmentWindowsFrom: enc.windowsFrom, onCodes: (i, codes) => contexts.record(i, codes) });
   return { features, contexts };
 }
 
 /** Normalise (src/engine/normalize.ts) and tokenize as the service does; each text's segments tokenized alone. */
 function encodeTexts(tokenizer: Tokenizer, texts: readonly string[], segmentsFor?: (text: number) => boolean) {
-  const ids: number[][] = [], segmentIds: number[][][] = [], normalized: string[] = [], offsets: [number, number][][] = [];
+  const ids: number[][] = [], segmentIds: number[][][] = [], windows: number[] = [], normalized: string[] = [], offsets: [number, number][][] = [];
   texts.forEach((t, i) => {
     const n = normalizeText(t).text;
     const e = tokenizer.encodeWithOffsets(n);
@@ -76,9 +78,11 @@ function encodeTexts(tokenizer: Tokenizer, texts: readonly string[], segmentsFor
     ids.push(empty ? [tokenizer.padId] : e.ids);
     offsets.push(empty ? [[0, 0]] : e.offsets);
     normalized.push(n);
-    segmentIds.push(segmentsFor && !segmentsFor(i) ? [] : encodeSegments(tokenizer, n, e.offsets));
+    const spans = segmentsFor && !segmentsFor(i) ? [] : segmentTokens(n, e.offsets);
+    segmentIds.push(encodeSegments(tokenizer, n, e.offsets, spans));
+    windows.push(windowsFrom(spans));
   });
-  return { ids, segmentIds, normalized, offsets };
+  return { ids, segmentIds, windowsFrom: windows, normalized, offsets };
 }
 
 export async function featurizeIds(engine: ForwardEngine, texts: readonly number[][], opts: FeaturizeOptions): Promise<TextFeatures[]> {
@@ -124,6 +128,7 @@ export async function featurizeIds(engine: ForwardEngine, texts: readonly number
   segOf.forEach(([text, j], s) => {
     const f = out[text];
     f.segments ??= new Array(opts.segmentIds![text]!.length).fill(EMPTY);
+    if (opts.segmentWindowsFrom) f.windowsFrom = opts.segmentWindowsFrom[text];
     f.segments[j] = features[texts.length + s];
   });
   return out;

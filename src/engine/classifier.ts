@@ -22,6 +22,7 @@ import { FeatureAccumulator } from './features.js';
 import { languageHints, type LanguageTag, UNDETERMINED } from './language.js';
 import type { Padding } from './padding.js';
 import { offsetPairs } from './text-prep.js';
+import { windowsFrom } from './segments.js';
 import type { TextPreparer } from './text-worker.js';
 import type { TopKBatch } from './types.js';
 import { featureSpans, planWindows, sliceRow, stitch, type TokenCodes } from './windows.js';
@@ -290,6 +291,7 @@ export class Classifier {
       if (segments.length > 1) {
         // each segment as a text of its own (its own forward pass): it scores as it would alone
         features.segments = [];
+        features.windowsFrom = windowsFrom(segments);
         for (const part of perSegment[i]) {
           features.segments.push(part ? new FeatureAccumulator().addRow(stitch([part]), 0).result() : EMPTY_FEATURES);
           await pause();

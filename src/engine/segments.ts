@@ -29,6 +29,14 @@ export interface TokenSpan {
   /** [from, to): token indices */
   from: number;
   to: number;
+  /** set on windows (sentences have none) */
+  window?: true;
+}
+
+/** Index of the first window among segments (sentences come first): segments.length when there is none. */
+export function windowsFrom(segments: readonly TokenSpan[]): number {
+  const i = segments.findIndex((s) => s.window);
+  return i < 0 ? segments.length : i;
 }
 
 /** Sentences longer than this many tokens are cut into runs of this length. */
@@ -80,7 +88,7 @@ export function segmentTokens(text: string, offsets: readonly (readonly [number,
   close(n);
   if (sentences.length === 1 && n <= maxTokens) return [];
   const runs = sentences.flatMap((r) => cut(r, maxTokens, maxTokens));
-  const windows = windowTokens > 0 ? sentences.flatMap((r) => (r.to - r.from > windowTokens ? cut(r, windowTokens, Math.max(1, windowTokens >> 1)) : [])) : [];
+  const windows = windowTokens > 0 ? sentences.flatMap((r) => (r.to - r.from > windowTokens ? cut(r, windowTokens, Math.max(1, windowTokens >> 1)).map((w) => ({ ...w, window: true as const })) : [])) : [];
   return [...runs, ...windows];
 }
 

@@ -4,8 +4,12 @@
  *
  *   row   = transform(features, lang)     sparse, nCols = |parts| * dSae (+ languages)
  *   z     = weights . row + bias           weights: float32 [nCols]
- *   logit = max(z(text), z(sentence_1), ..., z(sentence_m))   with pooling 'max-segment' (dilution-proof:
- *                                         the most toxic part decides; calibration is fitted on this max)
+ *   logit = max(z(sentence_1), ..., z(sentence_m), z(window_1) - d, ...)   with pooling 'sentences' (the
+ *                                         default since demo-v4; 'max-segment' adds z(text) to the max): the most
+ *                                         toxic part decides, so padding cannot dilute it; calibration is fitted on
+ *                                         this max; d = windowOffset, fitted with it: a window is a fragment of a
+ *                                         sentence, and fragments of benign sentences can score higher than whole
+ *                                         ones. A text of one sentence has no parts: logit = z(text).
  *   p     = sigmoid(calibrator(lang)(logit) + logit(pi_deploy) - logit(pi_sample))   (src/head/prior.ts)
  *   toxic = p >= threshold(lang)
  *
@@ -35,8 +39,9 @@ export const HEAD_FORMAT_VERSION = 2;
 /**
  * whole        the text's own logit
  * max-segment  max over the text and each of its sentences
- * sentences    max over its sentences (the text's own logit only when it is one sentence): long benign texts
- *              are never scored as one long bag of features
+ * sentences    max over its sentences and windows (the text's own logit only when it is one sentence): long
+ *              benign texts are never scored as one long bag of features, and a text embedded among others keeps
+ *              exactly the parts (and so the score) it had alone when its sentences are punctuated
  */
 export type Pooling = 'whole' | 'max-segment' | 'sentences';
 
@@ -92,6 +97,8 @@ export interface HeadParts {
   pooling?: Pooling;
   prior?: Prior;
   curve?: OperatingCurve;
+  /** subtracted from every window's logit before the max (default 0) */
+  windowOffset?: number;
 }
 
 export class Head {
@@ -104,6 +111,7 @@ export class Head {
   readonly pooling: Pooling;
   readonly prior: Prior | undefined;
   readonly curve: OperatingCurve | undefined;
+  readonly windowOffset: number;
 
   constructor(parts: HeadParts) {
     if (parts.weights.length !== parts.transform.nCols) {
@@ -120,6 +128,8 @@ export class Head {
     this.pooling = parts.pooling ?? 'whole';
     this.prior = parts.prior;
     this.curve = parts.curve;
+    this.windowOffset = parts.windowOffset ?? 0;
+    if (!Number.isFinite(this.windowOffset)) throw validationError(`head: windowOffset is ${parts.windowOffset}`);
   }
 
   /** The pooled logit (before calibration) and which part gave it (-1: the whole text). */
@@ -135,10 +145,12 @@ export class Head {
     const segments = f.segments?.filter((g) => g.nTokens > 0).length ?? 0;
     if (this.pooling === 'sentences' && segments > 1) best.logit = -Infinity;
     if (this.pooling !== 'whole' && f.segments && segments > 1) {
+      const windowsFrom = f.windowsFrom ?? f.segments.length;
       f.segments.forEach((g, i) => {
         if (g.nTokens === 0) return;
         const s = rowLogit(g);
-        if (s.z > best.logit) best = { logit: s.z, segment: i, features: g, row: s.row };
+        const z = i >= windowsFrom ? s.z - this.windowOffset : s.z;
+        if (z > best.logit) best = { logit: z, segment: i, features: g, row: s.row };
       });
     }
     return best;
@@ -230,7 +242,7 @@ export class Head {
   private parts(): HeadParts {
     return {
       transform: this.transform, weights: this.weights, bias: this.bias, calibration: this.calibration, thresholds: this.thresholds, meta: this.meta,
-      pooling: this.pooling, prior: this.prior, curve: this.curve,
+      pooling: this.pooling, prior: this.prior, curve: this.curve, windowOffset: this.windowOffset,
     };
   }
 
@@ -246,6 +258,7 @@ export class Head {
       thresholds: { pooled: this.thresholds.pooled, perLanguage: { ...this.thresholds.perLanguage } },
       meta: this.meta,
       pooling: this.pooling,
+      ...(this.windowOffset !== 0 && { window_offset: this.windowOffset }),
       ...(this.prior && { prior: this.prior }),
       ...(this.curve && {
         curve: {
@@ -268,7 +281,7 @@ export class Head {
       });
       return new Head({
         transform, weights: decodeF32(j.weights, `${source}: weights`), bias: j.bias,
-        calibration: j.calibration, thresholds: j.thresholds, meta: j.meta, pooling: j.pooling, prior: j.prior,
+        calibration: j.calibration, thresholds: j.thresholds, meta: j.meta, pooling: j.pooling, prior: j.prior, windowOffset: j.window_offset,
         curve: j.curve && decodeCurve(j.curve, source),
       });
     } catch (e) {
@@ -306,6 +319,7 @@ export const headSchema = z.object({
   thresholds: z.object({ pooled: probability, perLanguage: z.record(z.string(), probability) }),
   meta: z.record(z.string(), z.unknown()).optional(),
   pooling: z.enum(['whole', 'max-segment', 'sentences']).optional(),
+  window_offset: finite.optional(),
   prior: z.object({
     sample: z.object({ pooled: share, perLanguage: z.record(z.string(), share) }),
     deployment: z.object({ pooled: share.optional(), perLanguage: z.record(z.string(), share) }),

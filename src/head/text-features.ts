@@ -14,4 +14,6 @@ export interface TextFeatures {
   maxActs: Float32Array;
   /** the same statistics of each sentence (src/engine/segments.ts), when the text has more than one */
   segments?: TextFeatures[];
+  /** segments[windowsFrom..] are windows over long sentences, the ones before are sentences (default: none are windows) */
+  windowsFrom?: number;
 }

@@ -13,7 +13,7 @@
  * final numbers (evaluateHead / evaluateRule).
  */
 import { validationError } from '../errors.js';
-import { fitCalibration, type CalibrationMethod } from './calibration.js';
+import { calibratedLogit, fitCalibration, fitCalibrator, type CalibrationMethod } from './calibration.js';
 import { fitDiscoveryRule, type DiscoveryRule, type FeatureBias } from './discovery.js';
 import { evaluateHead, evaluateRule, type LabeledSet } from './evaluate.js';
 import { FeatureTransform, type TransformOptions } from './features.js';
@@ -48,7 +48,10 @@ export interface TrainOptions {
   discovery?: { maxK?: number };
   /** carried into head.meta */
   meta?: Record<string, unknown>;
-  /** 'max-segment' (default): the text's logit is the max over it and its sentences (dilution-proof) */
+  /**
+   * 'sentences' (default): a text of several sentences is scored by its most toxic part (sentence or window), a text
+   * of one by itself: dilution-proof, and a text's parts score the same wherever it stands (src/head/head.ts)
+   */
   pooling?: Pooling;
   /**
    * the deployment's toxic share per language ('pooled' for every other language): calibration shifts to it
@@ -57,6 +60,8 @@ export interface TrainOptions {
   prevalence?: Record<string, number>;
   /** a transform already fitted on these texts (several attribute heads share one) */
   fittedTransform?: FeatureTransform;
+  /** subtracted from window logits before the max (default: fitted on the calibration split, fitWindowOffset) */
+  windowOffset?: number;
 }
 
 export interface LanguageCounts {
@@ -111,9 +116,11 @@ export function trainHead(input: TrainInput, options: TrainOptions = {}): TrainR
 
   // 3. calibration on the calibration part's pooled logits (max over text and sentences), then the prior
   //    shift to the deployment's prevalence, then thresholds chosen at that prevalence
-  const pooling = options.pooling ?? 'max-segment';
+  const pooling = options.pooling ?? 'sentences';
   const placeholder = { pooled: 0.5, perLanguage: {} };
-  const unfitted = new Head({ transform, weights: fit.weights, bias: fit.bias, calibration: { method: 'platt', pooled: { kind: 'platt', a: 1, b: 0 }, perLanguage: {} }, thresholds: placeholder, pooling });
+  const identity = { method: 'platt' as const, pooled: { kind: 'platt' as const, a: 1, b: 0 }, perLanguage: {} };
+  const windowOffset = options.windowOffset ?? fitWindowOffset((d) => new Head({ transform, weights: fit.weights, bias: fit.bias, calibration: identity, thresholds: placeholder, pooling, windowOffset: d }), ca);
+  const unfitted = new Head({ transform, weights: fit.weights, bias: fit.bias, calibration: identity, thresholds: placeholder, pooling, windowOffset });
   const logits = Float64Array.from(ca.features, (f, i) => unfitted.pooledLogit(f, ca.langs[i]).logit); // [N_cal]
   const calibration = fitCalibration(logits, ca.labels, ca.langs, { method: options.calibration?.method, ...options.groups });
   const sample = sampleShares(ca.labels, ca.langs);
@@ -125,9 +132,9 @@ export function trainHead(input: TrainInput, options: TrainOptions = {}): TrainR
     objective: options.thresholds ?? { mode: 'f1' }, groups: options.groups ?? {},
     logits: Float32Array.from(logits), labels: Uint8Array.from(ca.labels), langs: [...ca.langs],
   };
-  const calibrated = new Head({ transform, weights: fit.weights, bias: fit.bias, calibration, thresholds: placeholder, pooling, prior, curve });
+  const calibrated = new Head({ transform, weights: fit.weights, bias: fit.bias, calibration, thresholds: placeholder, pooling, prior, curve, windowOffset });
   const { table, choices } = calibrated.thresholdsFromCurve(curve);
-  const head = new Head({ transform, weights: fit.weights, bias: fit.bias, calibration, thresholds: table, meta: options.meta, pooling, prior, curve });
+  const head = new Head({ transform, weights: fit.weights, bias: fit.bias, calibration, thresholds: table, meta: options.meta, pooling, prior, curve, windowOffset });
   const discovery = fitDiscoveryRule(tr, ca, input.dSae, { ...options.groups, maxK: options.discovery?.maxK });
 
   // 4. report
@@ -142,6 +149,34 @@ export function trainHead(input: TrainInput, options: TrainOptions = {}): TrainR
     seconds: (performance.now() - started) / 1000,
   };
   return { head, rule: discovery.rule, rankings: discovery.rankings, split: { train: trIdx, calibration: caIdx }, report };
+}
+
+/** Offsets tried for windows, in logits. */
+export const WINDOW_OFFSETS = Array.from({ length: 17 }, (_, i) => i * 0.25);
+
+/**
+ * The window offset d (src/head/head.ts) with the lowest log-loss of the Platt-calibrated pooled logit
+ * max(text, sentences, windows - d) on the calibration split, over WINDOW_OFFSETS (ties: the smallest). A window
+ * is a fragment of a sentence: on a weak head fragments of benign sentences score higher than the sentence, and a
+ * max over many of them flags every long benign text. The offset is what the calibration split says a window's
+ * logit is worth beside a sentence's; 0 when no calibration text has windows.
+ */
+export function fitWindowOffset(headWith: (offset: number) => Head, ca: LabeledSet): number {
+  const withWindows = ca.features.flatMap((f, i) => ((f.windowsFrom ?? f.segments?.length ?? 0) < (f.segments?.length ?? 0) ? [i] : []));
+  if (withWindows.length === 0) return 0;
+  let best = { offset: 0, loss: Infinity };
+  for (const offset of WINDOW_OFFSETS) {
+    const head = headWith(offset);
+    const logits = ca.features.map((f, i) => head.pooledLogit(f, ca.langs[i]).logit);
+    const c = fitCalibrator('platt', logits, ca.labels);
+    let loss = 0;
+    logits.forEach((z, i) => {
+      const p = Math.min(1 - 1e-12, Math.max(1e-12, sigmoid(calibratedLogit(c, z))));
+      loss -= ca.labels[i] === 1 ? Math.log(p) : Math.log(1 - p);
+    });
+    if (loss < best.loss - 1e-9) best = { offset, loss };
+  }
+  return best.offset;
 }
 
 /** { pooled?: x, en: y, ... } -> a PrevalenceTable, every share checked to be in (0, 1). */
