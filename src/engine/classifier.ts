@@ -332,7 +332,13 @@ export class Classifier {
         tokens: features.nTokens,
         windows: windowCounts[i],
       };
-      if (input.explain) result.explanation = await explain(s.contributions(Number.MAX_SAFE_INTEGER), codes, offsetPairs(offsets), input.topFeatures ?? 5, this.parts.featureLabels ?? null, pause);
+      if (input.explain) {
+        // the driving part's own codes (it was encoded alone): its features fired there, not necessarily in context
+        const part = s.segment >= 0 ? perSegment[i][s.segment] : undefined;
+        result.explanation = part
+          ? await explain(s.contributions(Number.MAX_SAFE_INTEGER), stitch([part]), offsetPairs(encodings[i].segmentOffsets[s.segment]).slice(0, part.nTokens), input.topFeatures ?? 5, this.parts.featureLabels ?? null, pause)
+          : await explain(s.contributions(Number.MAX_SAFE_INTEGER), codes, offsetPairs(offsets), input.topFeatures ?? 5, this.parts.featureLabels ?? null, pause);
+      }
       results.push(result);
       await pause();
     }

@@ -15,7 +15,7 @@
 import { validationError } from '../errors.js';
 import type { LanguageIdentifier, LanguageTag } from './language.js';
 import { normalizeText, originalSpan, type NormalizedText } from './normalize.js';
-import { encodeSegment, segmentTokens, type TokenSpan } from './segments.js';
+import { segmentText, segmentTokens, type TokenSpan } from './segments.js';
 import { encodeWithinBudget, type PieceTokenizer, type TokenizeProgress } from './tokenize-budget.js';
 
 export interface PrepareInput {
@@ -34,6 +34,8 @@ export interface PreparedText {
   segments: TokenSpan[];
   /** the token ids of each segment tokenized alone: each is encoded as a text of its own */
   segmentIds: number[][];
+  /** per segment, its own tokens' offsets into the caller's ORIGINAL string (as `offsets`): explanations of a segment */
+  segmentOffsets: Int32Array[];
   language: LanguageTag;
 }
 
@@ -67,12 +69,21 @@ export function* prepareTexts(
     });
     const hint = hints[i];
     const segments = segmentTokens(n.text, e.offsets);
-    const segmentIds: number[][] = [];
+    const segmentIds: number[][] = [], segmentOffsets: Int32Array[] = [];
     for (const r of segments) {
-      segmentIds.push(encodeSegment(tokenizer, n.text, e.offsets, r));
+      const [a, b] = segmentText(n.text, e.offsets, r);
+      const own = tokenizer.encodeWithOffsets(n.text.slice(a, b));
+      const at = new Int32Array(2 * own.ids.length);
+      own.offsets.forEach(([s, end], t) => {
+        const [x, y] = originalSpan(n, a + s, a + end);
+        at[2 * t] = x;
+        at[2 * t + 1] = y;
+      });
+      segmentIds.push(own.ids);
+      segmentOffsets.push(at);
       if (segmentIds.length % SEGMENTS_PER_STEP === 0) yield;
     }
-    out.push({ ids: e.ids, offsets, segments, segmentIds, language: hint !== null ? { code: hint, source: 'hint' } : lid.identify(n.text) });
+    out.push({ ids: e.ids, offsets, segments, segmentIds, segmentOffsets, language: hint !== null ? { code: hint, source: 'hint' } : lid.identify(n.text) });
     yield;
   }
   return out;
