@@ -79,7 +79,7 @@ describe('max-segment pooling', () => {
   it('scores a text by its most toxic sentence, and names it', () => {
     const data = planted(1500, 0.5, 5);
     const { head } = trainHead({ ...data, dSae }, { seed: 0 });
-    expect(head.pooling).toBe('sentences');
+    expect(head.pooling).toBe('max-segment');
     const toxic = data.features.find((f, i) => data.labels[i] === 1 && head.score(f, data.langs[i]).toxic)!;
     const benign = data.features.filter((f, i) => data.labels[i] === 0 && !head.score(f, 'en').toxic).slice(0, 3);
     const merge = (parts: typeof benign) => {
@@ -115,8 +115,8 @@ describe('window offset', () => {
   const heldOut = withWindows(planted(3000, 0.5, 8), 2);
 
   it('is fitted on the calibration split: windows that look toxic on benign texts no longer decide, and multi-sentence texts stay calibrated', () => {
-    const fitted = trainHead({ ...train, dSae }, { seed: 0 }).head;
-    const none = trainHead({ ...train, dSae }, { seed: 0, windowOffset: 0 }).head;
+    const fitted = trainHead({ ...train, dSae }, { seed: 0, windowOffset: 'fit' }).head;
+    const none = trainHead({ ...train, dSae }, { seed: 0 }).head;
     expect(fitted.windowOffset).toBeGreaterThan(0);
     expect(none.windowOffset).toBe(0);
     const evalOn = (h: Head) => {

@@ -35,7 +35,7 @@ describe('health, info, metrics, openapi', () => {
     expect(Object.keys(info.attributes).sort()).toEqual(['identity_attack', 'insult', 'toxicity']);
     expect(info.attributes.insult.thresholds.pooled).toEqual(expect.any(Number));
     expect(info.openai_categories).toEqual({ harassment: 'toxicity', hate: 'identity_attack' });
-    expect(info.head.pooling).toBe('sentences');
+    expect(info.head.pooling).toBe('max-segment');
   });
 
   it('counts requests by route pattern and status, predictions by language and label, in one registry', async () => {

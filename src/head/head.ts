@@ -4,12 +4,12 @@
  *
  *   row   = transform(features, lang)     sparse, nCols = |parts| * dSae (+ languages)
  *   z     = weights . row + bias           weights: float32 [nCols]
- *   logit = max(z(sentence_1), ..., z(sentence_m), z(window_1) - d, ...)   with pooling 'sentences' (the
- *                                         default since demo-v4; 'max-segment' adds z(text) to the max): the most
- *                                         toxic part decides, so padding cannot dilute it; calibration is fitted on
- *                                         this max; d = windowOffset, fitted with it: a window is a fragment of a
- *                                         sentence, and fragments of benign sentences can score higher than whole
- *                                         ones. A text of one sentence has no parts: logit = z(text).
+ *   logit = max(z(text), z(sentence_1), ..., z(sentence_m), z(window_1) - d, ...)   with pooling 'max-segment'
+ *                                         (the default; 'sentences' leaves z(text) out when there are parts): the
+ *                                         most toxic part decides, so padding cannot dilute it; calibration is
+ *                                         fitted on this max. d = windowOffset (default 0; trainHead can fit it): a
+ *                                         window is a fragment of a sentence, and fragments of benign sentences can
+ *                                         score higher than whole ones. A text of one sentence has no parts.
  *   p     = sigmoid(calibrator(lang)(logit) + logit(pi_deploy) - logit(pi_sample))   (src/head/prior.ts)
  *   toxic = p >= threshold(lang)
  *

@@ -48,10 +48,7 @@ export interface TrainOptions {
   discovery?: { maxK?: number };
   /** carried into head.meta */
   meta?: Record<string, unknown>;
-  /**
-   * 'sentences' (default): a text of several sentences is scored by its most toxic part (sentence or window), a text
-   * of one by itself: dilution-proof, and a text's parts score the same wherever it stands (src/head/head.ts)
-   */
+  /** 'max-segment' (default): the text's logit is the max over it and its parts (dilution-proof; src/head/head.ts) */
   pooling?: Pooling;
   /**
    * the deployment's toxic share per language ('pooled' for every other language): calibration shifts to it
@@ -60,8 +57,13 @@ export interface TrainOptions {
   prevalence?: Record<string, number>;
   /** a transform already fitted on these texts (several attribute heads share one) */
   fittedTransform?: FeatureTransform;
-  /** subtracted from window logits before the max (default: fitted on the calibration split, fitWindowOffset) */
-  windowOffset?: number;
+  /**
+   * subtracted from window logits before the max (default 0); 'fit': the offset with the lowest log-loss on the
+   * calibration split (fitWindowOffset). Measured on the demo (docs/dev-notes/2026-12-02/notes-13d.md): fitting gave
+   * 1.5 logits, halved the benign rise among 30 friendly sentences and lost a third of the unpunctuated posts that
+   * windows exist to keep, hence not the default.
+   */
+  windowOffset?: number | 'fit';
 }
 
 export interface LanguageCounts {
@@ -116,10 +118,10 @@ export function trainHead(input: TrainInput, options: TrainOptions = {}): TrainR
 
   // 3. calibration on the calibration part's pooled logits (max over text and sentences), then the prior
   //    shift to the deployment's prevalence, then thresholds chosen at that prevalence
-  const pooling = options.pooling ?? 'sentences';
+  const pooling = options.pooling ?? 'max-segment';
   const placeholder = { pooled: 0.5, perLanguage: {} };
   const identity = { method: 'platt' as const, pooled: { kind: 'platt' as const, a: 1, b: 0 }, perLanguage: {} };
-  const windowOffset = options.windowOffset ?? fitWindowOffset((d) => new Head({ transform, weights: fit.weights, bias: fit.bias, calibration: identity, thresholds: placeholder, pooling, windowOffset: d }), ca);
+  const windowOffset = options.windowOffset !== 'fit' ? (options.windowOffset ?? 0) : fitWindowOffset((d) => new Head({ transform, weights: fit.weights, bias: fit.bias, calibration: identity, thresholds: placeholder, pooling, windowOffset: d }), ca);
   const unfitted = new Head({ transform, weights: fit.weights, bias: fit.bias, calibration: identity, thresholds: placeholder, pooling, windowOffset });
   const logits = Float64Array.from(ca.features, (f, i) => unfitted.pooledLogit(f, ca.langs[i]).logit); // [N_cal]
   const calibration = fitCalibration(logits, ca.labels, ca.langs, { method: options.calibration?.method, ...options.groups });
