@@ -117,7 +117,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
     journalDir,
     syncMs: config.writes.journalSyncMs,
     maxJournalBytes: config.writes.maxJournalBytes,
-    // embedded PGlite runs on this thread: fewer, larger inserts cost it less per row
+    // the embedded PGlite (one worker thread, one statement at a time): fewer, larger inserts cost it less per row
     flushDelayMs: config.writes.flushDelayMs ?? (config.databaseUrl ? 20 : 250),
     onError: (e, info) => log.warn('database write failed', { ...describeDbError(e), retrying: info.retrying, dropped: info.dropped !== undefined }),
   });
@@ -202,10 +202,9 @@ export async function startService(config: Config, log: Logger = createLogger(co
     },
     log,
   };
-  // The embedded PGlite runs on this thread (creating it blocks it for seconds): open it before serving, as
-  // before; a failure is retried in the background. Postgres is never waited for.
-  const firstAttempt = connector.start();
-  if (!config.databaseUrl) await firstAttempt;
+  // Neither database is waited for: the embedded PGlite is created, migrated and queried on its own worker
+  // thread (src/db/pglite-worker.ts), so opening it in the background never holds the event loop.
+  void connector.start();
   const app = createApp(deps);
 
   const { server, port } = await listen(app, config);
