@@ -12,7 +12,7 @@ export function healthRoutes(deps: ServiceDeps, serviceVersion: string): Hono {
   const openapi = openApiDocument(serviceVersion);
 
   /**
-   * Liveness: 503 once the serving engine died (its worker thread), or (`toxscope consume`) once the NATS
+   * Liveness: 503 once the serving engine died (its worker thread) and in-process restarts gave up (or are off: TOXSCOPE_ENGINE_RESTARTS=0), or (`toxscope consume`) once the NATS
    * connection is closed for good, so the orchestrator restarts the process. A connection that is reconnecting
    * is not a liveness failure (a restart would not bring NATS back): /readyz says it, and the body here shows it.
    */
