@@ -202,9 +202,11 @@ export async function startService(config: Config, log: Logger = createLogger(co
     },
     log,
   };
-  // Neither database is waited for: the embedded PGlite is created, migrated and queried on its own worker
-  // thread (src/db/pglite-worker.ts), so opening it in the background never holds the event loop.
-  void connector.start();
+  // The embedded PGlite is local: its first opening is waited for before serving, so that a ready service takes
+  // threshold changes at once (it is created and migrated on its own worker thread, src/db/pglite-worker.ts: the
+  // wait holds no event loop; a failure is retried in the background). Postgres is never waited for.
+  const firstAttempt = connector.start();
+  if (!config.databaseUrl) await firstAttempt;
   const app = createApp(deps);
 
   const { server, port } = await listen(app, config);
