@@ -77,7 +77,7 @@ export interface DemoBundleOptions {
   onProgress?: (stage: string, done: number, total: number) => void;
 }
 
-/** The demo bundle's directory, building it first when it is missing (about a minute on 2 cores). */
+/** The demo bundle's directory, building it first when it is missing (minutes on 2 cores: README, "Demo bundle"). */
 export async function ensureDemoBundle(o: DemoBundleOptions): Promise<string> {
   const root = join(resolve(o.dataDir), 'demo', DEMO_RECIPE.version);
   const bundleDir = join(root, 'bundle');
