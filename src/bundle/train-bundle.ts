@@ -51,6 +51,8 @@ export interface TrainBundleOptions {
   storeText?: boolean;
   /** attribute labels derived from each text (e.g. from its source's original annotation); the file's own win */
   deriveAttributes?: (t: LabeledText) => Record<string, 0 | 1 | null>;
+  /** subtracted from window logits before the max (default 0; 'fit': fitted on each head's calibration split, src/head/train.ts) */
+  windowOffset?: number | 'fit';
   /** OpenAI category -> attribute (default: src/bundle/attributes.ts defaultOpenAiCategories) */
   openaiCategories?: Record<string, string>;
   syntheticBackbone?: boolean;
@@ -120,7 +122,7 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
   const thresholds: ThresholdObjective = o.targetPrecision !== undefined ? { mode: 'precision', target: o.targetPrecision } : (o.thresholdObjective ?? { mode: 'f1' });
   const result = trainHead(
     { features, labels: texts.map((t) => t.label), langs, dSae: sae.dSae },
-    { seed, calibrationFraction: o.calibrationFraction, thresholds, prevalence: o.prevalence, meta: { trained_for: trainedFor, attribute: 'toxicity' } },
+    { seed, calibrationFraction: o.calibrationFraction, thresholds, prevalence: o.prevalence, windowOffset: o.windowOffset, meta: { trained_for: trainedFor, attribute: 'toxicity' } },
   );
   log(`head toxicity: ${result.report.logistic.solver}, ${result.report.logistic.iterations} iterations, ${result.report.logistic.nonZero} non-zero weights, ${result.report.logistic.seconds.toFixed(1)} s`);
   // further attributes: same features, same fitted transform, each on the texts labeled for it
@@ -133,7 +135,7 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
     }
     const r = trainHead(
       { features: idx.map((i) => features[i]), labels, langs: idx.map((i) => langs[i]), dSae: sae.dSae },
-      { seed, calibrationFraction: o.calibrationFraction, thresholds, fittedTransform: result.head.transform, meta: { trained_for: trainedFor, attribute: name } },
+      { seed, calibrationFraction: o.calibrationFraction, thresholds, fittedTransform: result.head.transform, windowOffset: o.windowOffset, meta: { trained_for: trainedFor, attribute: name } },
     );
     attributeHeads[name] = r.head;
     attributeReports[name] = r.report;
