@@ -168,7 +168,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'TOXSCOPE_MAX_BATCH_TEXTS', path: 'batching.maxBatchTexts', schema: int(1, 4096), default: '32', help: 'most windows in one forward pass' },
   { env: 'TOXSCOPE_MAX_BATCH_TOKENS', path: 'batching.maxBatchTokens', schema: int(1), default: '1024', help: 'most tokens in one forward pass, padding included (windows x longest); bounds the SAE activation memory' },
   { env: 'TOXSCOPE_MAX_WAIT_MS', path: 'batching.maxWaitMs', schema: num(0, 60_000), default: '5', help: 'longest wait for a batch to fill' },
-  { env: 'TOXSCOPE_QUEUE_CAPACITY', path: 'batching.queueCapacity', schema: int(1), default: '1024', help: 'most queued windows before 429' },
+  { env: 'TOXSCOPE_QUEUE_CAPACITY', path: 'batching.queueCapacity', schema: int(1), default: '1024', help: "most queued windows before 429; a text's parts scored alone (sentences, 16-token windows) count their share of a window, so a text within the request limits always fits an empty queue" },
   { env: 'TOXSCOPE_REQUEST_TIMEOUT_MS', path: 'batching.requestTimeoutMs', schema: int(1), default: '30000', help: 'per-request deadline (504 after it)' },
   { env: 'TOXSCOPE_MAX_TEXTS', path: 'limits.maxTextsPerRequest', schema: int(1), default: '256', help: 'most texts in one request (413 beyond)' },
   { env: 'TOXSCOPE_MAX_CHARS', path: 'limits.maxCharsPerText', schema: int(1), default: '100000', help: 'most characters (UTF-16 code units) in one text (413 beyond)' },

@@ -129,6 +129,25 @@ describe('Batcher', () => {
     expect(log.flat().map((s) => s.length)).toEqual([1, 2, 3]);
   });
 
+  it('counts each item at its cost against the capacity: many cheap items fit where as many whole ones do not', async () => {
+    const log: Seq[][] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const work = paddedWork(log);
+    // an item of length 1 costs a quarter (a short part of a text), longer ones cost 1 (a window)
+    const b = make(log, { capacity: 3, maxBatchItems: 1, costOf: (x) => (x.length === 1 ? 0.25 : 1), process: async (x) => (await gate, work(x)) });
+    const first = b.submit([seq(2)]); // runs (blocked on the gate)
+    await new Promise((r) => setImmediate(r));
+    const cheap = b.submit([seq(2), ...Array.from({ length: 8 }, () => seq(1))]); // 1 + 8 x 0.25 = 3 of 3
+    expect(b.depth).toBe(9);
+    const e = await rejection(b.submit([seq(1)])); // 0.25 more does not fit
+    expect(e.kind).toBe('overloaded');
+    expect(e.message).toMatch(/3 of 3 waiting, 1 more asked/);
+    release();
+    await first;
+    expect((await cheap).outputs).toHaveLength(9);
+  });
+
   it('drops requests whose client went away before their batch ran', async () => {
     const log: Seq[][] = [];
     let release!: () => void;

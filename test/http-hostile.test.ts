@@ -105,6 +105,21 @@ describe('hostile and malformed requests', () => {
     expect(waitingWhenShortAnswered).toBeGreaterThan(10); // most of the long text's windows were still waiting
   });
 
+  it('admits a long unpunctuated text whose parts outnumber the queue capacity: a part counts its share of a window', async () => {
+    const small = await buildTestApp({ env: { TOXSCOPE_ADMIN_TOKEN: ADMIN_TOKEN, TOXSCOPE_MAX_BATCH_TOKENS: '64', TOXSCOPE_QUEUE_CAPACITY: '100' } });
+    try {
+      let peak = 0;
+      const long = post(small.app, '/v1/classify', { texts: ['a'.repeat(8_000)] });
+      const watch = setInterval(() => (peak = Math.max(peak, small.host.current().classifier.queueDepth)), 1);
+      const r = await long;
+      clearInterval(watch);
+      expect(r.status).toBe(200); // was 429 "queue full (0 of 100 waiting, ... more asked)" for ever: it never fit
+      expect(peak).toBeGreaterThan(100); // more items (windows + 16-token parts) waited than the capacity counts
+    } finally {
+      await small.close();
+    }
+  });
+
   it('does not count or log a client that disconnects mid-upload as a server error', async () => {
     const server = serve({ fetch: t.app.fetch, port: 0, hostname: '127.0.0.1' });
     await new Promise<void>((r) => server.once('listening', () => r()));

@@ -36,8 +36,13 @@ export interface BatcherOptions<I, O> {
   /** cap on items x longest item (the padded size of the forward pass) */
   maxBatchTokens: number;
   maxWaitMs: number;
-  /** most items waiting (not counting the running batch) */
+  /** most items waiting (not counting the running batch), each counted at its `costOf` */
   capacity: number;
+  /**
+   * what one item counts against `capacity` (default 1): a sentence of a text scored on its own is a fraction of a
+   * window's work, so a long text's many short parts do not make a request that can never be admitted
+   */
+  costOf?(input: I): number;
   /** deadline of a request from submission; 0 or Infinity = none */
   timeoutMs: number;
   /** most tokens one request puts into one batch (at least one item); default: no cap */
@@ -115,6 +120,14 @@ export class Batcher<I, O> {
     return this.queue.length;
   }
 
+  /** what the waiting items count against the capacity */
+  private queuedCost(): number {
+    if (!this.opts.costOf) return this.queue.length;
+    let sum = 0;
+    for (const it of this.queue) sum += this.opts.costOf(it.input);
+    return sum;
+  }
+
   get isDraining(): boolean {
     return this.draining;
   }
@@ -131,13 +144,14 @@ export class Batcher<I, O> {
    */
   assertRoom(items: number): void {
     if (this.draining) throw new ToxScopeError('unavailable', 'the service is shutting down and accepts no new work');
-    if (this.queue.length + items > this.opts.capacity) throw this.overloaded(items);
+    if (this.queuedCost() + items > this.opts.capacity) throw this.overloaded(items);
   }
 
   private overloaded(items: number): ToxScopeError {
     this.opts.observer?.rejected?.('overloaded');
     const retryAfter = this.retryAfterSeconds(items);
-    return new ToxScopeError('overloaded', `queue full (${this.queue.length} of ${this.opts.capacity} waiting, ${items} more asked): retry in ${retryAfter} s`, {
+    const waiting = Math.ceil(this.queuedCost());
+    return new ToxScopeError('overloaded', `queue full (${waiting} of ${this.opts.capacity} waiting, ${Math.ceil(items)} more asked): retry in ${retryAfter} s`, {
       retryAfterSeconds: retryAfter,
     });
   }
@@ -159,7 +173,8 @@ export class Batcher<I, O> {
       return Promise.reject(
         new ToxScopeError('payload_too_large', `item ${tooBig} has ${tokens[tooBig]} tokens, more than one batch holds (${this.opts.maxBatchTokens})`),
       );
-    if (this.queue.length + inputs.length > this.opts.capacity) return Promise.reject(this.overloaded(inputs.length));
+    const cost = this.opts.costOf ? inputs.reduce((sum, x) => sum + this.opts.costOf!(x), 0) : inputs.length;
+    if (this.queuedCost() + cost > this.opts.capacity) return Promise.reject(this.overloaded(cost));
 
     return new Promise<BatchedResult<O>>((resolve, reject) => {
       const now = performance.now();

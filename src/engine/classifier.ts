@@ -130,6 +130,8 @@ interface WindowItem {
   ids: number[];
   /** first token of the window to count, relative to the window */
   ownFrom: number;
+  /** a part of a text (src/engine/segments.ts) encoded alone, not one of its windows */
+  part?: true;
 }
 
 export class Classifier {
@@ -162,6 +164,8 @@ export class Classifier {
       maxBatchTokens: batching.maxBatchTokens,
       maxWaitMs: batching.maxWaitMs,
       capacity: batching.queueCapacity,
+      // a window counts 1; a part (a sentence or 16-token window of a text, scored alone) its share of a window
+      costOf: (w) => (w.part ? w.ids.length / limits.windowTokens : 1),
       timeoutMs: batching.requestTimeoutMs,
       // a long text takes turns with the other requests one window at a time: whoever arrives behind it waits for
       // at most one window's forward pass of it, not for all of them
@@ -376,7 +380,7 @@ export class Classifier {
     const segmentOwner: [number, number][] = [];
     encodings.forEach((e, i) => e.segmentIds.forEach((ids, j) => {
       if (ids.length === 0) return;
-      items.push({ ids: ids.slice(0, this.limitsConfig.windowTokens), ownFrom: 0 });
+      items.push({ ids: ids.slice(0, this.limitsConfig.windowTokens), ownFrom: 0, part: true });
       segmentOwner.push([i, j]);
     }));
     const left = deadline === undefined ? 0 : Math.max(1, deadline - performance.now());
