@@ -10,13 +10,12 @@
  *
  * Under tsx (npm start, vitest) the worker registers tsx's loader before importing this file again.
  */
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { ToxScopeError, type ErrorKind } from '../errors.js';
 import type { EngineInfo, ForwardEngine as ForwardEngineType, ForwardEngineOptions } from './forward-engine.js';
 import type { Padding } from './padding.js';
 import type { TopKBatch } from './types.js';
+import { workerBootstrap, workerStarted } from './worker-bootstrap.js';
 
 export interface WorkerEngineOptions extends ForwardEngineOptions {
   /**
@@ -78,27 +77,10 @@ export class WorkerEngine {
   static async open(opts: WorkerEngineOptions): Promise<WorkerEngine> {
     const { warn, transferSae, ...options } = opts;
     const transferList = transferSae ? saeBuffers(options.sae) : [];
-    const worker = new Worker(bootstrap(), { eval: true, workerData: { toxscopeEngine: true, options }, transferList });
-    const info = await new Promise<EngineInfo>((resolve, reject) => {
-      const onMessage = (m: FromWorker) => {
-        if (m.type === 'warn') warn?.(m.message);
-        else if (m.type === 'ready') done(() => resolve(m.info));
-        else if (m.type === 'error') done(() => reject(revive(m.error, `${opts.modelDir}: opening the engine failed`)));
-      };
-      const onError = (e: Error) => done(() => reject(new ToxScopeError('unavailable', `the engine worker failed to start: ${e.message}`)));
-      const onExit = (code: number) => done(() => reject(new ToxScopeError('unavailable', `the engine worker exited while starting (code ${code})`)));
-      const done = (f: () => void) => {
-        worker.off('message', onMessage);
-        worker.off('error', onError);
-        worker.off('exit', onExit);
-        f();
-      };
-      worker.on('message', onMessage);
-      worker.on('error', onError);
-      worker.on('exit', onExit);
-    }).catch(async (e) => {
-      await worker.terminate();
-      throw e;
+    const worker = new Worker(workerBootstrap(import.meta.url), { eval: true, workerData: { toxscopeEngine: true, options }, transferList });
+    const info = await workerStarted<FromWorker, EngineInfo>(worker, 'the engine worker', (m) => {
+      if (m.type === 'warn') warn?.(m.message);
+      return m.type === 'ready' ? { value: m.info } : m.type === 'error' ? { error: revive(m.error, `${opts.modelDir}: opening the engine failed`) } : undefined;
     });
     return new WorkerEngine(worker, info, warn);
   }
@@ -131,13 +113,6 @@ export class WorkerEngine {
 }
 
 /** Worker entry: register tsx when this file is TypeScript, then import it (which runs serveEngine below). */
-function bootstrap(): string {
-  const self = import.meta.url;
-  if (!self.endsWith('.ts')) return `import(${JSON.stringify(self)})`;
-  const tsx = createRequire(self).resolve('tsx/esm/api').replace(/index\.cjs$/, 'index.mjs');
-  return `import(${JSON.stringify(pathToFileURL(tsx).href)}).then((m) => { m.register(); return import(${JSON.stringify(self)}); })`;
-}
-
 async function serveEngine(): Promise<void> {
   const port = parentPort!;
   const send = (m: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);

@@ -23,7 +23,7 @@
 import { isMainThread, parentPort, threadId, Worker, workerData } from 'node:worker_threads';
 import { ToxScopeError, type ErrorKind } from '../errors.js';
 import type { PrepareInput, PreparedText } from './text-prep.js';
-import { workerBootstrap } from './worker-bootstrap.js';
+import { workerBootstrap, workerStarted } from './worker-bootstrap.js';
 
 /** What the main thread knows of the worker's tokenizer. */
 export interface TokenizerInfo {
@@ -230,26 +230,11 @@ export class TextWorker implements TextPreparer {
 
 function start(options: TextWorkerOptions): Promise<Live> {
   const worker = new Worker(workerBootstrap(import.meta.url), { eval: true, workerData: { toxscopeText: true, options } });
-  return new Promise<Live>((resolve, reject) => {
-    const onMessage = (m: FromWorker) => {
-      if (m.type === 'ready') done(() => resolve({ worker, tokenizer: m.tokenizer }));
-      else if (m.type === 'error' && m.id === null) done(() => reject(revive(m.error, 'the tokenizer worker failed to start')));
-    };
-    const onError = (e: Error) => done(() => reject(new ToxScopeError('unavailable', `the tokenizer worker failed to start: ${e.message}`)));
-    const onExit = (code: number) => done(() => reject(new ToxScopeError('unavailable', `the tokenizer worker exited while starting (code ${code})`)));
-    const done = (f: () => void) => {
-      worker.off('message', onMessage);
-      worker.off('error', onError);
-      worker.off('exit', onExit);
-      f();
-    };
-    worker.on('message', onMessage);
-    worker.on('error', onError);
-    worker.on('exit', onExit);
-  }).catch(async (e) => {
-    await worker.terminate();
-    throw e;
-  });
+  return workerStarted<FromWorker, Live>(worker, 'the tokenizer worker', (m) =>
+    m.type === 'ready' ? { value: { worker, tokenizer: m.tokenizer } }
+    : m.type === 'error' && m.id === null ? { error: revive(m.error, 'the tokenizer worker failed to start') }
+    : undefined,
+  );
 }
 
 /** Worker side: build the tokenizer and identifier, then prepare requests in round-robin turns. */
