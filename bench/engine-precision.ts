@@ -19,6 +19,7 @@ import { FiredSetAgreementSum, ResidualErrorSum } from '../src/engine/fidelity.j
 import type { PrecisionSetting } from '../src/config.js';
 import { Checkpoint } from '../src/model/checkpoint.js';
 import { ensureGraph } from '../src/model/graph-cache.js';
+import { settleInt8WeightForm } from '../src/engine/int8-weight-form.js';
 import { WEIGHTS_FILE, type WeightDtype } from '../src/model/graph.js';
 import type { TopKSae } from '../src/model/sae/types.js';
 import { encodeTopK } from '../src/model/sae/encode.js';
@@ -115,6 +116,7 @@ export async function precisionWorker(job: PrecisionJob, makeSae: SaeFactory): P
   if (job.op === 'build') {
     const t0 = performance.now();
     const ckpt = Checkpoint.open(job.modelDir);
+    if (job.precision === 'int8') await settleInt8WeightForm();
     const g = ensureGraph(job.cacheDir, ckpt, job.layer, sae, job.precision);
     ckpt.close();
     const seconds = (performance.now() - t0) / 1000;

@@ -375,6 +375,7 @@ export async function loadServingBundle(
       head: { path: join(dir, m.head.path), sha256: m.head.sha256, version: m.head.sha256.slice(0, 12) },
       executionProvider: e.provider,
       weightDtype: e.weightDtype,
+      int8Weights: e.int8Weights,
       bundlePrecision,
       ...(e.fallbackReason && { executionProviderFallback: e.fallbackReason }),
     },

@@ -11,6 +11,7 @@ import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/util/logger.js';
 import { startService, type RunningService } from '../src/main.js';
 import { trainServeBundle } from './helpers/serve-bundle.js';
+import { fullRangeInt8IsExact } from '../src/engine/int8-weight-form.js';
 
 const root = mkdtempSync(join(tmpdir(), 'toxscope-serve-'));
 const bundleDir = join(root, 'bundle');
@@ -88,6 +89,8 @@ describe('startService', () => {
       expect(info.weight_dtype).toBe('int8');
       expect(info.precision).toMatchObject({ serving: 'int8', bundle_trained_on: 'f32' });
       expect(info.precision.note).toMatch(/trained on f32 features and is served at int8/);
+      // how this machine stores int8 weights: uint8 where its u8 x s8 kernel saturates (AVX2 without VNNI)
+      expect(info.precision.int8_weights).toBe((await fullRangeInt8IsExact()) ? 's8' : 'u8');
       const res = await postJson(`${int8.url}/v1/classify`, { texts: ['you are an idiot'] });
       expect(res.status).toBe(200);
     } finally {

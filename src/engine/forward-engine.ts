@@ -10,6 +10,8 @@ import type { TopKSae } from '../model/sae/types.js';
 import { GraphBuilder, TensorDataType } from '../model/onnx/graph-builder.js';
 import { HostTensor, OrtSession, Provider, providerUsable } from '../runtime/session.js';
 import { type PrecisionSetting, resolvePrecision } from './precision.js';
+import { settleInt8WeightForm } from './int8-weight-form.js';
+import { INT8_GRAPH_CHOICES, type Int8WeightForm } from '../model/blocks/int8.js';
 import { Padding, QWEN3_PAD_ID, padBatch } from './padding.js';
 import type { TopKBatch } from './types.js';
 
@@ -40,6 +42,8 @@ export interface EngineInfo {
   provider: Provider;
   /** precision of the graph in use (see ./precision.ts): f16 on CUDA, f32 or int8 on CPU */
   weightDtype: WeightDtype;
+  /** int8 only: how its weights are stored on this machine (src/engine/int8-weight-form.ts) */
+  int8Weights?: Int8WeightForm;
   requestedProvider: Provider;
   fallbackReason?: string;
   layer: number;
@@ -101,6 +105,7 @@ export class ForwardEngine {
       }
       const setting = opts.precision ?? 'auto';
       weightDtype = resolvePrecision(setting, provider, { fellBackFromCuda: provider !== requested });
+      if (weightDtype === 'int8') await settleInt8WeightForm();
       graph = ensureGraph(opts.cacheDir, ckpt, opts.layer, opts.sae, weightDtype, opts.graphOptions);
       t0 = performance.now();
       session = await OrtSession.create(graph.modelPath, { provider, threads: opts.threads, prepacking: opts.prepacking, warn: opts.warn });
@@ -111,6 +116,7 @@ export class ForwardEngine {
         if (cpuDtype !== weightDtype) {
           await session.close();
           weightDtype = cpuDtype;
+          if (weightDtype === 'int8') await settleInt8WeightForm();
           graph = ensureGraph(opts.cacheDir, ckpt, opts.layer, opts.sae, weightDtype, opts.graphOptions);
           t0 = performance.now();
           session = await OrtSession.create(graph.modelPath, { provider: 'cpu', threads: opts.threads, prepacking: opts.prepacking });
@@ -129,6 +135,7 @@ export class ForwardEngine {
       family: ckpt.arch.family,
       provider: session.info.provider,
       weightDtype,
+      ...(weightDtype === 'int8' && { int8Weights: INT8_GRAPH_CHOICES.weightForm }),
       requestedProvider: session.info.requestedProvider,
       fallbackReason: session.info.fallbackReason,
       layer: opts.layer,

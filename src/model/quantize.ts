@@ -33,7 +33,8 @@ export interface BlockedUint8 {
 const roundHalfAway = (x: number) => (x < 0 ? -Math.floor(-x + 0.5) : Math.floor(x + 0.5));
 
 /** w: [rows, cols] row-major (Hugging Face's Linear layout [out, in]). */
-export function quantizePerChannel(w: Float32Array, rows: number, cols: number): PerChannelInt8 {
+/** `levels`: the largest |q| (127; 63 for the 7-bit form, src/model/blocks/int8.ts Int8WeightForm). */
+export function quantizePerChannel(w: Float32Array, rows: number, cols: number, levels = 127): PerChannelInt8 {
   if (w.length !== rows * cols) throw new Error(`quantizePerChannel: ${w.length} values for [${rows}, ${cols}]`);
   const q = new Int8Array(rows * cols);
   const scale = new Float32Array(rows);
@@ -41,10 +42,10 @@ export function quantizePerChannel(w: Float32Array, rows: number, cols: number):
     const at = r * cols;
     let m = 0;
     for (let c = 0; c < cols; c++) m = Math.max(m, Math.abs(w[at + c]));
-    const s = Math.fround(m / 127);
+    const s = Math.fround(m / levels);
     scale[r] = s;
     if (s === 0) continue;
-    for (let c = 0; c < cols; c++) q[at + c] = Math.max(-127, Math.min(127, roundHalfAway(w[at + c] / s)));
+    for (let c = 0; c < cols; c++) q[at + c] = Math.max(-levels, Math.min(levels, roundHalfAway(w[at + c] / s)));
   }
   return { rows, cols, q, scale };
 }
@@ -95,16 +96,16 @@ export function transposeI8(src: Int8Array, rows: number, cols: number): Int8Arr
  * Per-output-channel quantization of a matrix already in MatMul's [in, out] layout (columns are output
  * channels): int8 [in, out] + scale [out]. Same maths as quantizePerChannel on the [out, in] original.
  */
-export function quantizeColumns(wT: Float32Array, inDim: number, outDim: number): { q: Int8Array; scale: Float32Array } {
+export function quantizeColumns(wT: Float32Array, inDim: number, outDim: number, levels = 127): { q: Int8Array; scale: Float32Array } {
   if (wT.length !== inDim * outDim) throw new Error(`quantizeColumns: ${wT.length} values for [${inDim}, ${outDim}]`);
   const max = new Float32Array(outDim);
   for (let i = 0; i < inDim; i++) for (let o = 0; o < outDim; o++) max[o] = Math.max(max[o], Math.abs(wT[i * outDim + o]));
-  const scale = max.map((m) => Math.fround(m / 127));
+  const scale = max.map((m) => Math.fround(m / levels));
   const q = new Int8Array(inDim * outDim);
   for (let i = 0; i < inDim; i++)
     for (let o = 0; o < outDim; o++) {
       const s = scale[o];
-      if (s !== 0) q[i * outDim + o] = Math.max(-127, Math.min(127, roundHalfAway(wT[i * outDim + o] / s)));
+      if (s !== 0) q[i * outDim + o] = Math.max(-levels, Math.min(levels, roundHalfAway(wT[i * outDim + o] / s)));
     }
   return { q, scale };
 }

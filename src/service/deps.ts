@@ -67,6 +67,8 @@ export interface BundleInfo {
   executionProvider: string;
   /** the serving precision (src/engine/precision.ts): f16 on CUDA, f32 on CPU by default, int8 when asked */
   weightDtype?: string;
+  /** int8 only: 's8', or 'u8' where this CPU's u8 x s8 kernel saturates (src/engine/int8-weight-form.ts) */
+  int8Weights?: string;
   /** the precision the head's training features were computed at (the bundle manifest; f32 when unrecorded) */
   bundlePrecision?: string;
   executionProviderFallback?: string;

@@ -88,6 +88,7 @@ export function healthRoutes(deps: ServiceDeps, serviceVersion: string): Hono {
         precision: {
           serving: info.weightDtype,
           bundle_trained_on: info.bundlePrecision ?? 'f32',
+          ...(info.int8Weights && { int8_weights: info.int8Weights }),
           ...((info.bundlePrecision ?? 'f32') !== info.weightDtype && {
             note: `the head was trained on ${info.bundlePrecision ?? 'f32'} features and is served at ${info.weightDtype}: allowed, but scores can differ slightly from training`,
           }),

@@ -33,6 +33,15 @@ import { GraphBuilder, TensorDataType, attr } from '../onnx/graph-builder.js';
 import { type BlockedUint8, quantizeBlocked, quantizeColumns, quantizePerChannel } from '../quantize.js';
 
 export type Int8Kernel = 'dqmm' | 'dqmm-row' | 'nbits8';
+/**
+ * How DynamicQuantizeMatMul's weights are stored. 's8': int8 in [-127, 127], the fast u8 x s8 kernel. On x86 CPUs
+ * without VNNI (AVX2 only, e.g. the AMD EPYC CI machines), onnxruntime's u8 x s8 kernel multiplies with VPMADDUBSW,
+ * which adds two u8 x s8 products into a SATURATING int16: 255 x 127 x 2 > 32,767, so full-range weights give wrong
+ * sums (measured: 1.0 instead of 64; the 0.6B engine's residual 62% off float32). 's8-7bit': int8 in [-63, 63], which
+ * cannot saturate (255 x 63 x 2 < 32,768), at half the weight resolution. 'u8': uint8 with zero point 128, the
+ * u8 x u8 kernel (16-bit products, no saturation). Which one is chosen per machine: int8-saturation.ts.
+ */
+export type Int8WeightForm = 's8' | 's8-7bit' | 'u8';
 export const DEFAULT_INT8_KERNEL: Int8Kernel = 'dqmm-row';
 /** MatMulNBits block along K (block 128 measured faster than 32 and 64 at these shapes). */
 export const NBITS_BLOCK = 128;
@@ -40,6 +49,8 @@ export const NBITS_BLOCK = 128;
 /** Everything about the int8 graph that is a choice rather than the checkpoint's: part of the graph cache key. */
 export const INT8_GRAPH_CHOICES = {
   kernel: DEFAULT_INT8_KERNEL as Int8Kernel,
+  /** set per machine before a graph is built or looked up (int8-saturation.ts); 's8' where the kernel cannot saturate */
+  weightForm: 's8' as Int8WeightForm,
   /**
    * the SAE encoder of the int8 graph: 'exact-candidates' (int8 pre-activation picks k + m candidates, float32
    * recomputes them; sae-exact-candidates.ts) or 'f32' (the float32 Gemm over every feature, exact by construction).
@@ -64,22 +75,30 @@ export const INT8_GRAPH_CHOICES = {
   embedding: 'int8' as 'int8' | 'source',
 };
 
+/** The largest |q| of a weight form: 63 for 's8-7bit', else 127. */
+export function int8WeightLevels(form: Int8WeightForm = INT8_GRAPH_CHOICES.weightForm): number {
+  return form === 's8-7bit' ? 63 : 127;
+}
+
 const MS = { domain: 'com.microsoft' };
 const toF32 = { to: attr.int(TensorDataType.FLOAT) };
 
 /** x [N, in] float32 @ W [in, out] -> [N, out] float32 with int8 weights; `wT` is float32 [in, out]. */
-export function int8Linear(g: GraphBuilder, x: string, name: string, wT: Float32Array, inDim: number, outDim: number, kernel: Int8Kernel, bias?: { name: string; data: Float32Array }): string {
+export function int8Linear(
+  g: GraphBuilder, x: string, name: string, wT: Float32Array, inDim: number, outDim: number, kernel: Int8Kernel,
+  bias?: { name: string; data: Float32Array }, form: Int8WeightForm = INT8_GRAPH_CHOICES.weightForm,
+): string {
   if (kernel === 'dqmm' || kernel === 'dqmm-row') {
-    const { q, scale } = quantizeColumns(wT, inDim, outDim);
+    const { q, scale } = quantizeColumns(wT, inDim, outDim, int8WeightLevels(form));
     const ws = g.weight(name + '.scale', TensorDataType.FLOAT, [outDim], scale);
     const b = bias ? g.weight(bias.name, TensorDataType.FLOAT, [outDim], bias.data) : null;
-    if (kernel === 'dqmm-row') {
-      const anchored = new Int8Array((inDim + 2) * outDim); //                                               two zero rows for the anchor columns
-      anchored.set(q);
-      return dqmmPerRow(g, x, g.weight(name + '.q', TensorDataType.INT8, [inDim + 2, outDim], anchored), ws, b);
-    }
-    const wq = g.weight(name + '.q', TensorDataType.INT8, [inDim, outDim], q);
-    return g.op('DynamicQuantizeMatMul', b ? [x, wq, ws, '', b] : [x, wq, ws], {}, MS); //                   [N, out]
+    const rows = kernel === 'dqmm-row' ? inDim + 2 : inDim; //                                               'dqmm-row': two zero rows for the anchor columns
+    const wq = form === 'u8'
+      ? g.weight(name + '.q', TensorDataType.UINT8, [rows, outDim], Uint8Array.from({ length: rows * outDim }, (_, i) => (i < q.length ? q[i] + 128 : 128)))
+      : g.weight(name + '.q', TensorDataType.INT8, [rows, outDim], rows === inDim ? q : padRows(q, rows * outDim));
+    const zp = form === 'u8' ? g.weight(name + '.zp', TensorDataType.UINT8, [outDim], new Uint8Array(outDim).fill(128)) : '';
+    if (kernel === 'dqmm-row') return dqmmPerRow(g, x, wq, ws, zp, b);
+    return g.op('DynamicQuantizeMatMul', b ? [x, wq, ws, zp, b] : zp ? [x, wq, ws, zp] : [x, wq, ws], {}, MS); // [N, out]
   }
   return nbits8MatMul(g, x, name, transposeF32(wT, inDim, outDim), inDim, outDim, bias);
 }
@@ -100,7 +119,7 @@ export function int8LinearTransB(g: GraphBuilder, x: string, name: string, w: Fl
  * The same fast kernel as 'dqmm' (no slow int8 x int8 path), plus O(N (in + out)) elementwise work (columns rather
  * than an anchor row: no copy of the [N, out] output to drop a row, measured in bench int8-matmul).
  */
-function dqmmPerRow(g: GraphBuilder, x: string, wqAnchored: string, ws: string, bias: string | null): string {
+function dqmmPerRow(g: GraphBuilder, x: string, wqAnchored: string, ws: string, zp: string, bias: string | null): string {
   const rowMax = g.op('Max', [
     g.op('ReduceMax', [g.op('Abs', [x]), g.constI64('rowq_ax', [-1])], { keepdims: attr.int(1) }),
     g.constF32('rowq_tiny', [1e-30], []),
@@ -108,7 +127,7 @@ function dqmmPerRow(g: GraphBuilder, x: string, wqAnchored: string, ws: string, 
   const n1 = g.op('Shape', [x], { start: attr.int(0), end: attr.int(1) }); //                                 [1] = N
   const anchor = g.op('Expand', [g.constF32('rowq_anchor', [1, -1], [1, 2]), g.op('Concat', [n1, g.constI64('rowq_two', [2])], { axis: attr.int(0) })]); // [N, 2]
   const xn = g.op('Concat', [g.op('Div', [x, rowMax]), anchor], { axis: attr.int(1) }); //                   [N, in+2]
-  const y = g.op('DynamicQuantizeMatMul', [xn, wqAnchored, ws], {}, MS); //                                   [N, out]
+  const y = g.op('DynamicQuantizeMatMul', zp ? [xn, wqAnchored, ws, zp] : [xn, wqAnchored, ws], {}, MS); //      [N, out]
   const out = g.op('Mul', [y, rowMax]); //                                                                    [N, out]
   return bias ? g.op('Add', [out, bias]) : out;
 }
@@ -169,6 +188,12 @@ export function forEachRowChunk(w: WeightSource, name: string, rows: number, col
   } finally {
     closeSync(fd);
   }
+}
+
+function padRows(q: Int8Array, length: number): Int8Array {
+  const out = new Int8Array(length);
+  out.set(q);
+  return out;
 }
 
 export function transposeF32(src: Float32Array, rows: number, cols: number): Float32Array {

@@ -31,7 +31,7 @@ import { formatError } from '../../errors.js';
 import { GraphBuilder, TensorDataType, attr } from '../onnx/graph-builder.js';
 import { type BlockedUint8, LOW_BITS, type PerChannelInt8, blockedLowPart, quantizeBlocked, quantizePerChannel, splitValue } from '../quantize.js';
 import type { TopKSae } from '../sae/types.js';
-import { INT8_GRAPH_CHOICES, NBITS_BLOCK, int8LinearTransB, type Int8Kernel, nbits8MatMulBlocked } from './int8.js';
+import { INT8_GRAPH_CHOICES, NBITS_BLOCK, int8LinearTransB, int8WeightLevels, type Int8Kernel, nbits8MatMulBlocked } from './int8.js';
 
 export interface ExactCandidateOutputs {
   /** float [N, k]: relu of the k largest float32 pre-activations among the candidates, descending */
@@ -60,7 +60,7 @@ export interface QuantBoundTerms {
 
 export function quantBoundTerms(sae: TopKSae, kernel: Int8Kernel): QuantBoundTerms {
   const { dModel: D, dSae: S, wEnc, bEnc } = sae;
-  const deq = kernel === 'nbits8' ? blockedDequantizer(quantizeBlocked(wEnc, S, D, NBITS_BLOCK)) : perChannelDequantizer(quantizePerChannel(wEnc, S, D));
+  const deq = kernel === 'nbits8' ? blockedDequantizer(quantizeBlocked(wEnc, S, D, NBITS_BLOCK)) : perChannelDequantizer(quantizePerChannel(wEnc, S, D, int8WeightLevels()));
   let dwMax = 0, wHatMax = 0, wMax = 0, bMax = 0;
   for (let f = 0; f < S; f++) {
     let dw2 = 0, wh2 = 0, w2 = 0;
