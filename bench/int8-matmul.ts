@@ -138,7 +138,7 @@ function buildCandidate(dir: string, c: Candidate, w: Float32Array, K: number, N
     const p = quantizePerChannel(w, N, K);
     y = g.op('DynamicQuantizeMatMul', [x, g.weight('wq', TensorDataType.INT8, [K, N], transposeI8(p.q, N, K)), g.weight('ws', TensorDataType.FLOAT, [N], p.scale)], {}, { domain: 'com.microsoft' });
   } else if (c === 'dqmm_row' || c === 'dqmm_row_s8' || c === 'dqmm_row_7bit' || c === 'dqmm_row_u8') {
-    // dqmm_row: the weight form this machine's probe chose (int8-saturation.ts); the others force one
+    // dqmm_row: INT8_GRAPH_CHOICES.weightForm (u8 unless src/engine/int8-weight-form.ts ran); the others force one
     const form = c === 'dqmm_row' ? undefined : c === 'dqmm_row_s8' ? 's8' : c === 'dqmm_row_7bit' ? 's8-7bit' : 'u8';
     y = int8Linear(g, x, 'w', transposeF32(w, N, K), K, N, 'dqmm-row', undefined, form);
   } else if (c === 'rowq_mmitf' || c === 'rowq_mmi') {

@@ -39,7 +39,7 @@ export type Int8Kernel = 'dqmm' | 'dqmm-row' | 'nbits8';
  * which adds two u8 x s8 products into a SATURATING int16: 255 x 127 x 2 > 32,767, so full-range weights give wrong
  * sums (measured: 1.0 instead of 64; the 0.6B engine's residual 62% off float32). 's8-7bit': int8 in [-63, 63], which
  * cannot saturate (255 x 63 x 2 < 32,768), at half the weight resolution. 'u8': uint8 with zero point 128, the
- * u8 x u8 kernel (16-bit products, no saturation). Which one is chosen per machine: int8-saturation.ts.
+ * u8 x u8 kernel (16-bit products, no saturation). Which one is chosen per machine: src/engine/int8-weight-form.ts.
  */
 export type Int8WeightForm = 's8' | 's8-7bit' | 'u8';
 export const DEFAULT_INT8_KERNEL: Int8Kernel = 'dqmm-row';
@@ -49,8 +49,11 @@ export const NBITS_BLOCK = 128;
 /** Everything about the int8 graph that is a choice rather than the checkpoint's: part of the graph cache key. */
 export const INT8_GRAPH_CHOICES = {
   kernel: DEFAULT_INT8_KERNEL as Int8Kernel,
-  /** set per machine before a graph is built or looked up (int8-saturation.ts); 's8' where the kernel cannot saturate */
-  weightForm: 's8' as Int8WeightForm,
+  /**
+   * 'u8' (correct on every CPU) until src/engine/int8-weight-form.ts has probed this machine's kernel and found
+   * full-range 's8' exact (VNNI, ARM): a graph built without the probe is slower, never wrong
+   */
+  weightForm: 'u8' as Int8WeightForm,
   /**
    * the SAE encoder of the int8 graph: 'exact-candidates' (int8 pre-activation picks k + m candidates, float32
    * recomputes them; sae-exact-candidates.ts) or 'f32' (the float32 Gemm over every feature, exact by construction).
