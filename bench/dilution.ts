@@ -8,7 +8,8 @@
  * with a full stop when it had no end punctuation), joined by spaces, and scored again; benign texts go
  * through the same padding. Reported: the share of flagged toxic texts still flagged, and the benign flag rate alone
  * and padded (its rise). The same texts are also scored with the other poolings (whole text: the head before this
- * change) to show what sentence scoring buys. THE DEMO BACKBONE IS SYNTHETIC: pipeline numbers, not Qwen3's.
+ * change) to show what sentence scoring buys. `--show-lost N` prints up to N toxic texts per pad count that the served
+ * head flags alone but not padded (language, probabilities, the text). THE DEMO BACKBONE IS SYNTHETIC: pipeline numbers, not Qwen3's.
  */
 import { featurizeForBundle } from '../src/bundle/open.js';
 import { Head } from '../src/head/head.js';
@@ -121,6 +122,20 @@ export async function run(argv: string[]): Promise<number> {
       return { overall: stats(), perLanguage: perLang, calibration };
     };
     const variants = { [`served (${served.pooling})`]: measure(served), ...Object.fromEntries((['max-segment', 'sentences', 'whole'] as const).filter((p) => p !== served.pooling).map((p) => [p, measure(variant(p))])) };
+    const showLost = Number(flag(argv, 'show-lost', '0'));
+    if (showLost > 0) {
+      const score = (i: number) => served.score(features[i], probes[i].lang);
+      const aloneAt = new Map<number, number>();
+      probes.forEach((p, i) => p.pad === 0 && aloneAt.set(p.item, i));
+      for (const pad of PADS) {
+        const lost = probes.flatMap((p, i) => (p.pad === pad && p.label === 1 && score(aloneAt.get(p.item)!).toxic && !score(i).toxic ? [i] : []));
+        console.log(`\nlost among ${pad}: ${lost.length}`);
+        for (const i of lost.slice(0, showLost)) {
+          const a = aloneAt.get(probes[i].item)!, sa = score(a), sp = score(i);
+          console.log(`  ${probes[i].lang} alone p=${sa.probability.toFixed(3)} (thr ${sa.threshold.toFixed(3)}, part ${sa.segment}) padded p=${sp.probability.toFixed(3)} part ${sp.segment} | ${JSON.stringify(probes[a].text.slice(0, 160))}`);
+        }
+      }
+    }
     const out = { bundle: r.bundle.manifest.version, synthetic_backbone: r.bundle.manifest.synthetic_backbone, per_class: perClass, pads: PADS, padding, padding_sentences_flagged_alone: padFlagged, variants };
     if (argv.includes('--json')) console.log(JSON.stringify(out, null, 2));
     else {

@@ -137,6 +137,26 @@ describe('toxscope train', () => {
     expect(out.stderr).toMatch(/--target-precision must be a number strictly between 0 and 1/);
   });
 
+  it('rejects an unknown pooling and names the ones it takes', async () => {
+    const { out, io } = captureIO();
+    expect(await main(['train', '--data', dataFile, '--out', join(work, 'x'), '--pooling', 'mean'], io)).toBe(2);
+    expect(out.stderr).toMatch(/--pooling.*max-segment.*combined/);
+  });
+
+  it("trains with --pooling combined: the parts penalty chosen on the calibration split is served and recorded with its trade-off", async () => {
+    const { out, io } = captureIO();
+    const dir = join(work, 'cli-bundle-combined');
+    const code = await main(['train', '--data', dataFile, '--out', dir, '--model', goldenCheckpointDir, '--sae', QSCOPE_SAE, '--layer', '2', '--k', '32',
+      '--pooling', 'combined', '--data-dir', join(work, 'data-dir'), '--threads', '1'], io);
+    expect(code, out.stderr).toBe(0);
+    expect(out.stderr).toMatch(/parts penalty [0-9.]+ on the calibration split's mixtures \(among 3: kept/);
+    const b = readBundle(dir);
+    expect(b.head.pooling).toBe('combined');
+    const d = b.manifest.metrics.dilution as { parts_penalty: number; calibration_mixtures: { pads: number }[] };
+    expect(b.head.combiner).toEqual({ whole: 0, max: 1, parts: -d.parts_penalty, bias: 0 });
+    expect(d.calibration_mixtures.map((p) => p.pads)).toEqual([3, 30]);
+  });
+
   it('trains a bundle through the CLI with thresholds meeting a target precision', async () => {
     const { out, io } = captureIO();
     const dir = join(work, 'cli-bundle');

@@ -13,13 +13,14 @@ import { ForwardEngine } from '../engine/forward-engine.js';
 import { loadTokenizer } from '../engine/tokenizer.js';
 import type { ThresholdObjective } from '../head/thresholds.js';
 import { DEFAULT_CALIBRATION_FRACTION, trainHead, type TrainReport } from '../head/train.js';
+import type { DilutionPoint } from '../head/combiner.js';
 import { stratifiedSplit } from '../head/split.js';
 import { readModelConfig } from '../model/families/registry.js';
 import { loadSae } from '../model/sae/load.js';
 import type { Provider } from '../runtime/session.js';
 import { modelDigest, saeDigest } from './artifacts.js';
 import { ATTRIBUTES_FILE, attributesToJSON, defaultOpenAiCategories } from './attributes.js';
-import type { Head } from '../head/head.js';
+import type { Head, Pooling } from '../head/head.js';
 import { FEATURIZE_BATCH_TOKENS, featurizeWithContexts } from './featurize.js';
 import { FEATURE_LABELS_FILE, FeatureLabels, usedFeatures } from '../head/feature-labels.js';
 import { sha256File, type HashCache } from './file-hash.js';
@@ -53,6 +54,8 @@ export interface TrainBundleOptions {
   deriveAttributes?: (t: LabeledText) => Record<string, 0 | 1 | null>;
   /** subtracted from window logits before the max (default 0; 'fit': fitted on each head's calibration split, src/head/train.ts) */
   windowOffset?: number | 'fit';
+  /** how a text's whole and part scores pool into one (default 'max-segment'; src/head/head.ts) */
+  pooling?: Pooling;
   /** OpenAI category -> attribute (default: src/bundle/attributes.ts defaultOpenAiCategories) */
   openaiCategories?: Record<string, string>;
   syntheticBackbone?: boolean;
@@ -122,8 +125,11 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
   const thresholds: ThresholdObjective = o.targetPrecision !== undefined ? { mode: 'precision', target: o.targetPrecision } : (o.thresholdObjective ?? { mode: 'f1' });
   const result = trainHead(
     { features, labels: texts.map((t) => t.label), langs, dSae: sae.dSae },
-    { seed, calibrationFraction: o.calibrationFraction, thresholds, prevalence: o.prevalence, windowOffset: o.windowOffset, meta: { trained_for: trainedFor, attribute: 'toxicity' } },
+    { seed, calibrationFraction: o.calibrationFraction, thresholds, prevalence: o.prevalence, windowOffset: o.windowOffset, pooling: o.pooling, meta: { trained_for: trainedFor, attribute: 'toxicity' } },
   );
+  const d = result.report.dilution;
+  const points = (ps: DilutionPoint[]) => ps.map((p) => `among ${p.pads}: kept ${p.kept.toFixed(3)}, benign rise ${p.rise.toFixed(3)}`).join('; ');
+  if (d) log(`head toxicity: parts penalty ${d.penalty} on the calibration split's mixtures (${points(d.points)}); without it (${points(d.tried[0].points)})`);
   log(`head toxicity: ${result.report.logistic.solver}, ${result.report.logistic.iterations} iterations, ${result.report.logistic.nonZero} non-zero weights, ${result.report.logistic.seconds.toFixed(1)} s`);
   // further attributes: same features, same fitted transform, each on the texts labeled for it
   const attributeHeads: Record<string, Head> = {};
@@ -135,7 +141,7 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
     }
     const r = trainHead(
       { features: idx.map((i) => features[i]), labels, langs: idx.map((i) => langs[i]), dSae: sae.dSae },
-      { seed, calibrationFraction: o.calibrationFraction, thresholds, fittedTransform: result.head.transform, windowOffset: o.windowOffset, meta: { trained_for: trainedFor, attribute: name } },
+      { seed, calibrationFraction: o.calibrationFraction, thresholds, fittedTransform: result.head.transform, windowOffset: o.windowOffset, pooling: o.pooling, meta: { trained_for: trainedFor, attribute: name } },
     );
     attributeHeads[name] = r.head;
     attributeReports[name] = r.report;
@@ -191,6 +197,7 @@ export async function trainBundle(o: TrainBundleOptions): Promise<TrainBundleRes
     metrics: {
       calibration_split: calibrated, uncalibrated: result.report.uncalibrated, rule: result.report.rule, thresholds: result.report.thresholds,
       window_tokens: windowTokens, window_overlap: windowOverlap, prior: result.head.prior,
+      ...(d && { dilution: { parts_penalty: d.penalty, calibration_mixtures: d.points, without_penalty: d.tried[0].points } }),
       attributes: Object.fromEntries(Object.entries(attributeReports).map(([n, r]) => [n, { calibration_split: r.calibrated, thresholds: r.thresholds, split: r.split }])),
     },
     baseline_f1: Object.fromEntries(Object.entries(calibrated.languages).map(([l, m]) => [l, m.f1 ?? 0])),

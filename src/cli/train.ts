@@ -11,13 +11,14 @@ import type { Provider } from '../runtime/session.js';
 import { loadConfig, PRECISION_SETTINGS } from '../config.js';
 import { UsageError, parseChoice, parseFlags, parseIntFlag, requireString, parseEngineFlags } from './args.js';
 import type { CliIO, Command } from './main.js';
+import { POOLINGS } from '../head/head.js';
 import { cliEnvironment } from './environment.js';
 import { progressBar } from './progress.js';
 
 const USAGE = `usage: toxscope train --data <jsonl file or dir> --out <bundle dir>
                       [--model <checkpoint dir> --sae <SAE file or dir> --layer <L> [--k <k>]]
                       [--seed <n>] [--calibration-fraction <0..1>] [--target-precision <0..1>] [--name <name>]
-                      [--prevalence pooled=0.3,de=0.34,tr=0.2] [--store-text]
+                      [--prevalence pooled=0.3,de=0.34,tr=0.2] [--store-text] [--pooling max-segment|combined|sentences|whole]
                       [--data-dir <dir>] [--threads <n>] [--provider cpu|cuda] [--precision auto|f32|f16|int8]
 
   --data                labeled JSON Lines: {"text", "label": 0|1, "lang"} per line (a file or a directory of *.jsonl)
@@ -30,6 +31,11 @@ const USAGE = `usage: toxscope train --data <jsonl file or dir> --out <bundle di
   --target-precision    choose per-language thresholds to reach this precision (default: maximise F1)
   --prevalence          the deployment's toxic share per language (and 'pooled' for the rest): calibration shifts
                         to it and thresholds are chosen at it (default: the calibration split's own shares)
+  --pooling             how a text's score reads its parts (sentences and 16-token windows, each scored alone):
+                        max-segment (default) the most toxic of the text and its parts; combined: that max less a
+                        penalty for the number of parts, chosen on the calibration split so that a toxic text among
+                        3 / 30 benign ones stays flagged (>= 90% / 80%) while benign ones rise <= 2 points (the
+                        choice and its trade-off are printed); sentences; whole (the whole text only: dilutable)
   --store-text          feature labels keep short snippets of the training texts (default: the TOXSCOPE_STORE_TEXT
                         setting; without it only tokens are kept)
 
@@ -51,6 +57,7 @@ const FLAGS = {
   'target-precision': { type: 'string' },
   prevalence: { type: 'string' },
   'store-text': { type: 'boolean' },
+  pooling: { type: 'string', default: 'max-segment' },
   name: { type: 'string' },
   'data-dir': { type: 'string' },
   threads: { type: 'string' },
@@ -81,6 +88,7 @@ export const trainCommand: Command = {
     const calibrationFraction = parseFraction(f['calibration-fraction'] as string | undefined, 'calibration-fraction');
     const targetPrecision = parseFraction(f['target-precision'] as string | undefined, 'target-precision');
     const prevalence = parsePrevalence(f.prevalence as string | undefined);
+    const pooling = parseChoice(f.pooling as string, 'pooling', POOLINGS);
     const storeText = (f['store-text'] as boolean | undefined) ?? loadConfig({ env: process.env }).storeText;
     const progress = progressBar(io.stderr);
     const log = (line: string) => io.stderr(`${line}\n`);
@@ -103,6 +111,7 @@ export const trainCommand: Command = {
     const result = await trainBundle({
       data, out, modelDir, saePath, layer, k,
       seed, calibrationFraction, targetPrecision, prevalence, storeText,
+      pooling,
       name: f.name as string | undefined,
       syntheticBackbone: synthetic,
       notice: synthetic ? DEMO_NOTICE : undefined,

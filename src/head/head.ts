@@ -31,6 +31,7 @@ import { calibratedLogit } from './calibration.js';
 import { sigmoid } from './logistic.js';
 import { chooseThresholds, thresholdFor, type ThresholdObjective, type ThresholdTable } from './thresholds.js';
 import type { GroupPolicy } from './groups.js';
+import { combine, type Combiner } from './combiner.js';
 
 export const HEAD_FORMAT = 'toxscope-head';
 /** 2 added pooling, prior and curve (all optional: version 1 heads load as 'whole' with no prior shift) */
@@ -42,8 +43,12 @@ export const HEAD_FORMAT_VERSION = 2;
  * sentences    max over its sentences and windows (the text's own logit only when it is one sentence): long
  *              benign texts are never scored as one long bag of features, and a text embedded among others keeps
  *              exactly the parts (and so the score) it had alone when its sentences are punctuated
+ * combined     a w + b max(w, parts) + c sqrt(2 ln(1 + number of parts)) + d, fitted on the calibration split and on its
+ *              texts embedded among benign ones (src/head/combiner.ts): the max keeps the most toxic part decisive,
+ *              the count term prices in that a max over many benign parts grows with their number
  */
-export type Pooling = 'whole' | 'max-segment' | 'sentences';
+export const POOLINGS = ['max-segment', 'combined', 'sentences', 'whole'] as const;
+export type Pooling = (typeof POOLINGS)[number];
 
 /** The calibration split, kept to re-choose thresholds: pooled logits, labels, languages. */
 export interface OperatingCurve {
@@ -99,6 +104,8 @@ export interface HeadParts {
   curve?: OperatingCurve;
   /** subtracted from every window's logit before the max (default 0) */
   windowOffset?: number;
+  /** pooling 'combined' only: its fitted weights */
+  combiner?: Combiner;
 }
 
 export class Head {
@@ -112,6 +119,7 @@ export class Head {
   readonly prior: Prior | undefined;
   readonly curve: OperatingCurve | undefined;
   readonly windowOffset: number;
+  readonly combiner: Combiner | undefined;
 
   constructor(parts: HeadParts) {
     if (parts.weights.length !== parts.transform.nCols) {
@@ -130,30 +138,43 @@ export class Head {
     this.curve = parts.curve;
     this.windowOffset = parts.windowOffset ?? 0;
     if (!Number.isFinite(this.windowOffset)) throw validationError(`head: windowOffset is ${parts.windowOffset}`);
+    this.combiner = parts.combiner;
+    if (this.pooling === 'combined' && !this.combiner) throw validationError("head: pooling 'combined' needs its combiner's weights");
   }
 
   /** The pooled logit (before calibration) and which part gave it (-1: the whole text). */
   pooledLogit(f: TextFeatures, lang?: string): { logit: number; segment: number; features: TextFeatures; row: { indices: Int32Array; values: Float32Array } } {
-    const rowLogit = (g: TextFeatures) => {
-      const row = this.transform.row(g, lang);
-      let z = this.bias;
-      for (let k = 0; k < row.indices.length; k++) z += this.weights[row.indices[k]] * row.values[k];
-      return { z, row };
-    };
-    const whole = rowLogit(f);
+    const whole = this.rowLogit(f, lang);
     let best = { logit: whole.z, segment: -1, features: f, row: whole.row };
-    const segments = f.segments?.filter((g) => g.nTokens > 0).length ?? 0;
-    if (this.pooling === 'sentences' && segments > 1) best.logit = -Infinity;
-    if (this.pooling !== 'whole' && f.segments && segments > 1) {
-      const windowsFrom = f.windowsFrom ?? f.segments.length;
-      f.segments.forEach((g, i) => {
-        if (g.nTokens === 0) return;
-        const s = rowLogit(g);
-        const z = i >= windowsFrom ? s.z - this.windowOffset : s.z;
-        if (z > best.logit) best = { logit: z, segment: i, features: g, row: s.row };
-      });
-    }
+    if (this.pooling === 'whole') return best;
+    const parts = this.scoredParts(f, lang);
+    if (this.pooling === 'sentences' && parts.length > 0) best.logit = -Infinity;
+    for (const p of parts) if (p.z > best.logit) best = { logit: p.z, segment: p.index, features: p.features, row: p.row };
+    if (this.pooling === 'combined') best.logit = combine(this.combiner!, { whole: whole.z, parts: parts.map((p) => p.z) });
     return best;
+  }
+
+  /** The unpooled logit weights . row + bias of one text or part. */
+  rowLogit(g: TextFeatures, lang?: string): { z: number; row: { indices: Int32Array; values: Float32Array } } {
+    const row = this.transform.row(g, lang);
+    let z = this.bias;
+    for (let k = 0; k < row.indices.length; k++) z += this.weights[row.indices[k]] * row.values[k];
+    return { z, row };
+  }
+
+  /**
+   * The logits of a text's parts (sentences, then windows less the window offset), none for a text of one
+   * sentence (fewer than two non-empty segments).
+   */
+  scoredParts(f: TextFeatures, lang?: string): { index: number; z: number; features: TextFeatures; row: { indices: Int32Array; values: Float32Array } }[] {
+    const segments = f.segments?.filter((g) => g.nTokens > 0).length ?? 0;
+    if (!f.segments || segments <= 1) return [];
+    const windowsFrom = f.windowsFrom ?? f.segments.length;
+    return f.segments.flatMap((g, i) => {
+      if (g.nTokens === 0) return [];
+      const s = this.rowLogit(g, lang);
+      return [{ index: i, z: i >= windowsFrom ? s.z - this.windowOffset : s.z, features: g, row: s.row }];
+    });
   }
 
   /** Calibrated probability of a pooled logit for a language, at the deployment's prevalence. */
@@ -242,7 +263,7 @@ export class Head {
   private parts(): HeadParts {
     return {
       transform: this.transform, weights: this.weights, bias: this.bias, calibration: this.calibration, thresholds: this.thresholds, meta: this.meta,
-      pooling: this.pooling, prior: this.prior, curve: this.curve, windowOffset: this.windowOffset,
+      pooling: this.pooling, prior: this.prior, curve: this.curve, windowOffset: this.windowOffset, combiner: this.combiner,
     };
   }
 
@@ -259,6 +280,7 @@ export class Head {
       meta: this.meta,
       pooling: this.pooling,
       ...(this.windowOffset !== 0 && { window_offset: this.windowOffset }),
+      ...(this.combiner && { combiner: this.combiner }),
       ...(this.prior && { prior: this.prior }),
       ...(this.curve && {
         curve: {
@@ -281,7 +303,7 @@ export class Head {
       });
       return new Head({
         transform, weights: decodeF32(j.weights, `${source}: weights`), bias: j.bias,
-        calibration: j.calibration, thresholds: j.thresholds, meta: j.meta, pooling: j.pooling, prior: j.prior, windowOffset: j.window_offset,
+        calibration: j.calibration, thresholds: j.thresholds, meta: j.meta, pooling: j.pooling, prior: j.prior, windowOffset: j.window_offset, combiner: j.combiner,
         curve: j.curve && decodeCurve(j.curve, source),
       });
     } catch (e) {
@@ -318,8 +340,9 @@ export const headSchema = z.object({
   }),
   thresholds: z.object({ pooled: probability, perLanguage: z.record(z.string(), probability) }),
   meta: z.record(z.string(), z.unknown()).optional(),
-  pooling: z.enum(['whole', 'max-segment', 'sentences']).optional(),
+  pooling: z.enum(POOLINGS).optional(),
   window_offset: finite.optional(),
+  combiner: z.object({ whole: finite, max: finite, parts: finite, bias: finite }).optional(),
   prior: z.object({
     sample: z.object({ pooled: share, perLanguage: z.record(z.string(), share) }),
     deployment: z.object({ pooled: share.optional(), perLanguage: z.record(z.string(), share) }),

@@ -19,6 +19,8 @@ import { evaluateHead, evaluateRule, type LabeledSet } from './evaluate.js';
 import { FeatureTransform, type TransformOptions } from './features.js';
 import { type GroupPolicy } from './groups.js';
 import { Head, type OperatingCurve, type Pooling } from './head.js';
+import { combine, combinerSamples, type Combiner, type DilutionPoint, dilutionPoints, dilutionShortfall } from './combiner.js';
+import { thresholdFor } from './thresholds.js';
 import { sampleShares, type Prior, type PrevalenceTable } from './prior.js';
 import { fitLogistic, sigmoid, type LogisticOptions } from './logistic.js';
 import { metricsByLanguage, type MetricsReport } from './metrics.js';
@@ -85,6 +87,8 @@ export interface TrainReport {
   calibrated: MetricsReport;
   /** on the calibration part: the discovery rule */
   rule: MetricsReport;
+  /** pooling 'combined': the parts penalty chosen and the dilution it gives on the calibration split's mixtures */
+  dilution?: { penalty: number; points: DilutionPoint[]; tried: { penalty: number; points: DilutionPoint[] }[] };
   seconds: number;
 }
 
@@ -122,21 +126,27 @@ export function trainHead(input: TrainInput, options: TrainOptions = {}): TrainR
   const placeholder = { pooled: 0.5, perLanguage: {} };
   const identity = { method: 'platt' as const, pooled: { kind: 'platt' as const, a: 1, b: 0 }, perLanguage: {} };
   const windowOffset = options.windowOffset !== 'fit' ? (options.windowOffset ?? 0) : fitWindowOffset((d) => new Head({ transform, weights: fit.weights, bias: fit.bias, calibration: identity, thresholds: placeholder, pooling, windowOffset: d }), ca);
-  const unfitted = new Head({ transform, weights: fit.weights, bias: fit.bias, calibration: identity, thresholds: placeholder, pooling, windowOffset });
-  const logits = Float64Array.from(ca.features, (f, i) => unfitted.pooledLogit(f, ca.langs[i]).logit); // [N_cal]
-  const calibration = fitCalibration(logits, ca.labels, ca.langs, { method: options.calibration?.method, ...options.groups });
-  const sample = sampleShares(ca.labels, ca.langs);
-  const prior: Prior = {
-    sample: { pooled: sample.pooled, perLanguage: Object.fromEntries(Object.keys(calibration.perLanguage).map((l) => [l, sample.perLanguage[l]])) },
-    deployment: prevalenceTable(options.prevalence),
+  const base = { transform, weights: fit.weights, bias: fit.bias, windowOffset };
+  // calibration, prior and thresholds of a pooling on the calibration split's texts as they are
+  const operate = (combiner?: Combiner) => {
+    const unfitted = new Head({ ...base, calibration: identity, thresholds: placeholder, pooling, combiner });
+    const logits = Float64Array.from(ca.features, (f, i) => unfitted.pooledLogit(f, ca.langs[i]).logit); // [N_cal]
+    const calibration = fitCalibration(logits, ca.labels, ca.langs, { method: options.calibration?.method, ...options.groups });
+    const sample = sampleShares(ca.labels, ca.langs);
+    const prior: Prior = {
+      sample: { pooled: sample.pooled, perLanguage: Object.fromEntries(Object.keys(calibration.perLanguage).map((l) => [l, sample.perLanguage[l]])) },
+      deployment: prevalenceTable(options.prevalence),
+    };
+    const curve: OperatingCurve = {
+      objective: options.thresholds ?? { mode: 'f1' }, groups: options.groups ?? {},
+      logits: Float32Array.from(logits), labels: Uint8Array.from(ca.labels), langs: [...ca.langs],
+    };
+    const calibrated = new Head({ ...base, calibration, thresholds: placeholder, pooling, prior, curve, combiner });
+    const { table, choices } = calibrated.thresholdsFromCurve(curve);
+    return { head: new Head({ ...base, calibration, thresholds: table, meta: options.meta, pooling, prior, curve, combiner }), logits, calibration, choices };
   };
-  const curve: OperatingCurve = {
-    objective: options.thresholds ?? { mode: 'f1' }, groups: options.groups ?? {},
-    logits: Float32Array.from(logits), labels: Uint8Array.from(ca.labels), langs: [...ca.langs],
-  };
-  const calibrated = new Head({ transform, weights: fit.weights, bias: fit.bias, calibration, thresholds: placeholder, pooling, prior, curve, windowOffset });
-  const { table, choices } = calibrated.thresholdsFromCurve(curve);
-  const head = new Head({ transform, weights: fit.weights, bias: fit.bias, calibration, thresholds: table, meta: options.meta, pooling, prior, curve, windowOffset });
+  const fitted: ReturnType<typeof operate> & { dilution?: TrainReport['dilution'] } = pooling === 'combined' ? fitPartsPenalty(new Head({ ...base, calibration: identity, thresholds: placeholder }), ca, seed, (c) => operate(c)) : operate();
+  const { head, logits, calibration, choices } = fitted;
   const discovery = fitDiscoveryRule(tr, ca, input.dSae, { ...options.groups, maxK: options.discovery?.maxK });
 
   // 4. report
@@ -148,6 +158,7 @@ export function trainHead(input: TrainInput, options: TrainOptions = {}): TrainR
     uncalibrated: metricsByLanguage({ labels: ca.labels, scores: logits.map(sigmoid), predicted: Uint8Array.from(logits, (z) => (z >= 0 ? 1 : 0)), langs: ca.langs }),
     calibrated: evaluateHead(head, ca),
     rule: evaluateRule(discovery.rule, ca),
+    ...(fitted.dilution && { dilution: fitted.dilution }),
     seconds: (performance.now() - started) / 1000,
   };
   return { head, rule: discovery.rule, rankings: discovery.rankings, split: { train: trIdx, calibration: caIdx }, report };
@@ -179,6 +190,36 @@ export function fitWindowOffset(headWith: (offset: number) => Head, ca: LabeledS
     if (loss < best.loss - 1e-9) best = { offset, loss };
   }
   return best.offset;
+}
+
+/** Count penalties tried for pooling 'combined' (logits per unit of sqrt(2 ln(1 + parts))). */
+export const PARTS_PENALTIES = Array.from({ length: 25 }, (_, i) => i * 0.125);
+
+/**
+ * Pooling 'combined' as max(text, parts) - c sqrt(2 ln(1 + parts)) (src/head/combiner.ts), with c chosen on the
+ * calibration split by the dilution targets themselves: its texts alone and embedded among 3 and 30 benign texts
+ * of the same split and language; for each c the whole calibration (Platt per language, prior, thresholds) is
+ * refitted on the texts alone, then the c whose decisions miss DILUTION_TARGETS least (ties: the smallest) wins.
+ * `head` gives the unpooled logits; `operate` calibrates and thresholds a combiner on the split.
+ */
+export function fitPartsPenalty<T extends { head: Head }>(head: Head, ca: LabeledSet, seed: number, operate: (c: Combiner) => T): T & { dilution: { penalty: number; points: DilutionPoint[]; tried: { penalty: number; points: DilutionPoint[] }[] } } {
+  const samples = combinerSamples({
+    features: ca.features, labels: ca.labels, langs: ca.langs,
+    logit: (f, lang) => head.rowLogit(f, lang).z,
+    partLogits: (f, lang) => head.scoredParts(f, lang).map((p) => p.z),
+  }, seed);
+  let best: { miss: number; op: T; penalty: number; points: DilutionPoint[] } | undefined;
+  const tried: { penalty: number; points: DilutionPoint[] }[] = [];
+  for (const penalty of PARTS_PENALTIES) {
+    const combiner: Combiner = { whole: 0, max: 1, parts: -penalty, bias: 0 };
+    const op = operate(combiner);
+    const flagged = samples.map((s) => op.head.probabilityOf(combine(combiner, s), s.lang).probability >= thresholdFor(op.head.thresholds, s.lang).threshold);
+    const points = dilutionPoints(samples, flagged);
+    tried.push({ penalty, points });
+    const miss = dilutionShortfall(points);
+    if (!best || miss < best.miss - 1e-9) best = { miss, op, penalty, points };
+  }
+  return { ...best!.op, dilution: { penalty: best!.penalty, points: best!.points, tried } };
 }
 
 /** { pooled?: x, en: y, ... } -> a PrevalenceTable, every share checked to be in (0, 1). */
