@@ -44,8 +44,11 @@ export interface Config {
   /** how often stored threshold overrides are re-read (replicas converge within one period) */
   thresholdSyncMs: number;
   writes: WritesConfig;
-  /** in-process restarts of a dead engine worker (src/service/classifier-host.ts) */
-  engineRestart: { attempts: number; backoffMs: number };
+  /**
+   * in-process restarts of a dead engine worker (src/service/classifier-host.ts), and the engine deaths a text
+   * must be present at to be quarantined (src/service/text-quarantine.ts; 0: never)
+   */
+  engineRestart: { attempts: number; backoffMs: number; quarantineDeaths: number };
   server: ServerConfig;
   /** the NATS JetStream consumer of `toxscope consume` */
   queue: QueueConfig;
@@ -185,6 +188,7 @@ export const SETTINGS: readonly Setting[] = [
   { env: 'TOXSCOPE_DB_PING_MS', path: 'writes.databasePingMs', schema: int(0, 600_000), default: '5000', help: 'how often the database is pinged (select 1) while it is up, so /readyz and toxscope_database_up notice an outage of an idle service (0: never; then only writes notice)' },
   { env: 'TOXSCOPE_ENGINE_RESTARTS', path: 'engineRestart.attempts', schema: int(0, 100), default: '5', help: 'restarts of a dead engine worker thread tried in a row (readiness 503 meanwhile) before liveness fails and the orchestrator restarts the process (0: never restart in-process)' },
   { env: 'TOXSCOPE_ENGINE_RESTART_BACKOFF_MS', path: 'engineRestart.backoffMs', schema: int(0, 600_000), default: '1000', help: 'wait before the first restart of a dead engine worker, doubled for each next attempt (at most 60 s)' },
+  { env: 'TOXSCOPE_QUARANTINE_DEATHS', path: 'engineRestart.quarantineDeaths', schema: int(0, 100), default: '2', help: "engine worker deaths a text must be in flight at to be quarantined: refused (422) without running the engine, and dead-lettered by the queue consumer (0: never; kept in the data directory, see \"Texts that crash the engine\")" },
   { env: 'TOXSCOPE_HEADERS_TIMEOUT_MS', path: 'server.headersTimeoutMs', schema: int(100), default: '10000', help: "longest wait for a request's headers (the connection is closed after it)" },
   { env: 'TOXSCOPE_UPLOAD_TIMEOUT_MS', path: 'server.uploadTimeoutMs', schema: int(100), default: '30000', help: 'longest wait for a whole request body to arrive (408 and closed after it)' },
   { env: 'TOXSCOPE_MAX_CONNECTIONS', path: 'server.maxConnections', schema: int(1), default: '1024', help: 'most open client connections (further ones are closed at once)' },

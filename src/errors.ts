@@ -5,6 +5,7 @@
 export type ErrorKind =
   | 'validation' //      the caller sent something malformed or out of range
   | 'payload_too_large' // the caller sent more than the configured limits
+  | 'quarantined' //     the caller sent a text that crashed the engine repeatedly: never run again
   | 'not_found' //       a named thing (prediction id, file, tensor) does not exist
   | 'unauthorized' //    missing or wrong credentials
   | 'forbidden' //       the operation is disabled by configuration

@@ -30,12 +30,14 @@ import { WriteQueue } from './db/write-queue.js';
 import { createDriftMonitor, driftReport, TOXICITY, type DriftMonitor, type DriftSnapshot } from './drift/monitor.js';
 import { Classifier } from './engine/classifier.js';
 import { WorkerEngine } from './engine/engine-worker.js';
+import type { EngineQuarantine } from './engine/quarantine.js';
 import { ThresholdSync, type SyncOutcome } from './service/threshold-sync.js';
 import { TextWorker } from './engine/text-worker.js';
 import { formatError } from './errors.js';
 import { createApp } from './http/app.js';
 import { listen } from './http/server.js';
 import { ClassifierHost, type LoadedBundle } from './service/classifier-host.js';
+import { QUARANTINE_FILE, TextQuarantine } from './service/text-quarantine.js';
 import type { AuditLog, ServiceDeps, WritesStatus } from './service/deps.js';
 import { createLogger, type Logger } from './util/logger.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
@@ -66,6 +68,8 @@ export interface StartOptions {
 export async function startService(config: Config, log: Logger = createLogger(config.logLevel), options: StartOptions = {}): Promise<RunningService> {
   mkdirSync(config.dataDir, { recursive: true });
   const metrics = createMetrics();
+  // texts in flight at engine deaths: kept across engine restarts, bundle swaps and process restarts
+  const quarantine = new TextQuarantine({ deaths: config.engineRestart.quarantineDeaths, path: join(config.dataDir, QUARANTINE_FILE), metrics, log });
   // a dead engine worker is repaired in-process: the same bundle is loaded again with a fresh engine
   const host = new ClassifierHost({
     attempts: config.engineRestart.attempts,
@@ -170,7 +174,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
     onOutcome: (o) => logThresholdSync(log, o, 'sync'),
   });
   const loadBundle = async (path: string | undefined) => {
-    const loaded = await loadServingBundle(path, config, { metrics, log });
+    const loaded = await loadServingBundle(path, config, { metrics, log, quarantine });
     // a first start opens the database while the bundle loads: give it a moment before reading the overrides
     await connector.whenUp(DATABASE_WAIT_AT_LOAD_MS);
     logThresholdSync(log, await thresholds.apply(loaded.classifier), 'load');
@@ -184,6 +188,7 @@ export async function startService(config: Config, log: Logger = createLogger(co
     host,
     predictions: queue,
     writes,
+    quarantine,
     // `toxscope consume`: readiness includes the NATS connection and the durable consumer
     ...(options.consume && {
       queue: () =>
@@ -307,7 +312,7 @@ function progressLogger(emit: (stage: string, done: number, total: number) => vo
 export async function loadServingBundle(
   path: string | undefined,
   config: Config,
-  { metrics, log }: { metrics: Metrics; log: Logger },
+  { metrics, log, quarantine }: { metrics: Metrics; log: Logger; quarantine?: EngineQuarantine },
 ): Promise<ServingBundle> {
   const dir =
     path ??
@@ -347,7 +352,7 @@ export async function loadServingBundle(
   const engine = opened.value;
   const classifier = new Classifier(
     { engine, text: text.value, head: bundle.head, attributes: bundle.attributes, featureLabels: bundle.featureLabels, openaiCategories: bundle.openaiCategories, version: m.version },
-    { limits, batching: config.batching, metrics },
+    { limits, batching: config.batching, metrics, quarantine },
   );
   try {
     await classifier.warmUp();

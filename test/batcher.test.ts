@@ -92,6 +92,22 @@ describe('Batcher', () => {
     expect(log.map((batch) => batch.map((s) => s.length))).toEqual([[5, 5], [10, 11], [1, 2], [49, 50]]);
   });
 
+  it('puts an item with a group only in batches of its group (a suspect text runs alone)', async () => {
+    const log: Seq[][] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const work = paddedWork(log);
+    // the group is the first token: 100 and 200 are two suspects, the others have none
+    const groupOf = (s: Seq) => (s[0] >= 100 ? String(s[0]) : undefined);
+    const b = make(log, { maxBatchItems: 8, maxBatchTokens: 1000, groupOf, process: async (x) => (await gate, work(x)) });
+    const busy = b.submit([seq(4)]);
+    const rest = [b.submit([seq(4), seq(4, 100), seq(5, 100), seq(4, 200), seq(5)]), b.submit([seq(4, 200), seq(3)])];
+    release();
+    const outputs = await Promise.all([busy, ...rest]);
+    expect(log.map((batch) => batch.map((s) => s[0]))).toEqual([[1], [1, 1, 1], [100, 100], [200, 200]]);
+    expect(outputs[1].outputs).toEqual([seq(4), seq(4, 100), seq(5, 100), seq(4, 200), seq(5)].map(weightedSum));
+  });
+
   it('starts a full batch at once but lets a partial batch wait up to maxWaitMs', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
     const log: Seq[][] = [];

@@ -14,8 +14,8 @@
  * atomically (a temporary file, fsync'd, renamed over the old one, the directory fsync'd): a crash leaves the
  * old content or the new, never a torn file. An unreadable file is treated as empty (the database answers again).
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { writeAtomically } from '../util/write-atomically.js';
 import { isTransientDbError } from './db-error.js';
 import type { AttributeOverrides, Repository, ThresholdOverrides } from './repository.js';
 import { DEFAULT_ATTRIBUTE } from './schema.js';
@@ -174,26 +174,5 @@ function readCache(path: string): CacheFile {
     return { format: empty.format, versions };
   } catch {
     return empty;
-  }
-}
-
-/** temp file + fsync + rename + directory fsync: the old content or the new survives a crash, never half of it. */
-function writeAtomically(path: string, text: string): void {
-  const dir = dirname(path);
-  mkdirSync(dir, { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-  const dfd = openSync(dir, 'r');
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
   }
 }

@@ -13,6 +13,7 @@
  *  - the batch is filled with the items closest to the anchor in length, so padding stays small:
  *    cost = items x longest item <= `maxBatchTokens`, items <= `maxBatchItems`, and the longest item at most
  *    twice the shortest plus PADDING_SLACK tokens (a short text is never padded to a long window's length);
+ *  - an item with a group (`groupOf`) shares a batch only with items of its group;
  *  - requests whose client went away (AbortSignal) or whose deadline passed leave the queue and are
  *    never computed; a request past its deadline fails with ToxScopeError('timeout');
  *  - drain() refuses new work and resolves once everything queued has run.
@@ -47,6 +48,11 @@ export interface BatcherOptions<I, O> {
   timeoutMs: number;
   /** most tokens one request puts into one batch (at least one item); default: no cap */
   requestSliceTokens?: number;
+  /**
+   * items with a group share a batch only with items of the same group, items without one only with each other
+   * (a text suspected of crashing the engine runs alone, so that a death is blamed on it alone)
+   */
+  groupOf?(input: I): string | undefined;
   observer?: BatcherObserver;
 }
 
@@ -270,7 +276,8 @@ export class Batcher<I, O> {
   /**
    * The anchor (the oldest item of the least recently served request) plus its nearest neighbours in length,
    * within the caps. Grows a range over the queue sorted by length around the anchor, toward whichever side is
-   * closer in length, skipping items of requests that have put their slice into this batch already.
+   * closer in length, skipping items of requests that have put their slice into this batch already and items of
+   * another group.
    */
   private takeBatch(): Item<I, O>[] {
     if (this.queue.length === 0) return [];
@@ -282,7 +289,9 @@ export class Batcher<I, O> {
     const at = byLen.indexOf(anchor);
     const chosen = [anchor];
     const taken = new Map<Request<I, O>, number>([[anchor.request, anchor.tokens]]);
-    const capped = (it: Item<I, O>) => {
+    const group = this.opts.groupOf?.(anchor.input);
+    const skip = (it: Item<I, O>) => {
+      if (this.opts.groupOf && this.opts.groupOf(it.input) !== group) return true;
       const t = taken.get(it.request);
       return t !== undefined && t + it.tokens > slice;
     };
@@ -293,8 +302,8 @@ export class Batcher<I, O> {
     let lo = at - 1;
     let hi = at + 1;
     for (;;) {
-      while (lo >= 0 && capped(byLen[lo])) lo--;
-      while (hi < byLen.length && capped(byLen[hi])) hi++;
+      while (lo >= 0 && skip(byLen[lo])) lo--;
+      while (hi < byLen.length && skip(byLen[hi])) hi++;
       const count = chosen.length + 1;
       const left = lo >= 0 && fits(count, byLen[lo].tokens, longest) ? byLen[lo] : null;
       const right = hi < byLen.length && fits(count, shortest, byLen[hi].tokens) ? byLen[hi] : null;

@@ -9,6 +9,10 @@
  *
  * No HTTP here. The head is read once per request, so a threshold change (setHead) applies atomically to
  * requests that start after it.
+ *
+ * With a quarantine (src/engine/quarantine.ts): a text quarantined for crashing the engine is refused once
+ * tokenized, before anything is queued; a death of the engine during a batch makes the texts in that batch
+ * suspects, and a suspect runs in batches of its own until it is scored to the end.
  */
 import { formatError, ToxScopeError, validationError } from '../errors.js';
 import type { BatchingConfig, LimitsConfig } from '../config.js';
@@ -21,6 +25,7 @@ import { Batcher } from './batcher.js';
 import { FeatureAccumulator } from './features.js';
 import { languageHints, type LanguageTag, UNDETERMINED } from './language.js';
 import type { Padding } from './padding.js';
+import { tokenDigest, type EngineQuarantine } from './quarantine.js';
 import { offsetPairs } from './text-prep.js';
 import { windowsFrom } from './segments.js';
 import type { TextPreparer } from './text-worker.js';
@@ -55,6 +60,8 @@ export interface ClassifierOptions {
   limits: LimitsConfig;
   batching: BatchingConfig;
   metrics?: Metrics;
+  /** texts that crashed the engine (refused) and suspects (run alone); shared by every classifier of the process */
+  quarantine?: EngineQuarantine;
 }
 
 export interface ClassifyInput {
@@ -132,6 +139,10 @@ interface WindowItem {
   ownFrom: number;
   /** a part of a text (src/engine/segments.ts) encoded alone, not one of its windows */
   part?: true;
+  /** its text's tokenDigest (with a quarantine) */
+  text?: string;
+  /** its text is a suspect: the window shares a batch only with its own text's */
+  alone?: true;
 }
 
 export class Classifier {
@@ -142,6 +153,7 @@ export class Classifier {
   private readonly limitsConfig: LimitsConfig;
   private readonly batchingTimeoutMs: number;
   private readonly metrics?: Metrics;
+  private readonly quarantine?: EngineQuarantine;
   private readonly batcher: Batcher<WindowItem, TokenCodes>;
   private closing: Promise<void> | undefined;
   /** no new requests (draining or closing) */
@@ -149,7 +161,7 @@ export class Classifier {
   /** requests between their start and the queue (tokenizing) */
   private readonly admitting = new Set<Promise<void>>();
 
-  constructor(parts: ClassifierParts, { limits, batching, metrics }: ClassifierOptions) {
+  constructor(parts: ClassifierParts, { limits, batching, metrics, quarantine }: ClassifierOptions) {
     this.parts = parts;
     this.version = parts.version;
     this.currentHead = parts.head;
@@ -157,6 +169,7 @@ export class Classifier {
     this.limitsConfig = limits;
     this.batchingTimeoutMs = batching.requestTimeoutMs;
     this.metrics = metrics;
+    this.quarantine = quarantine;
     this.batcher = new Batcher<WindowItem, TokenCodes>({
       process: (items) => this.forward(items),
       tokensOf: (w) => w.ids.length,
@@ -170,6 +183,7 @@ export class Classifier {
       // a long text takes turns with the other requests one window at a time: whoever arrives behind it waits for
       // at most one window's forward pass of it, not for all of them
       requestSliceTokens: limits.windowTokens,
+      groupOf: (w) => (w.alone ? w.text : undefined),
       observer: metrics && {
         queueDepth: (n) => metrics.queueDepth.set(n),
         queueWait: (s) => metrics.queueDuration.observe(s),
@@ -269,8 +283,9 @@ export class Classifier {
       if (e instanceof ToxScopeError && e.kind === 'timeout') throw new ToxScopeError('timeout', `request not answered within ${timeoutMs} ms (its deadline)`, e.details, { cause: e });
       throw e;
     };
-    const { submitted, encodings, tokenizeMs, windowCounts, owner, segmentOwner } = await admission.catch(late);
+    const { submitted, encodings, tokenizeMs, windowCounts, owner, segmentOwner, suspects } = await admission.catch(late);
     const batched = await submitted.catch(late);
+    if (suspects.length > 0) this.quarantine!.cleared(suspects);
 
     const perText: TokenCodes[][] = texts.map(() => []);
     const perSegment: (TokenCodes | undefined)[][] = encodings.map((e) => new Array(e.segments.length));
@@ -364,6 +379,9 @@ export class Classifier {
     const encodings = await this.parts.text.prepare({ texts, hints, maxTokens: this.limitsConfig.maxTokensPerRequest, signal: input.signal, deadline });
     const tokenizeMs = performance.now() - t0;
     this.metrics?.tokenizeDuration.observe(tokenizeMs / 1000);
+    const digests = this.quarantine ? encodings.map((e) => tokenDigest(e.ids)) : [];
+    const suspects = digests.filter((d) => this.quarantine!.isSuspect(d));
+    this.refuseQuarantined(digests);
 
     // Windows of every text, in order; owner[i] = the text of window i. Then each text's segments, each encoded
     // alone (src/engine/segments.ts): segmentOwner[j] = [text, segment] of item windows.length + j.
@@ -372,7 +390,7 @@ export class Classifier {
     const windowCounts = encodings.map((e, i) => {
       const ws = planWindows(e.ids.length, this.limitsConfig.windowTokens, this.limitsConfig.windowOverlap);
       for (const w of ws) {
-        items.push({ ids: e.ids.slice(w.start, w.end), ownFrom: w.own - w.start });
+        items.push({ ids: e.ids.slice(w.start, w.end), ownFrom: w.own - w.start, ...this.suspicion(digests[i], suspects) });
         owner.push(i);
       }
       return ws.length;
@@ -380,13 +398,32 @@ export class Classifier {
     const segmentOwner: [number, number][] = [];
     encodings.forEach((e, i) => e.segmentIds.forEach((ids, j) => {
       if (ids.length === 0) return;
-      items.push({ ids: ids.slice(0, this.limitsConfig.windowTokens), ownFrom: 0, part: true });
+      items.push({ ids: ids.slice(0, this.limitsConfig.windowTokens), ownFrom: 0, part: true, ...this.suspicion(digests[i], suspects) });
       segmentOwner.push([i, j]);
     }));
     const left = deadline === undefined ? 0 : Math.max(1, deadline - performance.now());
     const submitted = this.batcher.submit(items, { signal: input.signal, timeoutMs: left }); // queued now
     submitted.catch(() => undefined); // the caller awaits it: no unhandled rejection meanwhile
-    return { submitted, encodings, tokenizeMs, windowCounts, owner, segmentOwner };
+    return { submitted, encodings, tokenizeMs, windowCounts, owner, segmentOwner, suspects };
+  }
+
+  /** A request holding a quarantined text is refused whole: its texts never reach the queue. */
+  private refuseQuarantined(digests: readonly string[]): void {
+    for (let i = 0; i < digests.length; i++) {
+      const deaths = this.quarantine!.quarantinedAt(digests[i]);
+      if (deaths === 0) continue;
+      this.quarantine!.refused();
+      throw new ToxScopeError('quarantined', `texts[${i}] crashed the engine repeatedly (it was being scored at ${deaths} deaths of the engine): it is quarantined and will not be retried`, {
+        index: i,
+        deaths,
+      });
+    }
+  }
+
+  /** What a window of a text carries for the quarantine: its text, and whether it must run alone. */
+  private suspicion(digest: string | undefined, suspects: readonly string[]): Pick<WindowItem, 'text' | 'alone'> {
+    if (digest === undefined) return {};
+    return suspects.includes(digest) ? { text: digest, alone: true } : { text: digest };
   }
 
   /** One short text through the whole pipeline, with no deadline: the warm-up and deep readiness check. */
@@ -447,7 +484,15 @@ export class Classifier {
 
   /** The batch function: one padded forward pass; each window's own tokens' codes. */
   private async forward(items: WindowItem[]): Promise<TokenCodes[]> {
-    const batch = await this.parts.engine.runTopK(items.map((w) => w.ids), 'right'); // codes [B, T, k]
+    const aliveBefore = this.parts.engine.failure?.() === null;
+    let batch: TopKBatch;
+    try {
+      batch = await this.parts.engine.runTopK(items.map((w) => w.ids), 'right'); // codes [B, T, k]
+    } catch (e) {
+      // the engine died with this batch in it (not before): its texts are suspects
+      if (this.quarantine && aliveBefore && this.parts.engine.failure?.()) this.quarantine.died([...new Set(items.map((w) => w.text!))]);
+      throw e;
+    }
     const bad = firstNonFinite(batch.values);
     if (bad >= 0)
       throw new ToxScopeError('internal', `the engine produced a non-finite SAE code (${batch.values[bad]} at [${Math.floor(bad / (batch.seqLen * batch.k))}, ${Math.floor(bad / batch.k) % batch.seqLen}, ${bad % batch.k}]): NaN or infinite weights in the model or SAE?`, { nonFinite: true });

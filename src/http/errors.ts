@@ -2,9 +2,9 @@
  * The one mapping from ToxScopeError kinds to HTTP answers, used by app.onError, in the error shape of the API
  * a route belongs to (its "dialect", set by the `speaks()` middleware):
  *
- *   native       {"error": {"kind", "message", "code", "status"}}     validation 422, malformed body 400
- *   openai       {"error": {"message", "type", "param", "code"}}       validation and oversize input 400
- *   perspective  {"error": {"code", "message", "status", "details"}}   Google's shape; validation and oversize 400
+ *   native       {"error": {"kind", "message", "code", "status"}}     validation and quarantined 422, malformed body 400
+ *   openai       {"error": {"message", "type", "param", "code"}}       validation, quarantined and oversize input 400
+ *   perspective  {"error": {"code", "message", "status", "details"}}   Google's shape; validation, quarantined and oversize 400
  *
  * Status codes per API are what its clients expect: OpenAI's SDKs raise BadRequestError on 400 and retry 429 and
  * 5xx; Google's API clients read `status` (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...); ToxScope's own API keeps
@@ -22,6 +22,7 @@ export type ErrorDialect = 'native' | 'openai' | 'perspective';
 const STATUS: Record<ErrorKind, ContentfulStatusCode> = {
   validation: 422,
   payload_too_large: 413,
+  quarantined: 422, // the text crashed the engine repeatedly (src/service/text-quarantine.ts): not retryable
   not_found: 404,
   unauthorized: 401,
   forbidden: 403,
@@ -53,6 +54,7 @@ const GOOGLE_STATUS: Record<number, string> = {
 const OPENAI_TYPE: Record<ErrorKind, { type: string; code: string | null }> = {
   validation: { type: 'invalid_request_error', code: 'invalid_value' },
   payload_too_large: { type: 'invalid_request_error', code: 'input_too_large' },
+  quarantined: { type: 'invalid_request_error', code: 'input_quarantined' },
   not_found: { type: 'invalid_request_error', code: 'not_found' },
   unauthorized: { type: 'invalid_request_error', code: 'invalid_api_key' },
   forbidden: { type: 'invalid_request_error', code: 'forbidden' },
@@ -67,6 +69,7 @@ const OPENAI_TYPE: Record<ErrorKind, { type: string; code: string | null }> = {
 
 export function statusOf(e: ToxScopeError, dialect: ErrorDialect = 'native'): ContentfulStatusCode {
   if (e.kind === 'validation') return e.details?.malformed || dialect !== 'native' ? 400 : 422;
+  if (e.kind === 'quarantined') return dialect === 'native' ? 422 : 400;
   // the compatible APIs answer an oversize input as a bad request; ToxScope's own says 413 (a size limit)
   if (e.kind === 'payload_too_large' && dialect !== 'native' && !e.details?.body) return 400;
   return STATUS[e.kind];
@@ -112,7 +115,7 @@ export function errorHandler(log?: Logger) {
     if (dialect === 'openai') {
       const t = OPENAI_TYPE[e.kind];
       const code = e.details?.malformed ? 'invalid_json' : t.code;
-      return c.json({ error: { message, type: t.type, param: (e.kind === 'validation' || e.kind === 'payload_too_large') && !e.details?.malformed && !e.details?.body ? paramOf(message) : null, code } }, status);
+      return c.json({ error: { message, type: t.type, param: (e.kind === 'validation' || e.kind === 'payload_too_large' || e.kind === 'quarantined') && !e.details?.malformed && !e.details?.body ? paramOf(message) : null, code } }, status);
     }
     const details = e.kind === 'payload_too_large' && !e.details?.body ? [{ '@type': 'type.googleapis.com/google.commentanalyzer.v1alpha1.Error', errorType: 'COMMENT_TOO_LONG' }] : undefined;
     return c.json({ error: { code: status, message, status: GOOGLE_STATUS[status] ?? 'UNKNOWN', ...(details && { details }) } }, status);

@@ -68,6 +68,10 @@ export interface Metrics {
   ready: Gauge;
   /** in-process restarts of a dead engine worker: restarted, failed (an attempt), gave_up (liveness then fails) */
   engineRestarts: Counter<'outcome'>;
+  /** texts known to the engine quarantine: quarantined (refused) or suspect (present at fewer deaths) */
+  engineQuarantineTexts: Gauge<'state'>;
+  /** requests refused because a text in them is quarantined */
+  engineQuarantineRefusals: Counter;
   feedback: Gauge<'attribute' | 'language'>;
   /** read the write queue's numbers at every scrape (toxscope_write_queue_*, toxscope_write_journal_bytes, toxscope_database_up) */
   observeWrites(source: () => WritesSnapshot): void;
@@ -155,6 +159,8 @@ export function createMetrics({ processDefaults = true }: MetricsOptions = {}): 
     driftAlarm: new Gauge({ name: `${p}drift_alarm`, help: '1 when |F1 - baseline| exceeds the tolerance with enough labeled predictions in the window, else 0; by attribute and language', labelNames: ['attribute', 'language'], registers }),
     ready: new Gauge({ name: `${p}ready`, help: '1 when a bundle is loaded and warm and the service is not draining (what /readyz answers; for `toxscope consume` also: NATS connected and the durable consumer exists), else 0', registers }),
     engineRestarts: new Counter({ name: `${p}engine_restarts_total`, help: 'in-process restarts of a dead engine worker thread by outcome: restarted, failed (one attempt), gave_up (attempts exhausted: liveness fails)', labelNames: ['outcome'], registers }),
+    engineQuarantineTexts: new Gauge({ name: `${p}engine_quarantine_texts`, help: 'texts in flight at engine worker deaths, by state: quarantined (at TOXSCOPE_QUARANTINE_DEATHS deaths: refused without running the engine) or suspect (fewer: retried, alone in its batches)', labelNames: ['state'], registers }),
+    engineQuarantineRefusals: new Counter({ name: `${p}engine_quarantine_refusals_total`, help: 'requests (and queue messages) refused because a text in them is quarantined for crashing the engine', registers }),
     render: () => registry.metrics(),
     contentType: registry.contentType,
   };

@@ -12,7 +12,7 @@
  * keeps one result (within its duplicate window).
  *
  * Failures: a message that can never be classified (not JSON, wrong shape, too large, an attribute the bundle
- * does not score) is published to the dead-letter subject with the error and terminated (never redelivered); a
+ * does not score, a text quarantined for crashing the engine: src/service/text-quarantine.ts) is published to the dead-letter subject with the error and terminated (never redelivered); a
  * transient failure (shutting down, the write queue full) is retried with a delay, and dead-lettered at its last
  * try. Poison messages are never retried forever, not even one that crashes the process each time: the durable
  * consumer's max_deliver is TOXSCOPE_NATS_MAX_DELIVER + 1, and the delivery past the last try is not
@@ -443,7 +443,8 @@ export class QueueConsumer {
       this.stats.ok++;
       this.opts.metrics?.natsMessages.inc({ outcome: 'ok' });
     } catch (e) {
-      if (isToxScopeError(e) && (e.kind === 'validation' || e.kind === 'payload_too_large')) return this.toDeadLetter(m, e);
+      // never retried: malformed, too big, or holding a text that crashed the engine repeatedly (quarantined)
+      if (isToxScopeError(e) && (e.kind === 'validation' || e.kind === 'payload_too_large' || e.kind === 'quarantined')) return this.toDeadLetter(m, e);
       if (tries > 0 && deliveries >= tries) {
         const reason = isToxScopeError(e) ? e : new ToxScopeError('internal', (e as Error)?.message ?? String(e));
         return this.toDeadLetter(m, { kind: reason.kind, message: `gave up after ${deliveries} deliveries: ${reason.message}` });

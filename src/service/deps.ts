@@ -10,6 +10,7 @@ import type { DriftReport, DriftQuery } from '../drift/monitor.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Logger } from '../util/logger.js';
 import type { ClassifierHost, LoadedBundle } from './classifier-host.js';
+import type { TextQuarantine } from './text-quarantine.js';
 
 /** Where predictions and feedback go: the write queue (src/db/write-queue.ts) in production. */
 export interface PredictionSink {
@@ -85,6 +86,8 @@ export interface ServiceDeps {
   writes?: () => WritesStatus;
   /** the queue consumer's state for /readyz and /healthz; absent: no queue consumer (`toxscope serve`) */
   queue?: () => QueueStatus;
+  /** texts that crashed the engine (src/service/text-quarantine.ts): /readyz reports the counts; absent: none kept */
+  quarantine?: Pick<TextQuarantine, 'counts'>;
   /** absent: threshold changes are refused (every change must be recorded) and /admin/audit answers 503 */
   audit?: AuditLog;
   /** read-only queries of the admin page /admin/ui (src/db/repository.ts); absent: it shows no statistics */

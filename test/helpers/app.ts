@@ -30,6 +30,8 @@ import type { ServiceDeps } from '../../src/service/deps.js';
 import { createMetrics, type Metrics } from '../../src/metrics/metrics.js';
 import { loadSae } from '../../src/model/sae/load.js';
 import type { TopKSae } from '../../src/model/sae/types.js';
+import type { EngineQuarantine } from '../../src/engine/quarantine.js';
+import { crashingOn, type PoisonTally } from './crashing-engine.js';
 import { goldenCheckpointDir, goldensDir } from './goldens.js';
 
 export const TINY_SAE_DIR = join(goldensDir, 'sae-saelens-L2');
@@ -122,8 +124,16 @@ export function writeTinyBundle(dir: string, version: string, headJson: unknown,
   return dir;
 }
 
+/** What a test adds to the engine of the bundles it loads. */
+export interface TinyEngineOptions {
+  /** texts that crashed the engine (src/service/text-quarantine.ts) */
+  quarantine?: EngineQuarantine;
+  /** the engine's worker thread dies whenever a batch holds this text (test/helpers/crashing-engine.ts) */
+  crashOn?: { text: string; tally: PoisonTally };
+}
+
 /** Load a tiny bundle directory: validates head.json (Head.fromJSON), opens a fresh engine, warms up. */
-export async function loadTinyBundle(dir: string, config: Config, metrics?: Metrics): Promise<LoadedBundle> {
+export async function loadTinyBundle(dir: string, config: Config, metrics?: Metrics, engineOptions: TinyEngineOptions = {}): Promise<LoadedBundle> {
   const s = await sharedParts();
   let version: string;
   let head: Head;
@@ -143,7 +153,9 @@ export async function loadTinyBundle(dir: string, config: Config, metrics?: Metr
     WorkerEngine.open({ modelDir: goldenCheckpointDir, layer: TINY_LAYER, sae: s.sae, cacheDir: s.cacheDir, threads: 1 }),
     TextWorker.open(),
   ]);
-  const classifier = new Classifier({ engine, text, head, attributes, version }, { limits: config.limits, batching: config.batching, metrics });
+  const { quarantine, crashOn } = engineOptions;
+  const runner = crashOn ? await crashingOn(engine, text, crashOn.text, crashOn.tally) : engine;
+  const classifier = new Classifier({ engine: runner, text, head, attributes, version }, { limits: config.limits, batching: config.batching, metrics, quarantine });
   await classifier.warmUp();
   return {
     classifier,
@@ -181,21 +193,23 @@ export interface TestAppOptions {
   notReady?: boolean;
   /** restart a dead engine in-process (default reload: the dead bundle's directory, as loadTinyBundle) */
   restart?: Partial<EngineRestartOptions> & Pick<EngineRestartOptions, 'attempts' | 'backoffMs'>;
+  /** given to every bundle loaded (the first, reloads and restarts) */
+  engine?: TinyEngineOptions;
 }
 
 export async function buildTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const config = testConfig(options.env);
   const metrics = createMetrics({ processDefaults: false });
-  const host = new ClassifierHost(options.restart && { reload: (dead) => loadTinyBundle(dead.source!, config, metrics), ...options.restart });
+  const host = new ClassifierHost(options.restart && { reload: (dead) => loadTinyBundle(dead.source!, config, metrics, options.engine), ...options.restart });
   const s = await sharedParts();
   const dir = mkdtempSync(join(tmpdir(), 'toxscope-http-bundles-'));
   const first = writeTinyBundle(join(dir, 'v1'), 'tiny-v1', s.headJson, s.attributesJson);
-  if (!options.notReady) host.ready(await loadTinyBundle(first, config, metrics));
+  if (!options.notReady) host.ready(await loadTinyBundle(first, config, metrics, options.engine));
   const deps: ServiceDeps = {
     config,
     metrics,
     host,
-    loadBundle: (path) => loadTinyBundle(path ?? first, config, metrics),
+    loadBundle: (path) => loadTinyBundle(path ?? first, config, metrics, options.engine),
     ...options.deps,
   };
   return {

@@ -45,6 +45,7 @@ export function healthRoutes(deps: ServiceDeps, serviceVersion: string): Hono {
       queue_depth: classifier.queueDepth,
       ...(writes && { database: writes.database, writes: { queued: writes.queued, journal_only: writes.spilled, journal_bytes: writes.journalBytes } }),
       ...(queue && { queue: queueBody(queue) }),
+      ...(deps.quarantine && { engine_quarantine: deps.quarantine.counts() }),
     });
   });
 
