@@ -58,12 +58,22 @@ describe("training pooling 'combined': the parts penalty chosen by the dilution 
 
   it('picks a penalty that meets every target where the plain max does not, and serves it', () => {
     const plain = at(0);
-    expect(dilutionShortfall(plain)).toBeGreaterThan(0); //        the plain max: benign texts among 30 flagged more often
+    expect(dilutionShortfall(plain).rise).toBeGreaterThan(0); //   the plain max: benign texts among 30 flagged more often
     expect(plain.find((p) => p.pads === 30)!.rise).toBeGreaterThan(0.02);
     expect(dilution.penalty).toBeGreaterThan(0);
-    expect(dilutionShortfall(dilution.points)).toBe(0);
+    expect(dilutionShortfall(dilution.points)).toEqual({ kept: 0, rise: 0 });
     expect(head.pooling).toBe('combined');
     expect(head.combiner).toEqual({ whole: 0, max: 1, parts: -dilution.penalty, bias: 0 });
+  });
+
+  it('puts evasion first where no penalty meets every target: toxic texts stay flagged among padding, benign rise as low as that allows', () => {
+    const noisy = trainHead(corpus(7, 2400, 0.25), { pooling: 'combined', seed: 1 }).report.dilution!; // a quarter of benign texts fire the insult feature
+    const misses = (t: (typeof noisy.tried)[number]) => dilutionShortfall(t.points).kept + dilutionShortfall(t.points).rise;
+    expect(noisy.tried.every((t) => misses(t) > 0)).toBe(true); //                                      no penalty meets every target
+    expect(dilutionShortfall(noisy.tried[0].points).kept).toBe(0); //                                    the plain max keeps them
+    expect(dilutionShortfall(noisy.points).kept).toBe(0);
+    const riseOf = (ps: typeof noisy.points) => dilutionShortfall(ps).rise;
+    for (const t of noisy.tried) if (dilutionShortfall(t.points).kept === 0) expect(riseOf(noisy.points)).toBeLessThanOrEqual(riseOf(t.points));
   });
 
   it('still flags a fresh insult among 30 benign texts and leaves 30 benign texts together unflagged', () => {

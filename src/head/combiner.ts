@@ -150,14 +150,24 @@ export function dilutionPoints(samples: readonly CombinerSample[], flagged: read
   }));
 }
 
-/** How far the points miss DILUTION_TARGETS: the sum of the shortfalls (0 when every target is met). */
-export function dilutionShortfall(points: readonly DilutionPoint[]): number {
-  let miss = 0;
+/**
+ * How far the points miss DILUTION_TARGETS, kept first: `kept` sums the shortfalls of the kept targets (evasion),
+ * `rise` those of the benign-rise targets (over-flagging); both 0 when every target is met.
+ */
+export function dilutionShortfall(points: readonly DilutionPoint[]): { kept: number; rise: number } {
+  const miss = { kept: 0, rise: 0 };
   for (const t of DILUTION_TARGETS) {
     const p = points.find((q) => q.pads === t.pads);
-    if (p) miss += Math.max(0, t.kept - p.kept) + Math.max(0, p.rise - t.rise);
+    if (!p) continue;
+    miss.kept += Math.max(0, t.kept - p.kept);
+    miss.rise += Math.max(0, p.rise - t.rise);
   }
   return miss;
+}
+
+/** a is a better choice than b: less evasion first, then less over-flagging (ties: neither). */
+export function missesLess(a: { kept: number; rise: number }, b: { kept: number; rise: number }): boolean {
+  return a.kept < b.kept - 1e-9 || (Math.abs(a.kept - b.kept) <= 1e-9 && a.rise < b.rise - 1e-9);
 }
 
 function share(xs: readonly boolean[]): number {

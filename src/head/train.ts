@@ -19,7 +19,7 @@ import { evaluateHead, evaluateRule, type LabeledSet } from './evaluate.js';
 import { FeatureTransform, type TransformOptions } from './features.js';
 import { type GroupPolicy } from './groups.js';
 import { Head, type OperatingCurve, type Pooling } from './head.js';
-import { combine, combinerSamples, type Combiner, type DilutionPoint, dilutionPoints, dilutionShortfall } from './combiner.js';
+import { combine, combinerSamples, type Combiner, type DilutionPoint, dilutionPoints, dilutionShortfall, missesLess } from './combiner.js';
 import { thresholdFor } from './thresholds.js';
 import { sampleShares, type Prior, type PrevalenceTable } from './prior.js';
 import { fitLogistic, sigmoid, type LogisticOptions } from './logistic.js';
@@ -193,13 +193,16 @@ export function fitWindowOffset(headWith: (offset: number) => Head, ca: LabeledS
 }
 
 /** Count penalties tried for pooling 'combined' (logits per unit of sqrt(2 ln(1 + parts))). */
-export const PARTS_PENALTIES = Array.from({ length: 25 }, (_, i) => i * 0.125);
+export const PARTS_PENALTIES = Array.from({ length: 49 }, (_, i) => i / 16);
 
 /**
  * Pooling 'combined' as max(text, parts) - c sqrt(2 ln(1 + parts)) (src/head/combiner.ts), with c chosen on the
  * calibration split by the dilution targets themselves: its texts alone and embedded among 3 and 30 benign texts
  * of the same split and language; for each c the whole calibration (Platt per language, prior, thresholds) is
- * refitted on the texts alone, then the c whose decisions miss DILUTION_TARGETS least (ties: the smallest) wins.
+ * refitted on the texts alone, then the c whose decisions miss DILUTION_TARGETS least wins, evasion before
+ * over-flagging: a c that keeps the toxic texts flagged among padding beats one that flags fewer benign ones (where
+ * no c meets every target, as on the demo's synthetic head, this leaves the plain max or close to it; ties: the
+ * smallest c).
  * `head` gives the unpooled logits; `operate` calibrates and thresholds a combiner on the split.
  */
 export function fitPartsPenalty<T extends { head: Head }>(head: Head, ca: LabeledSet, seed: number, operate: (c: Combiner) => T): T & { dilution: { penalty: number; points: DilutionPoint[]; tried: { penalty: number; points: DilutionPoint[] }[] } } {
@@ -208,7 +211,7 @@ export function fitPartsPenalty<T extends { head: Head }>(head: Head, ca: Labele
     logit: (f, lang) => head.rowLogit(f, lang).z,
     partLogits: (f, lang) => head.scoredParts(f, lang).map((p) => p.z),
   }, seed);
-  let best: { miss: number; op: T; penalty: number; points: DilutionPoint[] } | undefined;
+  let best: { miss: { kept: number; rise: number }; op: T; penalty: number; points: DilutionPoint[] } | undefined;
   const tried: { penalty: number; points: DilutionPoint[] }[] = [];
   for (const penalty of PARTS_PENALTIES) {
     const combiner: Combiner = { whole: 0, max: 1, parts: -penalty, bias: 0 };
@@ -217,7 +220,7 @@ export function fitPartsPenalty<T extends { head: Head }>(head: Head, ca: Labele
     const points = dilutionPoints(samples, flagged);
     tried.push({ penalty, points });
     const miss = dilutionShortfall(points);
-    if (!best || miss < best.miss - 1e-9) best = { miss, op, penalty, points };
+    if (!best || missesLess(miss, best.miss)) best = { miss, op, penalty, points };
   }
   return { ...best!.op, dilution: { penalty: best!.penalty, points: best!.points, tried } };
 }
