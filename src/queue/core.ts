@@ -38,7 +38,8 @@ export function queueCore(deps: ServiceDeps): QueueCore {
     },
     room() {
       const current = deps.host.peek();
-      if (deps.host.readiness !== 'ready' || !current) return 0;
+      // not while the engine restarts either: a message fetched then would fail and spend one of its tries
+      if (deps.host.notReadyReason() !== null || !current) return 0;
       return Math.max(0, deps.config.batching.queueCapacity - current.classifier.queueDepth);
     },
   };
