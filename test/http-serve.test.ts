@@ -3,7 +3,7 @@
  * texts) served by startService on 127.0.0.1 with the embedded PGlite in the data directory, then a
  * graceful shutdown and a restart that still knows the earlier predictions.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +12,9 @@ import { createLogger } from '../src/util/logger.js';
 import { startService, type RunningService } from '../src/main.js';
 import { trainServeBundle } from './helpers/serve-bundle.js';
 import { fullRangeInt8IsExact } from '../src/engine/int8-weight-form.js';
+import { tokenDigest } from '../src/engine/quarantine.js';
+import { TextWorker } from '../src/engine/text-worker.js';
+import { QUARANTINE_FILE } from '../src/service/text-quarantine.js';
 
 const root = mkdtempSync(join(tmpdir(), 'toxscope-serve-'));
 const bundleDir = join(root, 'bundle');
@@ -95,6 +98,37 @@ describe('startService', () => {
       expect(res.status).toBe(200);
     } finally {
       await int8.shutdown('test');
+    }
+  });
+
+  it('refuses a text its data directory\'s engine quarantine names (a crash loop ends across restarts), and /readyz counts it', async () => {
+    const dataDir = join(root, 'data-quarantine');
+    const first = await startService(config({ TOXSCOPE_DATA_DIR: dataDir }), quiet);
+    let modelDir: string;
+    try {
+      await first.ready;
+      modelDir = ((await (await fetch(`${first.url}/info`, { headers: { authorization: `Bearer ${token}` } })).json()) as any).model.path;
+    } finally {
+      await first.shutdown('test');
+    }
+    // what the service wrote had this text been in flight at two engine deaths: its token ids' digest, twice
+    const poison = 'a text that crashed the engine twice';
+    const text = await TextWorker.open({ modelDir });
+    const [{ ids }] = await text.prepare({ texts: [poison], hints: [null], maxTokens: 10_000 });
+    await text.close();
+    writeFileSync(join(dataDir, QUARANTINE_FILE), JSON.stringify({ format: 'toxscope-engine-quarantine/1', texts: [{ sha256: tokenDigest(ids), deaths: 2, last: new Date().toISOString() }] }));
+
+    const again = await startService(config({ TOXSCOPE_DATA_DIR: dataDir }), quiet);
+    try {
+      await again.ready;
+      const refused = await postJson(`${again.url}/v1/classify`, { texts: ['have a nice day', poison] });
+      expect(refused.status).toBe(422);
+      expect(((await refused.json()) as any).error).toMatchObject({ kind: 'quarantined', message: expect.stringMatching(/^texts\[1\] crashed the engine repeatedly/) });
+      expect((await postJson(`${again.url}/v1/classify`, { texts: ['have a nice day'] })).status).toBe(200);
+      expect(((await (await fetch(`${again.url}/readyz`)).json()) as any).engine_quarantine).toEqual({ quarantined: 1, suspects: 0 });
+      expect(await (await fetch(`${again.url}/metrics`)).text()).toMatch(/^toxscope_engine_quarantine_refusals_total 1$/m);
+    } finally {
+      await again.shutdown('test');
     }
   });
 });
