@@ -22,11 +22,10 @@
  * Under tsx (npm start, vitest) the worker registers tsx's loader before importing this file again.
  */
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import type { PGlite, Results, Transaction } from '@electric-sql/pglite';
+import { workerBootstrap } from '../util/worker-bootstrap.js';
 
 interface OpenRequest {
   toxscopePglite: true;
@@ -119,7 +118,7 @@ export class PgliteWorkerClient {
    * directory) in it. Resolves once it is open; rejects with the reason when it cannot be.
    */
   static async open(location: string): Promise<PgliteWorkerClient> {
-    const worker = new Worker(bootstrap(), { eval: true, workerData: { toxscopePglite: true, location } satisfies OpenRequest });
+    const worker = new Worker(workerBootstrap(import.meta.url), { eval: true, workerData: { toxscopePglite: true, location } satisfies OpenRequest });
     await new Promise<void>((resolve, reject) => {
       const onMessage = (m: FromWorker) => {
         if (m.type === 'ready') done(resolve);
@@ -225,14 +224,6 @@ function rawTypes(options: QueryOptions): number[] {
       throw new Error(`the embedded database's worker supports identity parsers only (type ${type})`);
   }
   return Object.keys(parsers).map(Number);
-}
-
-/** Worker entry: register tsx when this file is TypeScript, then import it (which runs servePglite below). */
-function bootstrap(): string {
-  const self = import.meta.url;
-  if (!self.endsWith('.ts')) return `import(${JSON.stringify(self)})`;
-  const tsx = createRequire(self).resolve('tsx/esm/api').replace(/index\.cjs$/, 'index.mjs');
-  return `import(${JSON.stringify(pathToFileURL(tsx).href)}).then((m) => { m.register(); return import(${JSON.stringify(self)}); })`;
 }
 
 /**

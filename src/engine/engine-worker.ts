@@ -15,7 +15,7 @@ import { ToxScopeError, type ErrorKind } from '../errors.js';
 import type { EngineInfo, ForwardEngine as ForwardEngineType, ForwardEngineOptions } from './forward-engine.js';
 import type { Padding } from './padding.js';
 import type { TopKBatch } from './types.js';
-import { workerBootstrap, workerStarted } from './worker-bootstrap.js';
+import { workerBootstrap, workerStarted } from '../util/worker-bootstrap.js';
 
 export interface WorkerEngineOptions extends ForwardEngineOptions {
   /**

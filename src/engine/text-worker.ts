@@ -23,7 +23,7 @@
 import { isMainThread, parentPort, threadId, Worker, workerData } from 'node:worker_threads';
 import { ToxScopeError, type ErrorKind } from '../errors.js';
 import type { PrepareInput, PreparedText } from './text-prep.js';
-import { workerBootstrap, workerStarted } from './worker-bootstrap.js';
+import { workerBootstrap, workerStarted } from '../util/worker-bootstrap.js';
 
 /** What the main thread knows of the worker's tokenizer. */
 export interface TokenizerInfo {

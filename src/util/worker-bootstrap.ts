@@ -1,7 +1,7 @@
 /**
  * The `eval` source that starts a worker thread on a module of this package: under tsx (npm start, vitest) the
  * module is TypeScript, so the worker registers tsx's loader before importing it; built JavaScript is imported
- * as is. Both worker threads (src/engine/engine-worker.ts, text-worker.ts) start through here.
+ * as is. Every worker thread (src/engine/engine-worker.ts, text-worker.ts, src/db/pglite-worker.ts) starts through here.
  */
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
